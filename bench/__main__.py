@@ -1,0 +1,38 @@
+"""`python -m bench`: the whole side-by-side benchmark (ours and Janus), JSON + PNG under bench/results.
+
+`python -m bench suite` is the default; `python -m bench offer_latency` runs the older one-client
+benchmark alone; `python -m bench offer_timeline` the timeline of one offer across the tiers;
+`python -m bench capacity` measures the per-unit costs docs/scaling.md uses.
+gevent monkey-patches this process only (the load generator holds thousands of
+long polls); the service's own processes are started normally by bench/stack.py.
+"""
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import argparse  # noqa: E402
+
+BENCHMARKS = ("suite", "offer_latency", "offer_timeline", "capacity")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("names", nargs="*", default=["suite"], help=f"any of {', '.join(BENCHMARKS)}")
+    parser.add_argument("--quick", action="store_true", help="smaller numbers, for a smoke run")
+    parser.add_argument("--skip-janus", action="store_true")
+    args = parser.parse_args()
+    for name in args.names:
+        if name not in BENCHMARKS:
+            parser.error(f"unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)}")
+        module = __import__(f"bench.{name}", fromlist=["main"])
+        if name == "suite":
+            module.main(quick=args.quick, skip_janus=args.skip_janus)
+        elif name == "capacity":
+            module.main(quick=args.quick)
+        else:
+            module.main()
+
+
+if __name__ == "__main__":
+    main()

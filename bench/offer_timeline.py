@@ -1,0 +1,98 @@
+"""Where one offer's time goes: the timeline of a single offer with nothing else running.
+
+A participant holds a long poll; the clock starts at the POST of an offer and notes when the
+web tier's 202 arrives, when a worker received the task, started and finished it (Celery task
+events, same machine, same clock) and when the waiting poll returned the answer. Medians over
+`rounds` offers, each after a pause so that every process is idle when it starts.
+
+`python -m bench offer_timeline` (prints JSON, writes bench/results/offer_timeline.json).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import threading
+import time
+from pathlib import Path
+
+import gevent
+import requests
+from celery import Celery
+
+from bench.stack import deployment
+from tests.support.api import Api
+
+FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "browser-sdp" / "chromium-publish.sdp"
+RESULTS = Path(__file__).resolve().parent / "results"
+MARKS = ("202_received", "task-received", "task-started", "task-succeeded", "answer_polled")
+
+
+def _events(broker_url: str, into: dict) -> gevent.Greenlet:
+    app = Celery("bench-timeline", broker=broker_url)
+
+    def record(event: dict) -> None:
+        if event.get("uuid"):
+            into.setdefault(event["uuid"], {})[event["type"]] = event["timestamp"]
+
+    def run() -> None:
+        with app.connection_for_read() as conn:
+            app.events.Receiver(conn, handlers={"*": record}).capture(limit=None, timeout=None, wakeup=False)
+
+    return gevent.spawn(run)
+
+
+def _hold_poll(member, polled: dict) -> None:
+    """One waiting long poll of `member`, on a connection of its own; notes when it returned."""
+    response = requests.get(f"{member.base}/messages", params={"after": member.after, "wait": 10},
+                            headers=member.headers, timeout=20)
+    polled["at"], polled["types"] = time.time(), [m["type"] for m in response.json()["messages"]]
+
+
+def measure(base: str, broker_url: str, rounds: int, pause_s: float) -> dict:
+    events: dict[str, dict[str, float]] = {}
+    receiver = _events(broker_url, events)
+    gevent.sleep(1.0)  # the receiver's queue must exist before the first task
+    sdp = FIXTURE.read_text()
+    api = Api(base)
+    session = api.create_session(max_participants=256)
+    rows = []
+    for index in range(rounds + 3):
+        member = api.join(session, f"t{index}")
+        member.poll(wait=0.5)
+        polled: dict = {}
+        waiter = threading.Thread(target=_hold_poll, args=(member, polled))
+        waiter.start()
+        time.sleep(pause_s)
+        known = set(events)
+        started = time.time()
+        member.offer(sdp)
+        accepted = time.time()
+        waiter.join()
+        time.sleep(0.3)  # the task's last events
+        offer_tasks = [e for task_id, e in events.items() if task_id not in known and "task-received" in e]
+        if index < 3 or not offer_tasks or "sdpAnswer" not in polled.get("types", []):
+            continue  # warm-up, or an answer that came with other messages
+        task = min(offer_tasks, key=lambda e: e["task-received"])
+        rows.append({"202_received": accepted, **{k: task.get(k, float("nan")) for k in MARKS[1:4]},
+                     "answer_polled": polled["at"], "_start": started})
+    receiver.kill(block=False)
+    return {mark: round(statistics.median((r[mark] - r["_start"]) * 1000 for r in rows), 2) for mark in MARKS} | {
+        "offers": len(rows)}
+
+
+def main(rounds: int = 25, pause_s: float = 0.3) -> dict:
+    with deployment(workers=1) as (base, procs):
+        time.sleep(2)
+        result = {"ms_after_post_median": measure(base, procs["web"].extra["env"]["RABBITMQ_URL"], rounds, pause_s)}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "offer_timeline.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    from gevent import monkey
+
+    monkey.patch_all()
+    main()

@@ -1,0 +1,75 @@
+"""Starting a throw-away deployment for a benchmark: its own vhost, database and processes."""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import psutil
+import requests
+
+from signaling_cli import processes
+from tests.support.rabbit import create_vhost, delete_vhost
+
+
+@contextmanager
+def deployment(workers: int = 2, kms_mode: str = "signaling", web_processes: int = 1):
+    run_dir = Path(tempfile.mkdtemp(prefix="signaling-bench-"))
+    logs = run_dir / "logs"
+    url, vhost = create_vhost()
+    started: list[processes.ManagedProcess] = []
+    try:
+        mongo, mongo_uri = processes.start_mongo(run_dir / "mongo", logs)
+        kms, kms_url = processes.start_emulator(logs, mode=kms_mode)
+        started += [mongo, kms]
+        env = {
+            "RABBITMQ_URL": url,
+            "MONGODB_URI": mongo_uri,
+            "KMS_URLS": kms_url,
+            "SECRET_KEY": secrets.token_urlsafe(32),
+            "SIGNALING_PREFIX": "bench",
+            "SIGNALING_API_KEYS": "",
+            # One load generator speaks for thousands of clients from one address.
+            "RATE_LIMIT_PER_S": "0",
+            # The idle-poll measure joins 2,000 participants before any of them polls; with the
+            # 60 s default the first ones would be removed as silent while the last ones join.
+            "PARTICIPANT_TIMEOUT_S": "600",
+        }
+        metrics_ports = [processes.free_port() for _ in range(workers)]
+        started += [processes.start_worker({**env, "WORKER_METRICS_PORT": str(port)}, logs, name=f"worker{i + 1}")
+                    for i, port in enumerate(metrics_ports)]
+        web = processes.start_web(env, logs, processes=web_processes)
+        # Benchmarks that listen on the broker (Celery task events) need the deployment's settings.
+        web.extra.update(env=env, vhost=vhost, run_dir=run_dir,
+                         worker_metrics=[f"http://127.0.0.1:{port}/metrics" for port in metrics_ports])
+        started.append(web)
+        base = f"http://127.0.0.1:{web.port}"
+        _wait_ready(base)
+        yield base, {p.name: p for p in started}
+    finally:
+        for proc in reversed(started):
+            proc.stop()
+        delete_vhost(vhost)
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _wait_ready(base: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{base}/ready", timeout=5).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError("the deployment did not become ready")
+
+
+def rss_mib(proc: processes.ManagedProcess) -> float:
+    """Resident memory of a process and its children (gunicorn and Celery fork or spawn)."""
+    root = psutil.Process(proc.pid)
+    return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]) / 2**20

@@ -1,0 +1,100 @@
+"""Test-only control socket of the emulator (`--test-control`); not part of the KMS protocol.
+
+Served on ws://HOST:PORT/_emulator/control only when enabled, so that without the flag every
+path but /kurento is refused as KMS refuses it, and /kurento itself is unchanged either way.
+One JSON object per frame, `{"command": name, ...}`; the answer is `{"ok": true, ...}` or
+`{"ok": false, "error": text}`. Commands:
+
+- `dropConnections {sessionId?}`: aborts the TCP connection of every client socket (or of the one
+  bound to `sessionId`) without a close frame, as a network failure does. Sessions, objects and
+  subscriptions stay, so a client can resume its session with `connect {sessionId}`.
+- `expireSession {sessionId}`: drops the session's socket and collects the session as KMS's garbage
+  collector does once a session stays unbound for two periods (its objects that no other session
+  references are released). A client resuming it with `connect {sessionId}` then gets 40007.
+- `sessions`: `{sessionId: {bound, resumed, objects}}`; `resumed` counts the `connect {sessionId}`
+  requests that named that session while it was known.
+- `endpoint {object}`: what an SdpEndpoint was given: `remoteCandidates` (every non-empty
+  addIceCandidate in arrival order, those sent before the SDP included), `negotiated`,
+  `gatheringStarted`. Real KMS has no getter for remote candidates; tests use this to check
+  that candidates the service buffered did reach the endpoint.
+- `raiseEvent {object, type, data}`: raises a Kurento event on an object as if its media had
+  changed, e.g. `IceComponentStateChanged {state: FAILED}` for a connection that drops, which a
+  signaling-mode endpoint (no network, so nothing to fail) never does by itself. It goes the
+  way every event goes: to the connection bound to each KMS session subscribed to it.
+  Answers `{delivered}`, the number of sessions it reached.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+if TYPE_CHECKING:
+    from kms_emulator.server import Emulator
+
+CONTROL_PATH = "_emulator/control"
+
+
+async def serve_control(emulator: Emulator, websocket: ServerConnection) -> None:
+    try:
+        async for frame in websocket:
+            try:
+                request = json.loads(frame)
+                if not isinstance(request, dict):
+                    raise ValueError("a control request is a JSON object")
+                answer = {"ok": True, **await run_command(emulator, request)}
+            except (ValueError, KeyError, TypeError) as error:
+                answer = {"ok": False, "error": str(error)}
+            await websocket.send(json.dumps(answer, sort_keys=True))
+    except ConnectionClosed:
+        pass
+
+
+async def run_command(emulator: Emulator, request: dict[str, Any]) -> dict[str, Any]:
+    command = request.get("command")
+    if command == "dropConnections":
+        return {"dropped": drop_connections(emulator, request.get("sessionId"))}
+    if command == "expireSession":
+        session_id = str(request["sessionId"])
+        dropped = drop_connections(emulator, session_id)
+        # Forgotten before the first await, so a reconnect cannot resume it in between.
+        session = emulator.sessions.expire(session_id)
+        if session is None:
+            raise KeyError(f"no session {session_id!r}")
+        await emulator.release_unreferenced(session.objects)
+        return {"dropped": dropped}
+    if command == "sessions":
+        return {"sessions": {
+            session.id: {"bound": session.connection is not None, "resumed": session.resumed,
+                         "objects": len(session.objects)}
+            for session in emulator.sessions.sessions.values()
+        }}
+    if command == "endpoint":
+        obj = emulator.registry.get(str(request["object"]))
+        if obj is None:
+            raise KeyError(f"no object {request['object']!r}")
+        return {"remoteCandidates": [{"candidate": c, "sdpMid": mid, "sdpMLineIndex": index}
+                                     for c, mid, index in obj.remote_candidates],
+                "negotiated": obj.remote_sdp is not None and obj.local_sdp is not None,
+                "gatheringStarted": obj.gathering_started}
+    if command == "raiseEvent":
+        obj = emulator.registry.get(str(request["object"]))
+        if obj is None:
+            raise KeyError(f"no object {request['object']!r}")
+        event_type, data = str(request["type"]), request.get("data", {})
+        if not obj.supports_event(event_type) or not isinstance(data, dict):
+            raise ValueError(f"{obj.type} raises no {event_type!r} event with data {data!r}")
+        return {"delivered": emulator.emit(obj, event_type, data)}
+    raise ValueError(f"unknown command {command!r}")
+
+
+def drop_connections(emulator: Emulator, session_id: str | None = None) -> int:
+    """Aborts client sockets (all, or the one bound to session_id); returns how many."""
+    doomed = [conn for conn in emulator.connections if session_id is None or conn.session_id == session_id]
+    for conn in doomed:
+        # abort(): no close frame, like a cable pulled; the handler then unbinds the session.
+        conn.websocket.transport.abort()
+    return len(doomed)

@@ -1,0 +1,1 @@
+"""Celery app and tasks: the Kurento work of the signaling service."""

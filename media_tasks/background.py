@@ -1,0 +1,64 @@
+"""Per-worker background loop: KMS session heartbeats and takeovers, and the jobs that
+exactly one worker runs at a time (health monitor, removal of silent participants, release of
+orphaned endpoints)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from media_tasks import kms_sessions, membership
+from media_tasks.kms_health import HealthMonitor
+from media_tasks.orphan_sweep import OrphanSweeper
+from media_tasks.worker_identity import WORKER_ID
+from messaging.publisher import get_publisher
+from models import Lease, OutboxMessage
+from settings import Settings
+
+log = logging.getLogger(__name__)
+
+LEADER_LEASE = "kms-health"
+REAP_EVERY_S = 5.0
+
+
+class BackgroundLoop(threading.Thread):
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(name="signaling-background", daemon=True)
+        self.settings = settings
+        self.monitor = HealthMonitor(settings)
+        self.sweeper = OrphanSweeper(settings)
+        self._stopping = threading.Event()
+        self._last_reap = 0.0
+        self._leading = False
+
+    def run(self) -> None:
+        while not self._stopping.wait(self.settings.kms_health_interval_s):
+            try:
+                self.tick()
+            except Exception:
+                # The database or broker may be away for a moment; the next tick tries again.
+                log.warning("background tick failed", exc_info=True)
+
+    def tick(self) -> None:
+        # Kurento events are relayed outside tasks; their confirms are awaited here.
+        get_publisher(self.settings).flush()
+        kms_sessions.heartbeat()
+        kms_sessions.take_over_stale(self.settings)
+        now = time.time()
+        if not Lease.hold(LEADER_LEASE, WORKER_ID, now, now + 4 * self.settings.kms_health_interval_s):
+            self._leading = False
+            return
+        if not self._leading:
+            log.info("this worker now runs the health monitor and participant clean-up")
+            self._leading = True
+        self.monitor.check_all()
+        if now - self._last_reap >= REAP_EVERY_S:
+            self._last_reap = now
+            membership.remove_silent_participants(self.settings)
+            # A queue message can only come back while its queue exists (x-expires).
+            OutboxMessage.purge_acknowledged(now - self.settings.participant_queue_expires_s)
+        self.sweeper.maybe_sweep(now)
+
+    def stop(self) -> None:
+        self._stopping.set()

@@ -1,0 +1,80 @@
+"""The base of every task: poison tasks are dead-lettered, the tasks fetched with them are not.
+
+A worker process holds several unacknowledged tasks (prefetch × threads). When one of them
+kills the process every time, RabbitMQ redelivers all of them, and its delivery limit alone
+would dead-letter the innocent ones too. So a task that arrives redelivered counts its
+starts in MongoDB: only the one that keeps starting and never finishing reaches the start
+limit and is rejected to the dead-letter queue; the others just run (one redelivered task at a
+time per process, so that they do not die with it again). First deliveries, the normal case,
+cost nothing.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import uuid
+
+from celery import Task
+from celery.exceptions import Reject
+
+from messaging.publisher import IDEMPOTENT_ROOT, get_publisher, publishing_for_task
+from models.task_start import TaskStart
+from settings import load_settings
+
+log = logging.getLogger(__name__)
+
+
+@functools.cache
+def _settings():
+    return load_settings()
+
+
+# Redelivered tasks run one at a time in a process. The tasks fetched together with a poison
+# are fetched together again after each crash (they sit next to it in the queue); if they ran
+# beside it they would die with it every time and reach the start limit too. Waiting their turn,
+# they have not started when it kills the process, so only the poison's starts are counted.
+_one_redelivered_at_a_time = threading.Lock()
+
+
+class MediaTask(Task):
+    def __call__(self, *args, **kwargs):
+        redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+        if not redelivered:
+            return self._run_and_flush(args, kwargs)
+        with _one_redelivered_at_a_time:
+            return self._run_redelivered(args, kwargs)
+
+    def _run_redelivered(self, args, kwargs):
+        # A redelivery means every earlier start ended without an ack: this is start number
+        # (redeliveries counted so far) + 1.
+        starts = TaskStart.count_start(self.request.id, self.name) + 1
+        limit = _settings().task_start_limit
+        if starts > limit:
+            log.error("task %s[%s] started %d times and never finished: dead-lettering it as poison",
+                      self.name, self.request.id, starts - 1)
+            TaskStart.forget(self.request.id)
+            raise Reject(f"started {starts - 1} times without finishing", requeue=False)
+        result = self._run_and_flush(args, kwargs)
+        TaskStart.forget(self.request.id)
+        return result
+
+    def _message_seed(self) -> str:
+        """What this run's message ids derive from: the same for every run of the same work.
+
+        A redelivery or a retry keeps the task id; a request enqueued again under its
+        Idempotency-Key is a new task with the same key-derived root id.
+        """
+        root = self.request.root_id or ""
+        if root.startswith(IDEMPOTENT_ROOT) and not self.request.parent_id:
+            return root
+        return self.request.id or uuid.uuid4().hex
+
+    def _run_and_flush(self, args, kwargs):
+        with publishing_for_task(self._message_seed()):
+            result = super().__call__(*args, **kwargs)
+        # The task is acknowledged after this returns: first make sure the broker has every
+        # message the task published (messaging.publisher defers confirms to here).
+        get_publisher(_settings()).flush()
+        return result

@@ -1,0 +1,72 @@
+"""Keeping Kurento events flowing when the worker that subscribed them dies.
+
+KMS delivers an event to the connection last bound to the KMS session that subscribed it,
+and drops it when none is bound. Each worker process heartbeats the KMS sessions it holds;
+a session whose heartbeat stops is claimed by one other worker, which binds a new
+connection to it with `connect {sessionId}` and re-attaches the relay callbacks of every
+endpoint recorded under that session.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import kurento
+from media_tasks.kms_events import listen_endpoint_events
+from media_tasks.worker_identity import WORKER_ID
+from models import Endpoint, KmsSession
+from settings import Settings
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_STALE_S = 4.0
+
+_registered: set[str] = set()
+_taken_over: dict[str, kurento.KurentoClient] = {}
+_lock = threading.Lock()
+
+
+def register_own(client: kurento.KurentoClient) -> None:
+    """Records that this process holds the client's KMS session (once per session id)."""
+    session_id = client.session_id
+    if session_id is None or session_id in _registered:
+        return
+    KmsSession.register(session_id, client.url, WORKER_ID, time.time())
+    with _lock:
+        _registered.add(session_id)
+
+
+def heartbeat() -> None:
+    KmsSession.heartbeat(WORKER_ID, time.time())
+
+
+def take_over_stale(settings: Settings) -> list[str]:
+    """Claims every KMS session whose holder stopped heartbeating; returns the ones taken."""
+    taken = []
+    now = time.time()
+    for stale in KmsSession.stale(now - HEARTBEAT_STALE_S):
+        if stale.owner == WORKER_ID or not KmsSession.claim(stale.id, stale.heartbeat_at, WORKER_ID, now):
+            continue
+        try:
+            _attach(settings, stale.id, stale.kms_url)
+            taken.append(stale.id)
+        except kurento.InvalidSession:
+            KmsSession.forget(stale.id)  # KMS collected it (or restarted): nothing left to listen to
+        except kurento.KurentoError as exc:
+            log.warning("could not take over KMS session %s on %s: %s", stale.id, stale.kms_url, exc)
+    return taken
+
+
+def _attach(settings: Settings, kms_session_id: str, kms_url: str) -> None:
+    client = kurento.KurentoClient(kms_url, session_id=kms_session_id,
+                                   request_timeout=settings.kms_request_timeout_s)
+    client.connect()  # connect {sessionId}: from now on KMS routes this session's events to us
+    endpoints = list(Endpoint.objects(kms_session=kms_session_id, kurento__ne=None))
+    for stored in endpoints:
+        listen_endpoint_events(settings, client, stored.kurento.id, stored.session_id, stored.participant_id,
+                               stored.stream)
+    with _lock:
+        _taken_over[kms_session_id] = client
+    log.info("took over KMS session %s on %s with %d endpoints", kms_session_id, kms_url, len(endpoints))

@@ -1,0 +1,103 @@
+"""Joining, leaving and closing, on the media side; and messages between participants."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from media_tasks.kms_pool import NoMediaServer, ensure_pipeline, release_quietly
+from messaging import messages, topology
+from messaging.broker import broker_channel
+from messaging.publisher import get_publisher
+from models import Endpoint, KurentoRef, Participant, ParticipantState, Session
+from settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def prepare_session(settings: Settings, session_id: str) -> None:
+    """Declares the session's fanout exchange, so broadcasts have a home before anyone joins."""
+    with broker_channel(settings) as channel:
+        topology.declare_session(channel, settings, session_id)
+
+
+def announce_join(settings: Settings, session_id: str, participant_id: str, display_name: str) -> None:
+    if not Participant.was_announced(participant_id, "joined"):
+        get_publisher(settings).to_session(session_id, messages.participant_joined(participant_id, display_name))
+        Participant.mark_announced(participant_id, "joined")
+    try:
+        # Warm the pipeline now so the first offer does not wait for it.
+        ensure_pipeline(settings, session_id)
+    except NoMediaServer:
+        log.warning("no media server for session %s yet; offers will retry", session_id)
+
+
+def release_endpoints_of(session_id: str, participant_id: str) -> None:
+    """Frees the participant's endpoints and every subscriber endpoint its stream fed."""
+    for stored in [*Endpoint.objects(participant_id=participant_id),
+                   *Endpoint.objects(session_id=session_id, stream=participant_id)]:
+        release_quietly(stored.kurento)
+        stored.delete()
+
+
+def finish_leave(settings: Settings, session_id: str, participant_id: str, reason: str,
+                 was_publishing: bool) -> None:
+    """Media clean-up and announcements after the web tier marked the participant left."""
+    release_endpoints_of(session_id, participant_id)
+    if not Participant.was_announced(participant_id, "left"):
+        publisher = get_publisher(settings)
+        if was_publishing:
+            publisher.to_session(session_id, messages.stream_unpublished(participant_id))
+        publisher.to_session(session_id, messages.participant_left(participant_id, reason))
+        Participant.mark_announced(participant_id, "left")
+    with broker_channel(settings) as channel:
+        # Unbound, the queue gets no more broadcasts; it expires once the client stops polling.
+        topology.unbind_participant(channel, settings, session_id, participant_id)
+
+
+def finish_close(settings: Settings, session_id: str) -> None:
+    """Tells everyone, releases the pipeline (and with it every endpoint) and forgets the media."""
+    if not Session.was_announced(session_id, "closed"):
+        get_publisher(settings).to_session(session_id, messages.session_closed())
+        Session.mark_announced(session_id, "closed")
+    Participant.objects(session_id=session_id, state=ParticipantState.JOINED).update(
+        set__state=ParticipantState.LEFT, set__left_reason="session_closed")
+    session = Session.objects(id=session_id).first()
+    if session is not None:
+        release_quietly(session.pipeline)
+    Endpoint.objects(session_id=session_id).delete()
+    with broker_channel(settings) as channel:
+        topology.delete_session_exchange(channel, settings, session_id)
+
+
+def send_message(settings: Settings, session_id: str, sender_id: str, payload: dict, to: str | None) -> None:
+    publisher = get_publisher(settings)
+    message = messages.chat_message(sender_id, payload)
+    if to is None:
+        publisher.to_session(session_id, message)
+    else:
+        publisher.to_participant(session_id, to, message)
+
+
+def finish_rejoin(settings: Settings, session_id: str, participant_id: str, endpoint_refs: list[str],
+                  was_publishing: bool) -> None:
+    """Releases the media the web tier detached at rejoin, then tells subscribers to resubscribe later."""
+    for ref in endpoint_refs:
+        release_quietly(KurentoRef.decode(ref).proxy())
+    if was_publishing:
+        get_publisher(settings).to_session(session_id, messages.stream_unpublished(participant_id))
+
+
+def remove_silent_participants(settings: Settings) -> int:
+    """Participants that stopped polling leave as if they had asked; their queues then expire."""
+    removed = 0
+    for participant in Participant.silent_since(time.time() - settings.participant_timeout_s):
+        before = Participant.mark_left(participant.id, "timeout")
+        if before is None:
+            continue
+        Session.release_slot(participant.session_id)
+        finish_leave(settings, participant.session_id, participant.id, "timeout", before.publishing)
+        removed += 1
+    if removed:
+        log.info("removed %d participant(s) that stopped polling", removed)
+    return removed

@@ -1,0 +1,84 @@
+"""Releasing WebRtcEndpoints that no record refers to.
+
+A worker killed between creating an endpoint on the KMS and storing it in its Endpoint record
+(`negotiation._install_endpoint`), or between storing a replacement and releasing the endpoint
+it replaced, leaves an endpoint nothing points at: it would hold KMS memory and ports until its
+pipeline is released. The worker that leads the background jobs sweeps them up: every
+ORPHAN_SWEEP_S it lists the children of every stored pipeline (one pipelined round trip per
+media server) and releases an endpoint that no Endpoint record has named in two sweeps at least
+ORPHAN_GRACE_S apart. An endpoint being installed is stored within moments of its creation, so
+the grace never catches one; and counting on our own clock, not the KMS's creation time, keeps
+clock skew between hosts out of it.
+
+Only children of the pipelines our sessions hold are swept: other applications' objects on a
+shared KMS are never touched.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import kurento
+from models import Endpoint, Session, SessionState
+from models.fields import KurentoRef
+from settings import Settings
+
+log = logging.getLogger(__name__)
+
+ENDPOINT_TYPE = "_kurento.WebRtcEndpoint"
+
+
+class OrphanSweeper:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._unreferenced_since: dict[str, float] = {}  # "<kms url>#<endpoint id>" -> first seen
+        self._last_sweep = 0.0
+
+    def maybe_sweep(self, now: float) -> int:
+        if now - self._last_sweep < self.settings.orphan_sweep_s:
+            return 0
+        self._last_sweep = now
+        return self.sweep(now)
+
+    def sweep(self, now: float) -> int:
+        """Releases the endpoints unreferenced for ORPHAN_GRACE_S; returns how many."""
+        live = self._children_of_stored_pipelines()
+        recorded = Endpoint.recorded_kurento_refs()
+        unreferenced = live - recorded
+        # Forget what was named meanwhile (or is gone), remember what is newly unnamed.
+        self._unreferenced_since = {ref: self._unreferenced_since.get(ref, now) for ref in unreferenced}
+        released = 0
+        for ref, since in list(self._unreferenced_since.items()):
+            if now - since < self.settings.orphan_grace_s or ref in Endpoint.recorded_kurento_refs([ref]):
+                continue
+            decoded = KurentoRef.decode(ref)
+            try:
+                kurento.get_client(decoded.kms_url).proxy(decoded.object_id).release()
+                released += 1
+                log.warning("released orphaned endpoint %s on %s (no record named it for %.0f s)",
+                            decoded.object_id, decoded.kms_url, now - since)
+            except kurento.KurentoError as exc:
+                log.info("could not release orphaned endpoint %s: %s", decoded.object_id, exc)
+            del self._unreferenced_since[ref]
+        return released
+
+    @staticmethod
+    def _children_of_stored_pipelines() -> set[str]:
+        by_server: dict[str, list[str]] = {}
+        for raw in Session.objects(state__ne=SessionState.CLOSED).scalar("pipeline"):
+            if raw is not None:
+                by_server.setdefault(raw.client.url, []).append(raw.id)
+        children: set[str] = set()
+        for url, pipeline_ids in by_server.items():
+            calls = [("invoke", {"object": pid, "operation": "getChildren"}) for pid in pipeline_ids]
+            try:
+                results = kurento.get_client(url).request_many(calls)
+            except kurento.KurentoError as exc:
+                log.info("orphan sweep skipped %s: %s", url, exc)
+                continue
+            for result in results:
+                if isinstance(result, BaseException):
+                    continue  # that pipeline is gone (its session is being closed or moved)
+                children.update(f"{url}#{child}" for child in result.get("value") or []
+                                if child.endswith(ENDPOINT_TYPE))
+        return children

@@ -1,0 +1,1 @@
+"""RabbitMQ topology and delivery of messages to participants."""

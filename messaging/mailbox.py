@@ -1,0 +1,266 @@
+"""Long-poll delivery: a participant's queue, drained into its outbox, read by `after`.
+
+AMQP acks belong to the channel that received a message, and the next HTTP poll may reach
+another web instance. So a poll moves what it takes from RabbitMQ into the participant's
+outbox in MongoDB (numbered by a conditional seq reservation), acks in RabbitMQ only after that
+write, and answers with what it stored. A lease on the participant lets one poll at a time do
+the moving, which keeps seq order equal to queue order across instances.
+
+Round trips are what a poll costs, so a delivery takes three: taking the lease (which also
+records the client's acknowledgement and returns last_seq, so the outbox is read only when it
+holds something the client has not seen), storing the messages numbered from that last_seq,
+and releasing the lease with the new last_seq. Bodies the client
+acknowledged are blanked in batches (TRIM_BATCH). A waiting poll writes nothing: each web
+instance renews all the leases it holds in one write every LEASE_RENEW_S, so a thousand idle
+polls cost one update, and an instance that dies stalls its participants for one lease at most.
+
+A waiting poll holds no broker connection of its own: it borrows a channel on one of the
+process's few shared connections (messaging.delivery_hub).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+from messaging import topology
+from messaging.delivery_hub import BrokerUnavailable, DeliveryHub, QueueGone
+from models import OutboxMessage, Participant
+from settings import Settings
+
+log = logging.getLogger(__name__)
+
+LEASE_S = 6.0
+LEASE_RENEW_S = 2.0
+LEASE_RETRY_S = 0.1
+# After the first message, how long a poll lets the rest of a burst arrive before it answers.
+BURST_LINGER_S = 0.001
+# Acknowledged bodies are blanked once this many have accumulated: one write per batch.
+TRIM_BATCH = 32
+# With wait=0 and messages in the queue, how long the first delivery may take to arrive.
+IMMEDIATE_GRACE_S = 0.5
+
+
+class UnknownParticipant(LookupError):
+    """No such participant in the session."""
+
+
+@dataclass
+class Delivery:
+    messages: list[dict]
+    last_seq: int
+
+
+class LeaseRenewer:
+    """Renews every poll lease this web process holds, in one write per LEASE_RENEW_S."""
+
+    def __init__(self, instance: str) -> None:
+        self.instance = instance
+        self._held = 0
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def hold(self) -> None:
+        with self._lock:
+            self._held += 1
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="poll-lease-renewer", daemon=True)
+                self._thread.start()
+
+    def release(self) -> None:
+        with self._lock:
+            self._held -= 1
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(LEASE_RENEW_S)
+            if self._held <= 0:
+                continue
+            now = time.time()
+            try:
+                Participant.renew_poll_leases(self.instance, now, now + LEASE_S)
+            except Exception:
+                # A lease that lapses meanwhile is safe: the unique seq index refuses a second mover.
+                log.warning("renewing the poll leases of %s failed", self.instance, exc_info=True)
+
+
+class Mailbox:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.hub = DeliveryHub(settings.rabbitmq_url, settings.delivery_connections)
+        self._renewer_pid = 0
+        self._renewer: LeaseRenewer | None = None
+
+    @property
+    def renewer(self) -> LeaseRenewer:
+        # Per process: the app may be created before a server forks its workers.
+        if self._renewer_pid != os.getpid():
+            self._renewer = LeaseRenewer(f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+            self._renewer_pid = os.getpid()
+        return self._renewer
+
+    def poll(self, session_id: str, participant_id: str, after: int, wait: float, limit: int,
+             beside_another: Callable[[], AbstractContextManager] = contextlib.nullcontext) -> Delivery:
+        """The participant's messages after `after`, waiting up to `wait` seconds for the first.
+
+        `beside_another` is entered (once, and held until the poll ends) when another poll holds
+        the lease; it may refuse the poll by raising. UnknownParticipant when there is no such
+        participant in the session.
+        """
+        with contextlib.ExitStack() as held:
+            return self._poll(session_id, participant_id, after, wait, limit,
+                              lambda: held.enter_context(beside_another()))
+
+    def _poll(self, session_id: str, participant_id: str, after: int, wait: float, limit: int,
+              enter_beside_another: Callable[[], object]) -> Delivery:
+        deadline = time.monotonic() + wait
+        acknowledged = False
+        known: Participant | None = None  # read only when the lease is not taken at once
+        while True:
+            owner = uuid.uuid4().hex
+            now = time.time()
+            # The common case in one write: the participant is one of the session, its lease is
+            # free, and `after` is not beyond what was handed out.
+            leased = Participant.acquire_poll_lease(participant_id, owner, now, now + LEASE_S,
+                                                    self.renewer.instance, after, session_id)
+            if leased is not None:
+                after = leased.acked_seq  # what was acknowledged before is never served again
+                moved = _Moved(leased.last_seq)
+                try:
+                    delivered = []
+                    if leased.last_seq > after:
+                        # Stored earlier and not acknowledged (a response lost in transit): again,
+                        # with whatever the queue holds right now, up to the limit.
+                        delivered = self._delivery(OutboxMessage.after(participant_id, after, limit), after).messages
+                        if len(delivered) >= limit:
+                            return Delivery(delivered, delivered[-1]["seq"])
+                    delivered += self._move_to_outbox(leased, moved, deadline, limit - len(delivered),
+                                                      immediate=wait == 0 or bool(delivered))
+                    return Delivery(delivered, delivered[-1]["seq"] if delivered else after)
+                finally:
+                    trimmed = self._trim(participant_id, after) if after - leased.trimmed_seq >= TRIM_BATCH else None
+                    stored_up_to = moved.last_seq if moved.last_seq > leased.last_seq else None
+                    Participant.release_poll_lease(participant_id, owner, time.time(), trimmed, stored_up_to)
+            if known is None:
+                known = Participant.objects(id=participant_id, session_id=session_id).first()
+                if known is None:
+                    raise UnknownParticipant(participant_id)
+                # An `after` beyond every seq handed out acknowledges nothing that does not exist
+                # yet; one below the acknowledgement on record does not bring anything back.
+                clamped = max(min(after, known.last_seq), known.acked_seq)
+                if clamped < after:
+                    after = clamped
+                    continue  # that was why the lease was refused: take it now
+                after = clamped
+            # Another poll (maybe on another instance) is moving messages; read what it stores.
+            if not acknowledged:
+                enter_beside_another()
+                Participant.acknowledge(participant_id, after)
+                acknowledged = True
+            waiting = OutboxMessage.after(participant_id, after, limit)
+            if waiting:
+                return self._delivery(waiting, after)
+            if time.monotonic() >= deadline:
+                return self._delivery([], after)
+            time.sleep(min(LEASE_RETRY_S, max(0.0, deadline - time.monotonic())))
+
+    @staticmethod
+    def _trim(participant_id: str, up_to: int) -> int | None:
+        try:
+            OutboxMessage.trim(participant_id, up_to)
+            return up_to
+        except Exception:  # housekeeping only: the next batch tries again
+            log.warning("trimming the outbox of %s failed", participant_id, exc_info=True)
+            return None
+
+    @staticmethod
+    def _delivery(entries: list[OutboxMessage], after: int) -> Delivery:
+        messages = [{"seq": e.seq, **json.loads(e.body)} for e in entries]
+        return Delivery(messages, entries[-1].seq if entries else after)
+
+    def _move_to_outbox(self, participant: Participant, moved: _Moved, deadline: float, limit: int,
+                        immediate: bool) -> list[dict]:
+        """The messages moved from the queue into the outbox, as delivered to the client."""
+        queue = topology.participant_queue(self.settings, participant.session_id, participant.id).name
+        connection = self.hub.connection_for(participant.id)
+        try:
+            subscription = connection.subscribe(queue, prefetch=limit, skip_if_empty=immediate)
+        except QueueGone:
+            return []  # the queue expired (the client stayed away too long): nothing left to deliver
+        if subscription is None:
+            return []  # nothing waiting, and the client did not ask to wait
+        try:
+            if immediate:
+                deadline = time.monotonic() + IMMEDIATE_GRACE_S
+            renewer = self.renewer
+            renewer.hold()
+            try:
+                self._wait_for_first(subscription, deadline)
+            finally:
+                renewer.release()
+            if subscription.received:
+                # Let a burst already on its way join this delivery: one cycle instead of many.
+                time.sleep(BURST_LINGER_S)
+            received = subscription.take()
+            if not received:
+                return []
+            delivered = self._store(participant.id, moved, received)
+            if delivered is None:
+                return []  # the lease lapsed and another poll moved messages: these are requeued
+            connection.ack(subscription, received[-1].delivery_tag)
+            return delivered
+        finally:
+            # Unsubscribing requeues whatever was delivered after `take`, or was not stored.
+            connection.unsubscribe(subscription)
+
+    @staticmethod
+    def _wait_for_first(subscription, deadline: float) -> None:
+        while not subscription.received:
+            if subscription.broken:
+                raise BrokerUnavailable("the broker connection dropped")
+            if subscription.cancelled:
+                return  # the queue was deleted: nothing more will come
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            subscription.arrived.wait(remaining)
+
+    @staticmethod
+    def _store(participant_id: str, moved: _Moved, received: list) -> list[dict] | None:
+        """Numbers and stores the messages after the lease's last_seq; None if a seq was taken.
+
+        No reservation write: the lease holder alone numbers messages, and the unique index on
+        (participant, seq) refuses a second mover whose lease lapsed under it. One insert for
+        the whole delivery.
+        """
+        entries = []
+        for message in received:
+            message_id = message.properties.get("message_id") or f"tag-{uuid.uuid4().hex}"
+            body = message.body.decode() if isinstance(message.body, bytes) else message.body
+            entries.append((message_id, body))
+        batch = OutboxMessage.store_many(participant_id, moved.last_seq, entries)
+        if batch.stored:
+            moved.last_seq = batch.stored[-1][0]
+        if batch.seq_taken:
+            # Another mover numbered past our lease's last_seq: catch up, let the client poll again.
+            # What this poll stored before meeting it is in the outbox and served by the next poll.
+            Participant.catch_up_seq(participant_id, OutboxMessage.highest_seq(participant_id))
+            return None
+        # A redelivered message (DUPLICATE) was stored before, with its first seq, and is not repeated.
+        return [{"seq": seq, **json.loads(body)} for seq, body in batch.stored]
+
+
+@dataclass
+class _Moved:
+    """The highest seq stored by the poll holding the lease, written back when it releases it."""
+
+    last_seq: int

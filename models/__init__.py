@@ -1,0 +1,19 @@
+"""MongoEngine documents and the atomic operations the service performs on them."""
+
+from models.connection import connect_db, ping_db
+from models.endpoint import PUBLISH, Endpoint
+from models.fields import KurentoObjectField, KurentoRef
+from models.idempotency import IdempotencyRecord
+from models.kms_session import KmsSession
+from models.lease import Lease
+from models.media_server import MediaServer
+from models.outbox import OutboxMessage
+from models.participant import Participant, ParticipantState
+from models.session import Session, SessionState
+from models.task_start import TaskStart
+
+__all__ = [
+    "PUBLISH", "Endpoint", "IdempotencyRecord", "KmsSession", "KurentoObjectField", "KurentoRef", "Lease",
+    "MediaServer", "OutboxMessage", "Participant", "ParticipantState", "Session", "SessionState", "TaskStart",
+    "connect_db", "ping_db",
+]

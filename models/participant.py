@@ -1,0 +1,122 @@
+"""A participant of a session; one document each, so no nested arrays to update."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from mongoengine import BooleanField, DateTimeField, Document, FloatField, IntField, ListField, StringField
+
+
+class ParticipantState(StrEnum):
+    JOINED = "joined"
+    LEFT = "left"
+
+
+class Participant(Document):
+    id = StringField(primary_key=True, default=lambda: uuid.uuid4().hex)
+    session_id = StringField(required=True)
+    display_name = StringField(required=True, max_length=64)
+    state = StringField(default=ParticipantState.JOINED, choices=[s.value for s in ParticipantState])
+    left_reason = StringField(null=True)
+    publishing = BooleanField(default=False)
+    # Outbox numbering: the highest seq stored in the outbox, written when the poll lease is released.
+    last_seq = IntField(default=0)
+    # The highest seq the client acknowledged with `after`; the outbox serves only what follows.
+    acked_seq = IntField(default=0)
+    # Up to where the outbox bodies were blanked (models.outbox.OutboxMessage.trim), done in batches.
+    trimmed_seq = IntField(default=0)
+    # Lease that lets exactly one long poll at a time move messages into the outbox. The web
+    # instance holding it (poll_instance) renews all its leases in one write (messaging.mailbox).
+    poll_owner = StringField(null=True)
+    poll_instance = StringField(null=True)
+    poll_lease_until = FloatField(default=0.0)
+    last_seen_at = FloatField(default=time.time)
+    joined_at = DateTimeField(default=lambda: datetime.now(UTC))
+    # Announcements already broadcast ("joined", "left"), so a redelivered task does not repeat them.
+    announced = ListField(StringField(), default=list)
+
+    meta = {"collection": "participants", "indexes": [("session_id", "state"), "last_seen_at", "poll_instance"]}
+
+    @property
+    def is_active(self) -> bool:
+        return self.state == ParticipantState.JOINED
+
+    @classmethod
+    def active_in(cls, session_id: str):
+        return cls.objects(session_id=session_id, state=ParticipantState.JOINED).order_by("joined_at")
+
+    @classmethod
+    def mark_left(cls, participant_id: str, reason: str) -> Participant | None:
+        """The participant as it was before this call made it leave; None if it had already left."""
+        return cls.objects(id=participant_id, state=ParticipantState.JOINED).modify(
+            set__state=ParticipantState.LEFT, set__left_reason=reason)
+
+    @classmethod
+    def silent_since(cls, before: float) -> list[Participant]:
+        return list(cls.objects(state=ParticipantState.JOINED, last_seen_at__lt=before))
+
+    @classmethod
+    def set_publishing(cls, participant_id: str, publishing: bool) -> bool:
+        """True only for the call that changed the flag, so announcements go out once."""
+        return bool(cls.objects(id=participant_id, publishing=not publishing,
+                                state=ParticipantState.JOINED).update_one(set__publishing=publishing))
+
+    @classmethod
+    def mark_publishing(cls, participant_id: str) -> Participant | None:
+        """Sets the flag; returns the participant as it was before, or None if it has left."""
+        return cls.objects(id=participant_id, state=ParticipantState.JOINED).modify(set__publishing=True)
+
+    @classmethod
+    def was_announced(cls, participant_id: str, what: str) -> bool:
+        return bool(cls.objects(id=participant_id, announced=what).count())
+
+    @classmethod
+    def mark_announced(cls, participant_id: str, what: str) -> None:
+        # Set after broadcasting: a crash in between repeats the message rather than losing it.
+        cls.objects(id=participant_id).update_one(add_to_set__announced=what)
+
+    @classmethod
+    def acquire_poll_lease(cls, participant_id: str, owner: str, now: float, until: float,
+                           instance: str = "", acked: int = 0, session_id: str | None = None) -> Participant | None:
+        """Takes the poll lease if it is free and records the client's acknowledgement, in one write.
+
+        Returns the participant as it is afterwards (its last_seq says whether the outbox holds
+        anything beyond `acked`), or None when another poll holds the lease, when `acked` is
+        beyond every seq handed out (last_seq), or when the participant is not one of `session_id`.
+        """
+        query = {"id": participant_id, "poll_lease_until__lt": now, "last_seq__gte": acked}
+        if session_id is not None:
+            query["session_id"] = session_id
+        return cls.objects(**query).modify(
+            new=True, set__poll_owner=owner, set__poll_instance=instance or None, set__poll_lease_until=until,
+            set__last_seen_at=now, max__acked_seq=acked)
+
+    @classmethod
+    def acknowledge(cls, participant_id: str, acked: int) -> None:
+        cls.objects(id=participant_id, acked_seq__lt=acked).update_one(max__acked_seq=acked)
+
+    @classmethod
+    def renew_poll_leases(cls, instance: str, now: float, until: float) -> int:
+        """Renews every lease a web instance holds, and marks those participants as seen: one write."""
+        return cls.objects(poll_instance=instance).update(set__poll_lease_until=until, set__last_seen_at=now)
+
+    @classmethod
+    def catch_up_seq(cls, participant_id: str, highest_stored: int) -> None:
+        cls.objects(id=participant_id).update_one(max__last_seq=highest_stored)
+
+    @classmethod
+    def release_poll_lease(cls, participant_id: str, owner: str, now: float, trimmed: int | None = None,
+                           last_seq: int | None = None) -> None:
+        """Frees the lease; `last_seq` is the highest seq its holder stored in the outbox."""
+        changes = {"set__poll_owner": None, "set__poll_instance": None, "set__poll_lease_until": 0.0,
+                   "set__last_seen_at": now}
+        if trimmed is not None:
+            changes["max__trimmed_seq"] = trimmed
+        if last_seq is not None:
+            changes["max__last_seq"] = last_seq
+        if not cls.objects(id=participant_id, poll_owner=owner).update_one(**changes) and last_seq is not None:
+            # The lease lapsed and another poll took it: still, never let last_seq fall behind the outbox.
+            cls.catch_up_seq(participant_id, last_seq)

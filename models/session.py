@@ -1,0 +1,105 @@
+"""A signaling session (a room): its pipeline, its size limit and its join secret."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from mongoengine import DateTimeField, Document, FloatField, IntField, ListField, Q, StringField
+
+from models.fields import KurentoObjectField
+
+
+class SessionState(StrEnum):
+    OPEN = "open"
+    MEDIA_LOST = "media_lost"
+    CLOSED = "closed"
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Session(Document):
+    id = StringField(primary_key=True, default=new_id)
+    name = StringField(default="")
+    state = StringField(default=SessionState.OPEN, choices=[s.value for s in SessionState])
+    max_participants = IntField(required=True)
+    participant_count = IntField(default=0)
+    join_token = StringField(default=lambda: secrets.token_urlsafe(24))
+    pipeline = KurentoObjectField(null=True)
+    kms_url = StringField(null=True)
+    lost_kms_url = StringField(null=True)
+    # Who is creating the pipeline now, and until when the claim holds: the one claimer creates
+    # it, everyone else waits for it; a claim whose holder died lapses at `pipeline_claim_until`.
+    pipeline_claim = StringField(default="")
+    pipeline_claim_until = FloatField(default=0.0)
+    created_at = DateTimeField(default=lambda: datetime.now(UTC))
+    announced = ListField(StringField(), default=list)
+
+    meta = {"collection": "sessions", "indexes": ["state", "kms_url"]}
+
+    @classmethod
+    def reserve_slot(cls, session_id: str) -> bool:
+        """Takes one place if the session is open and not full; atomic against racing joins."""
+        # max_participants never changes after creation, so reading it first is safe; the
+        # count itself is only ever moved by conditional $inc.
+        doc = cls.objects(id=session_id).only("max_participants", "state").first()
+        if doc is None or doc.state == SessionState.CLOSED:
+            return False
+        return bool(cls.objects(id=session_id, participant_count__lt=doc.max_participants,
+                                state__ne=SessionState.CLOSED).update_one(inc__participant_count=1))
+
+    @classmethod
+    def release_slot(cls, session_id: str) -> None:
+        cls.objects(id=session_id, participant_count__gt=0).update_one(dec__participant_count=1)
+
+    @classmethod
+    def claim_pipeline_creation(cls, session_id: str, claimer: str, now: float, until: float) -> bool:
+        """True for the one caller that may create the pipeline now: none is stored, the session is
+        not closed, and no other claim is still running."""
+        # A session stored before the claim fields existed has no pipeline_claim_until at all.
+        free = Q(pipeline_claim_until__lt=now) | Q(pipeline_claim_until__exists=False)
+        return bool(cls.objects(free, id=session_id, pipeline=None, state__ne=SessionState.CLOSED).update_one(
+            set__pipeline_claim=claimer, set__pipeline_claim_until=until))
+
+    @classmethod
+    def drop_pipeline_claim(cls, session_id: str, claimer: str) -> None:
+        """The claimer could not create the pipeline: the next caller may try at once."""
+        cls.objects(id=session_id, pipeline_claim=claimer).update_one(set__pipeline_claim="",
+                                                                      set__pipeline_claim_until=0.0)
+
+    @classmethod
+    def claim_pipeline(cls, session_id: str, pipeline) -> Session | None:
+        """Stores the pipeline only if none is set yet (and ends any creation claim); None tells
+        the caller it lost the race."""
+        return cls.objects(id=session_id, pipeline=None, state__ne=SessionState.CLOSED).modify(
+            new=True, set__pipeline=pipeline, set__kms_url=pipeline.client.url, set__state=SessionState.OPEN,
+            set__pipeline_claim="", set__pipeline_claim_until=0.0)
+
+    @classmethod
+    def was_announced(cls, session_id: str, what: str) -> bool:
+        return bool(cls.objects(id=session_id, announced=what).count())
+
+    @classmethod
+    def mark_announced(cls, session_id: str, what: str) -> None:
+        cls.objects(id=session_id).update_one(add_to_set__announced=what)
+
+    @classmethod
+    def mark_media_lost(cls, session_id: str, kms_url: str) -> bool:
+        """Forgets the pipeline of a dead server; True only for the call that did it."""
+        return bool(cls.objects(id=session_id, kms_url=kms_url, state=SessionState.OPEN).update_one(
+            set__state=SessionState.MEDIA_LOST, set__lost_kms_url=kms_url, set__pipeline=None,
+            set__kms_url=None))
+
+    @classmethod
+    def on_server(cls, kms_url: str) -> list[str]:
+        return [s.id for s in cls.objects(kms_url=kms_url, state=SessionState.OPEN).only("id")]
+
+    @classmethod
+    def mark_closed(cls, session_id: str) -> Session | None:
+        """Returns the session as it was when this call closed it, None if already closed."""
+        return cls.objects(id=session_id, state__ne=SessionState.CLOSED).modify(
+            set__state=SessionState.CLOSED)

@@ -1,0 +1,151 @@
+"""One settings object for every tier, read from the environment in one place.
+
+The Flask app, celeryconfig.py, the workers and the CLI all take their values from
+`load_settings()`; nothing else reads `os.environ`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+VAR_DIR = Path(__file__).resolve().parent / "var"
+
+
+@dataclass(frozen=True)
+class Settings:
+    rabbitmq_url: str = "amqp://guest:guest@127.0.0.1:5672//"
+    """Broker for Celery tasks and for delivery to participants (RABBITMQ_URL)."""
+    mongodb_uri: str = "mongodb://127.0.0.1:27017/signaling"
+    """All session state (MONGODB_URI); production needs a replica set."""
+    kms_urls: Sequence[str] = ("ws://127.0.0.1:8888/kurento",)
+    """Kurento media servers, comma separated (KMS_URLS). With KMS_DISCOVERY_DNS: these (none
+    unless given) followed by the discovered ones, re-read on every use."""
+    kms_discovery_dns: str = ""
+    """`host[:port][/path]` whose A records are media servers, ws://<ip>:<port>/<path> each (port 8888 and
+    path kurento by default), e.g. the KMS StatefulSet's headless Service (KMS_DISCOVERY_DNS); "" = off."""
+    kms_discovery_interval_s: float = 5.0
+    """How often KMS_DISCOVERY_DNS is resolved again (KMS_DISCOVERY_INTERVAL_S)."""
+    api_keys: tuple[str, ...] = ()
+    """Keys allowed to create and delete sessions (SIGNALING_API_KEYS); empty = open creation."""
+    secret_key: str = ""
+    """Signs participant tokens (SECRET_KEY); generated and kept under ./var/ in dev."""
+    name_prefix: str = "signaling"
+    """Prefix of every queue and exchange name (SIGNALING_PREFIX); tests isolate runs with it."""
+    shards: int = 8
+    """Number of durable task queues sessions are hashed onto (SHARDS)."""
+    shard_queue_type: str = "quorum"
+    """"quorum" (replicated, confirmed) or "classic" for brokers without quorum queues (SHARD_QUEUE_TYPE)."""
+    task_start_limit: int = 3
+    """Starts of one task that never finished (it kills its worker) before it is dead-lettered (TASK_START_LIMIT)."""
+    task_delivery_limit: int = 20
+    """The broker's backstop: deliveries of one task before RabbitMQ dead-letters it (TASK_DELIVERY_LIMIT)."""
+    token_ttl_s: int = 24 * 3600
+    """Lifetime of participant tokens in seconds (TOKEN_TTL_S)."""
+    default_max_participants: int = 16
+    """Session size when the creator does not say (DEFAULT_MAX_PARTICIPANTS)."""
+    max_participants_limit: int = 256
+    """Largest session a creator may ask for (MAX_PARTICIPANTS_LIMIT)."""
+    max_sdp_bytes: int = 64 * 1024
+    """Largest accepted SDP offer (MAX_SDP_BYTES)."""
+    max_candidate_bytes: int = 1024
+    """Largest accepted ICE candidate string (MAX_CANDIDATE_BYTES)."""
+    max_payload_bytes: int = 16 * 1024
+    """Largest message payload, as JSON (MAX_PAYLOAD_BYTES)."""
+    max_body_bytes: int = 256 * 1024
+    """Largest HTTP request body (MAX_BODY_BYTES)."""
+    max_poll_wait_s: float = 30.0
+    """Longest long poll a client may ask for (MAX_POLL_WAIT_S)."""
+    delivery_connections: int = 4
+    """Broker connections a web process shares among all its waiting long polls (DELIVERY_CONNECTIONS)."""
+    participant_queue_expires_s: int = 300
+    """An unused participant queue is deleted by RabbitMQ after this long (PARTICIPANT_QUEUE_EXPIRES_S)."""
+    participant_queue_max_length: int = 10000
+    """Guard against a participant that never polls (PARTICIPANT_QUEUE_MAX_LENGTH)."""
+    participant_timeout_s: int = 60
+    """A participant that has not polled for this long is removed (PARTICIPANT_TIMEOUT_S)."""
+    connection_debounce_s: float = 4.0
+    """How long a failed media connection may take to recover before the client is told (CONNECTION_DEBOUNCE_S)."""
+    kms_health_interval_s: float = 0.5
+    """How often the health monitor pings every media server (KMS_HEALTH_INTERVAL_S)."""
+    orphan_sweep_s: float = 10.0
+    """How often the leading worker looks for endpoints no record names (ORPHAN_SWEEP_S)."""
+    orphan_grace_s: float = 30.0
+    """How long an endpoint may stay unnamed by any record before it is released as orphaned (ORPHAN_GRACE_S)."""
+    kms_request_timeout_s: float = 10.0
+    """Timeout of one JSON-RPC request to a media server (KMS_REQUEST_TIMEOUT_S)."""
+    cors_origins: tuple[str, ...] = ()
+    """Origins allowed to call the API from a browser (CORS_ORIGINS, comma separated)."""
+    rate_limit_per_s: float = 50.0
+    """Sustained requests per second of one caller (participant token, API key or client IP), counted across all
+    web instances; 0 = no rate limit (RATE_LIMIT_PER_S)."""
+    rate_limit_burst: int = 100
+    """Requests a caller may make at once above the sustained rate before getting 429 (RATE_LIMIT_BURST)."""
+    max_polls_per_participant: int = 2
+    """Message polls of one participant running at once (all web instances); one more gets 429 at once;
+    0 = no limit (MAX_POLLS_PER_PARTICIPANT)."""
+    worker_metrics_port: int = 0
+    """Port of a worker process's Prometheus endpoint; 0 = none (WORKER_METRICS_PORT)."""
+    log_format: str = "json"
+    """"json" (one object per line, with session and participant ids) or "text" (LOG_FORMAT)."""
+    worker_concurrency: int = 8
+    """Threads per worker process; tasks mostly wait on the KMS and the database (WORKER_CONCURRENCY)."""
+
+
+_ENV_NAMES = {
+    "rabbitmq_url": "RABBITMQ_URL",
+    "mongodb_uri": "MONGODB_URI",
+    "kms_urls": "KMS_URLS",
+    "api_keys": "SIGNALING_API_KEYS",
+    "secret_key": "SECRET_KEY",
+    "name_prefix": "SIGNALING_PREFIX",
+    "cors_origins": "CORS_ORIGINS",
+}
+
+
+def env_name(field_name: str) -> str:
+    return _ENV_NAMES.get(field_name, field_name.upper())
+
+
+def _convert(raw: str, default: object) -> object:
+    if isinstance(default, tuple):
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    if isinstance(default, bool):
+        return raw.lower() in ("1", "true", "yes", "on")
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, float):
+        return float(raw)
+    return raw
+
+
+def _dev_secret_key() -> str:
+    """A random key kept under ./var/ so tokens survive restarts of a dev deployment."""
+    path = VAR_DIR / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    environ = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for f in fields(Settings):
+        raw = environ.get(env_name(f.name))
+        if raw is not None and raw != "":
+            values[f.name] = _convert(raw, f.default)
+    if not values.get("secret_key"):
+        values["secret_key"] = _dev_secret_key()
+    if values.get("kms_discovery_dns"):
+        from media_tasks.kms_discovery import kms_urls
+
+        values["kms_urls"] = kms_urls(values.get("kms_urls", ()), values["kms_discovery_dns"],
+                                      values.get("kms_discovery_interval_s", Settings.kms_discovery_interval_s))
+    return Settings(**values)

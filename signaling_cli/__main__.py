@@ -1,0 +1,51 @@
+"""The `signaling` command."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="signaling", description="Kurento signaling service")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="run the whole service in the foreground (what `make run` does)")
+    worker = sub.add_parser("worker", help="run one Celery worker consuming every shard queue")
+    worker.add_argument("--name", default="worker1")
+    web = sub.add_parser("web", help="run the web tier under gunicorn with gevent")
+    web.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)))
+    emulator = sub.add_parser("emulator", help="run the KMS emulator")
+    emulator.add_argument("args", nargs=argparse.REMAINDER)
+    bench = sub.add_parser("bench", help="run the benchmarks (python -m bench)")
+    bench.add_argument("args", nargs=argparse.REMAINDER)
+    sub.add_parser("doctor", help="check broker, database, media servers and workers; say how to fix problems")
+    args = parser.parse_args(argv)
+
+    if args.command == "doctor":
+        from signaling_cli.doctor import main as doctor
+
+        return doctor()
+    if args.command == "run":
+        from signaling_cli.supervisor import run
+
+        return run()
+    from signaling_cli import processes
+
+    if args.command == "worker":
+        argv = [processes.PYTHON, "-m", "celery", "-A", "media_tasks.app", "worker", "-Q",
+                processes.all_shard_queues(dict(os.environ)), "-n", f"{args.name}@%h"]
+    elif args.command == "web":
+        argv = [str(processes.BIN / "gunicorn"), "-k", "gevent", "--bind", f"127.0.0.1:{args.port}",
+                "--config", processes.GUNICORN_CONFIG, "signaling_web.wsgi:app"]
+    elif args.command == "bench":
+        argv = [processes.PYTHON, "-m", "bench", *args.args]
+    else:
+        argv = [processes.PYTHON, "-m", "kms_emulator", *args.args]
+    os.chdir(processes.ROOT)
+    os.execv(argv[0], argv)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""`signaling doctor`: checks the broker, the database and every media server, and says how to fix what fails."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from settings import Settings, load_settings
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def _timed(action: Callable[[], str]) -> tuple[bool, str]:
+    started = time.perf_counter()
+    try:
+        detail = action()
+        return True, f"{detail} ({(time.perf_counter() - started) * 1000:.0f} ms)"
+    except Exception as exc:  # the point is to report any failure, whatever its type
+        return False, f"{type(exc).__name__}: {exc}"
+
+
+def check_broker(settings: Settings) -> Check:
+    from kombu import Connection
+
+    def action() -> str:
+        with Connection(settings.rabbitmq_url, connect_timeout=3) as conn:
+            conn.ensure_connection(max_retries=1, timeout=3)
+            version = conn.connection.server_properties.get("version", b"?")
+            return f"RabbitMQ {version.decode() if isinstance(version, bytes) else version}"
+
+    ok, detail = _timed(action)
+    return Check("broker", ok, detail, "" if ok else
+                 "Start RabbitMQ (make rabbitmq, or rabbitmq-server -detached) or fix RABBITMQ_URL.")
+
+
+def check_database(settings: Settings) -> Check:
+    import pymongo
+
+    def action() -> str:
+        client = pymongo.MongoClient(settings.mongodb_uri, serverSelectionTimeoutMS=3000)
+        try:
+            info = client.server_info()
+            return f"MongoDB-compatible server {info.get('version', '?')}"
+        finally:
+            client.close()
+
+    ok, detail = _timed(action)
+    return Check("database", ok, detail, "" if ok else
+                 "Start MongoDB (make run starts the nx-27017 stand-in) or fix MONGODB_URI.")
+
+
+def check_media_server(url: str) -> Check:
+    import kurento
+
+    def action() -> str:
+        client = kurento.KurentoClient(url, request_timeout=3, connect_timeout=3)
+        try:
+            info = client.server_manager.get_info()
+            used = client.server_manager.get_used_memory()
+            modules = ", ".join(m.get("name", "?") for m in info.get("modules", []))
+            return f"KMS {info.get('version', '?')}, modules {modules}, {used // 1024} MiB used"
+        finally:
+            client.close()
+
+    ok, detail = _timed(action)
+    return Check(f"kms {url}", ok, detail, "" if ok else
+                 "Start Kurento (or python -m kms_emulator --port PORT) or fix KMS_URLS.")
+
+
+def check_kms_discovery(settings: Settings) -> Check:
+    """Resolves KMS_DISCOVERY_DNS now, with the resolver the KMS pool uses (DNS, not /etc/hosts)."""
+    from media_tasks.kms_discovery import LOOKUP_TIMEOUT_S
+
+    discovery = settings.kms_urls.discovery
+    target = discovery.target
+
+    def action() -> str:
+        answer = discovery.resolver.resolve(target.host, "A", lifetime=LOOKUP_TIMEOUT_S, search=False)
+        return f"{len(answer)} media server(s): " + ", ".join(sorted(record.address for record in answer))
+
+    ok, detail = _timed(action)
+    return Check(f"kms discovery {target.host}", ok, detail, "" if ok else
+                 "Check that the KMS headless Service has ready pods (kubectl get endpoints) or fix KMS_DISCOVERY_DNS.")
+
+
+def check_workers(settings: Settings) -> Check:
+    def action() -> str:
+        from media_tasks.app import app
+
+        replies = app.control.ping(timeout=2.0)
+        if not replies:
+            raise RuntimeError("no worker answered a ping within 2 s")
+        return f"{len(replies)} worker(s): " + ", ".join(name for reply in replies for name in reply)
+
+    ok, detail = _timed(action)
+    return Check("workers", ok, detail, "" if ok else
+                 "Start workers: signaling worker (or make run); check their logs under var/logs.")
+
+
+def iter_checks(settings: Settings | None = None) -> Iterator[Check]:
+    """Each check as soon as it is done (a media server that does not answer takes seconds)."""
+    settings = settings or load_settings()
+    broker = check_broker(settings)
+    yield broker
+    yield check_database(settings)
+    if settings.kms_discovery_dns:
+        yield check_kms_discovery(settings)
+    for url in settings.kms_urls:
+        yield check_media_server(url)
+    if broker.ok:
+        yield check_workers(settings)
+
+
+def run_checks(settings: Settings | None = None) -> list[Check]:
+    return list(iter_checks(settings))
+
+
+def main() -> int:
+    all_ok = True
+    for check in iter_checks():
+        print(f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}", flush=True)
+        if check.fix:
+            print(f"     fix: {check.fix}", flush=True)
+        all_ok = all_ok and check.ok
+    return 0 if all_ok else 1

@@ -1,0 +1,68 @@
+"""The web tier: REST API v1, long-poll delivery, health endpoints."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+
+from messaging.mailbox import Mailbox
+from models import connect_db
+from observability.logs import use_json_logs
+from observability.web_metrics import init_metrics
+from settings import Settings, load_settings
+from signaling_web import apidocs
+from signaling_web.cors import init_cors
+from signaling_web.errors import register_error_handlers
+from signaling_web.extensions import Api
+from signaling_web.idempotency import init_idempotency
+from signaling_web.openapi import init_openapi
+from signaling_web.ratelimit import init_rate_limits
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or load_settings()
+    app = Flask(__name__)
+    app.config.update(
+        API_TITLE="Kurento signaling service",
+        API_VERSION="v1",
+        OPENAPI_VERSION="3.0.3",
+        OPENAPI_URL_PREFIX="/api/v1",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="/docs",
+        OPENAPI_SWAGGER_UI_URL=apidocs.ASSETS_URL,
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+    )
+    app.extensions["signaling_settings"] = settings
+    app.extensions["signaling_mailbox"] = Mailbox(settings)
+    if settings.log_format == "json":
+        use_json_logs()
+    if not settings.api_keys:
+        log.warning("SIGNALING_API_KEYS is not set: anyone can create sessions")
+    connect_db(settings)
+    api = Api(app)
+    init_openapi(api)
+    register_blueprints(app, api)
+    register_error_handlers(app)
+    # Order matters: preflights are answered before any limit, and a refused request (429)
+    # claims no Idempotency-Key.
+    init_cors(app)
+    init_rate_limits(app)
+    init_idempotency(app)
+    init_metrics(app)
+    return app
+
+
+def register_blueprints(app: Flask, api: Api) -> None:
+    from signaling_web import demo, health
+    from signaling_web.messages.resources import blp as messages_blp
+    from signaling_web.participants.resources import blp as participants_blp
+    from signaling_web.sessions.resources import blp as sessions_blp
+
+    for blueprint in (sessions_blp, participants_blp, messages_blp):
+        api.register_blueprint(blueprint)
+    app.register_blueprint(health.blp)
+    app.register_blueprint(demo.blp)
+    app.register_blueprint(apidocs.blp)

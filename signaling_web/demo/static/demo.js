@@ -1,0 +1,262 @@
+// The demo page's UI. All signaling goes through signaling-client.js; this file only draws.
+import { PUBLISH, SignalingClient } from './signaling-client.js';
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const client = new SignalingClient();
+let localStream = null;
+// participant_id -> display name; participantLeft carries no name and the client forgets the participant first.
+const names = new Map();
+
+// For developers' consoles and the end-to-end test: the client, its peer connections, the stream.
+window.demo = {
+  client,
+  get peerConnections() { return client.peerConnections; },
+  get localStream() { return localStream; },
+};
+
+// ------------------------------------------------------------------ lobby
+if (params.get('session')) {
+  $('join-button').textContent = 'Join the session';
+  $('lobby-intro').textContent = 'You were invited to a call. Enter your name to join.';
+}
+if (params.get('video')) $('video-size').value = params.get('video');
+$('display-name').value = params.get('name') || localStorage.getItem('demo.displayName') || '';
+
+function videoConstraints(choice) {
+  if (choice === 'none') return false;
+  const match = /^(\d+)x(\d+)@(\d+)$/.exec(choice || '');
+  if (!match) return true;
+  return { width: { ideal: +match[1] }, height: { ideal: +match[2] }, frameRate: { ideal: +match[3] } };
+}
+
+function setStatus(text, kind = '') {
+  $('status').textContent = text;
+  $('status').className = `status ${kind}`;
+}
+
+function shareLink() {
+  const url = new URL('/demo', location.origin);
+  url.searchParams.set('session', client.sessionId);
+  url.searchParams.set('join_token', params.get('join_token'));
+  return url.toString();
+}
+
+$('join-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const name = $('display-name').value.trim();
+  if (!name) return;
+  localStorage.setItem('demo.displayName', name);
+  $('join-button').disabled = true;
+  $('lobby-error').hidden = true;
+  try {
+    const video = videoConstraints($('video-size').value);
+    try {
+      localStream = await navigator.mediaDevices.getUserMedia({ audio: true, video });
+    } catch (err) {
+      chatEvent(`No camera or microphone (${err.name}): you can watch and chat.`);
+    }
+    if (!params.get('session')) {
+      setStatus('creating a session…');
+      const created = await SignalingClient.createSession({ apiKey: $('api-key').value.trim() || null, name: `${name}'s call` });
+      params.set('session', created.session_id);
+      params.set('join_token', created.join_token);
+    }
+    setStatus('joining…');
+    await client.join(params.get('session'), params.get('join_token'), name);
+    history.replaceState(null, '', `/demo?${new URLSearchParams({ session: client.sessionId, join_token: params.get('join_token') })}`);
+    $('share-link').value = shareLink();
+    $('lobby').hidden = true;
+    $('call').hidden = false;
+    setStatus(`in the call as ${name}`, 'ok');
+    for (const p of client.participants.values()) names.set(p.participant_id, p.display_name);
+    renderParticipants();
+    if (localStream) {
+      addTile('local', `${name} (you)`, localStream, true);
+      await client.publish(localStream);
+    }
+  } catch (err) {
+    $('lobby-error').textContent = `Could not join: ${err.message}`;
+    $('lobby-error').hidden = false;
+    $('join-button').disabled = false;
+    setStatus('not connected');
+  }
+});
+
+// ------------------------------------------------------------------ the grid
+function tileId(participantId) { return `tile-${participantId}`; }
+
+function nameOf(participantId) {
+  const p = client.participants.get(participantId);
+  return p ? p.display_name : names.get(participantId) || participantId.slice(0, 8);
+}
+
+function addTile(participantId, label, mediaStream, local = false) {
+  removeTile(participantId);
+  const tile = document.createElement('div');
+  tile.id = tileId(participantId);
+  tile.className = `tile ${local ? 'local' : 'remote'}`;
+  tile.dataset.participantId = participantId;
+  const video = document.createElement('video');
+  video.autoplay = true;
+  video.playsInline = true;
+  video.muted = local; // never play our own microphone back
+  video.srcObject = mediaStream;
+  const name = document.createElement('span');
+  name.className = 'name';
+  name.textContent = label;
+  const state = document.createElement('span');
+  state.className = 'state';
+  tile.append(video, name, state);
+  $('grid').append(tile);
+  video.play().catch(() => { /* autoplay refused: the user's next click starts it */ });
+}
+
+function removeTile(participantId) {
+  const tile = $(tileId(participantId));
+  if (tile) {
+    tile.querySelector('video').srcObject = null;
+    tile.remove();
+  }
+}
+
+client.on('remoteStream', ({ participantId, mediaStream }) => addTile(participantId, nameOf(participantId), mediaStream));
+client.on('remoteStreamRemoved', ({ participantId }) => removeTile(participantId));
+client.on('connectionState', ({ stream, state }) => {
+  const tile = $(tileId(stream === PUBLISH ? 'local' : stream));
+  if (tile) tile.querySelector('.state').textContent = state === 'connected' ? '' : state;
+});
+
+// ------------------------------------------------------------------ people and chat
+function renderParticipants() {
+  const list = $('participants');
+  list.replaceChildren();
+  for (const p of client.participants.values()) {
+    if (p.state === 'left') continue;
+    const item = document.createElement('li');
+    item.dataset.participantId = p.participant_id;
+    item.textContent = p.display_name;
+    const tag = document.createElement('span');
+    tag.className = 'tag';
+    tag.textContent = [p.participant_id === client.participantId ? 'you' : '', p.publishing ? 'live' : '']
+      .filter(Boolean).join(', ');
+    item.append(tag);
+    list.append(item);
+  }
+}
+
+function chatLine(build) {
+  const item = document.createElement('li');
+  build(item);
+  $('chat').append(item);
+  $('chat').scrollTop = $('chat').scrollHeight;
+}
+
+function chatEvent(text) {
+  chatLine((item) => { item.className = 'event'; item.textContent = text; });
+}
+
+client.on('participantJoined', (m) => {
+  names.set(m.participant_id, m.display_name);
+  chatEvent(m.participant_id === client.participantId ? 'You joined' : `${m.display_name} joined`);
+  renderParticipants();
+});
+client.on('participantLeft', (m) => {
+  chatEvent(`${names.get(m.participant_id) || 'someone'} left${m.reason && m.reason !== 'left' ? ` (${m.reason})` : ''}`);
+  removeTile(m.participant_id);
+  renderParticipants();
+});
+client.on('streamPublished', renderParticipants);
+client.on('streamUnpublished', renderParticipants);
+client.on('message', (m) => {
+  const text = m.payload && typeof m.payload.text === 'string' ? m.payload.text : JSON.stringify(m.payload);
+  chatLine((item) => {
+    const who = document.createElement('b');
+    who.textContent = m.from === client.participantId ? 'you' : nameOf(m.from);
+    item.append(who, document.createTextNode(text));
+  });
+});
+
+$('chat-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const text = $('chat-input').value.trim();
+  if (!text) return;
+  $('chat-input').value = '';
+  try {
+    await client.send({ text });
+  } catch (err) {
+    chatEvent(`not sent: ${err.message}`);
+  }
+});
+
+// ------------------------------------------------------------------ trouble and rejoin
+function showNotice(text) {
+  $('notice-text').textContent = text;
+  $('notice').hidden = false;
+  $('rejoin-button').disabled = false;
+}
+
+client.on('mediaServerLost', () => showNotice('The media server handling this call was lost. Rejoin to get video back.'));
+client.on('connectionFailed', (m) => showNotice(m.stream === PUBLISH
+  ? 'Your media connection failed. Rejoin to publish again.'
+  : `The connection receiving ${nameOf(m.stream)} failed. Rejoin to reconnect.`));
+client.on('pollError', ({ retryInMs }) => setStatus(`connection trouble, retrying in ${Math.round(retryInMs / 100) / 10} s`, 'bad'));
+client.on('*', () => { if ($('status').classList.contains('bad')) setStatus(`in the call as ${client.displayName}`, 'ok'); });
+client.on('error', (m) => { if (m.message) chatEvent(`service: ${m.message}`); });
+
+$('rejoin-button').addEventListener('click', async () => {
+  $('rejoin-button').disabled = true;
+  $('notice-text').textContent = 'Rejoining…';
+  try {
+    await client.rejoin();
+    $('notice').hidden = true;
+    chatEvent('Rejoined with fresh media.');
+  } catch (err) {
+    showNotice(`Rejoin failed: ${err.message}. Try again.`);
+  }
+});
+
+// ------------------------------------------------------------------ controls and the end
+$('copy-link').addEventListener('click', async () => {
+  $('share-link').select();
+  try {
+    await navigator.clipboard.writeText($('share-link').value);
+    $('copy-link').textContent = 'Copied';
+  } catch {
+    document.execCommand('copy');
+  }
+});
+
+function toggleTracks(kind, button, onLabel, offLabel) {
+  if (!localStream) return;
+  const off = button.getAttribute('aria-pressed') !== 'true';
+  for (const track of localStream.getTracks()) if (track.kind === kind) track.enabled = !off;
+  button.setAttribute('aria-pressed', String(off));
+  button.textContent = off ? offLabel : onLabel;
+}
+$('mute-button').addEventListener('click', () => toggleTracks('audio', $('mute-button'), 'Mute', 'Unmute'));
+$('camera-button').addEventListener('click', () => toggleTracks('video', $('camera-button'), 'Camera off', 'Camera on'));
+
+function end(text) {
+  if (localStream) for (const track of localStream.getTracks()) track.stop();
+  $('grid').replaceChildren();
+  $('call').hidden = true;
+  $('notice').hidden = true;
+  $('ended-text').textContent = text;
+  $('back-link').href = shareLink();
+  $('back-link').textContent = 'Join again';
+  $('ended').hidden = false;
+  setStatus('not connected');
+}
+
+$('leave-button').addEventListener('click', async () => {
+  $('leave-button').disabled = true;
+  try {
+    await client.leave();
+  } finally {
+    end('You left the call.');
+  }
+});
+client.on('sessionClosed', () => end('The session was closed.'));
+client.on('closed', ({ reason }) => { if (reason !== 'left' && !$('call').hidden) end(`Disconnected: ${reason}.`); });
+window.addEventListener('pagehide', () => { if (client.participantId && !$('call').hidden) client.leave().catch(() => {}); });

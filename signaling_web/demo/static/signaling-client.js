@@ -1,0 +1,488 @@
+/**
+ * signaling-client.js: a reference browser client for the Kurento signaling service (REST API v1).
+ *
+ * One ES module, no dependencies, nothing to build: copy it into your frontend. It speaks only the
+ * public REST contract:
+ *
+ *   - joins a session with its join token, then long-polls its own message queue
+ *     (GET .../messages?after=<last seq processed>&wait=25), handles each batch in order and
+ *     polls again; network errors back off (0.5 s doubling up to 10 s) and never lose a message,
+ *     because the server deletes messages only once a later poll acknowledges them with `after`;
+ *   - publishes a MediaStream on stream "publish" and subscribes to other publishers on stream
+ *     "<their participant_id>", one RTCPeerConnection per stream;
+ *   - trickles ICE both ways: local candidates are POSTed as they are gathered (batched a few ms),
+ *     remote ones arrive as `iceCandidate` messages routed by `stream` (buffered until the answer
+ *     is applied), and `iceGatheringDone` ends them;
+ *   - subscribes automatically to everyone who publishes (the join answer's `publishing` flags,
+ *     then `streamPublished`) and drops the subscription on `streamUnpublished`/`participantLeft`;
+ *   - rejoins (fresh media, same participant) after `mediaServerLost` or `connectionFailed`.
+ *
+ * Usage:
+ *
+ *   import { SignalingClient } from './signaling-client.js';
+ *
+ *   const created = await SignalingClient.createSession({ name: 'standup' });   // or get id + token by link
+ *   const client = new SignalingClient();
+ *   client.on('remoteStream', ({ participantId, mediaStream }) => attach(participantId, mediaStream));
+ *   client.on('remoteStreamRemoved', ({ participantId }) => detach(participantId));
+ *   client.on('message', (m) => showChat(m.from, m.payload));          // any message type by name
+ *   client.on('mediaServerLost', () => offerRejoinButton(() => client.rejoin()));
+ *   await client.join(created.session_id, created.join_token, 'Alice');
+ *   await client.publish(await navigator.mediaDevices.getUserMedia({ audio: true, video: true }));
+ *   await client.send({ text: 'hello' });                                // broadcast to the session
+ *   await client.leave();
+ *
+ * Events (client.on(type, handler) returns a function that removes the handler):
+ *   every server message type (`sdpAnswer`, `iceCandidate`, `iceGatheringDone`, `participantJoined`,
+ *   `participantLeft`, `streamPublished`, `streamUnpublished`, `connectionFailed`, `mediaServerLost`,
+ *   `sessionClosed`, `message`, `error`) with the message as argument, after the client handled it;
+ *   `*` for every message; and the client's own:
+ *   `remoteStream` {participantId, mediaStream, pc}, `remoteStreamRemoved` {participantId},
+ *   `connectionState` {stream, state}, `pollError` {error, retryInMs}, `closed` {reason}.
+ */
+
+export const PUBLISH = 'publish';
+
+const POLL_WAIT_S = 25;
+const BACKOFF_MIN_MS = 500;
+const BACKOFF_MAX_MS = 10000;
+const CANDIDATE_BATCH_MS = 10;
+const REJOIN_SETTLE_MS = 5000;
+
+/** A non-2xx answer of the API: `status` and the service's error body (`code`, `message`, `errors`). */
+export class SignalingError extends Error {
+  constructor(status, body) {
+    super((body && body.message) || `HTTP ${status}`);
+    this.name = 'SignalingError';
+    this.status = status;
+    this.body = body;
+  }
+}
+
+async function request(baseUrl, method, path, { body, headers = {}, signal, keepalive = false } = {}) {
+  const init = { method, headers: { Accept: 'application/json', ...headers }, signal, keepalive };
+  if (body !== undefined) {
+    init.headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  const response = await fetch(`${baseUrl}/api/v1${path}`, init);
+  const text = await response.text();
+  let parsed = null;
+  try {
+    parsed = text ? JSON.parse(text) : null;
+  } catch {
+    parsed = { message: text };
+  }
+  if (!response.ok) throw new SignalingError(response.status, parsed);
+  return parsed;
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** One RTCPeerConnection for one stream: our publication ("publish") or a subscription. */
+class StreamLink {
+  constructor(stream, pc) {
+    this.stream = stream;
+    this.pc = pc;
+    this.requestId = null;
+    this.remoteCandidates = []; // waiting for the answer
+    this.remoteDone = false; // iceGatheringDone seen
+    this.localCandidates = []; // waiting to be POSTed
+    this.flushTimer = null;
+    this.mediaStream = null;
+    this.early = []; // sdpAnswer/error that came before our offer's request_id was known
+    this.closed = false;
+  }
+
+  close() {
+    this.closed = true;
+    clearTimeout(this.flushTimer);
+    this.pc.close();
+  }
+}
+
+export class SignalingClient {
+  /**
+   * @param {object} [options]
+   * @param {string} [options.baseUrl]  Service root, e.g. "https://signaling.example.com"; "" = this origin.
+   * @param {RTCIceServer[]} [options.iceServers]  STUN/TURN servers for the peer connections.
+   * @param {boolean} [options.autoSubscribe]  Subscribe to every publisher (default true).
+   * @param {number} [options.pollWait]  Long-poll hold time in seconds (0 to 30, default 25).
+   */
+  constructor({ baseUrl = '', iceServers = [], autoSubscribe = true, pollWait = POLL_WAIT_S } = {}) {
+    this.baseUrl = baseUrl.replace(/\/$/, '');
+    this.iceServers = iceServers;
+    this.autoSubscribe = autoSubscribe;
+    this.pollWait = pollWait;
+    this.sessionId = null;
+    this.participantId = null;
+    this.token = null;
+    this.displayName = null;
+    /** Last message seq processed; sent as `after`. */
+    this.lastSeq = 0;
+    /** participant_id -> {participant_id, display_name, publishing, state}, others and ourselves. */
+    this.participants = new Map();
+    /** The published local MediaStream (republished by rejoin). */
+    this.localStream = null;
+    this._links = new Map();
+    this._handlers = new Map();
+    this._waiters = new Set();
+    this._polling = false;
+    this._pollAbort = null;
+  }
+
+  /** Creates a session: {session_id, join_token, name, state}. `apiKey` when the service requires keys. */
+  static createSession({ baseUrl = '', apiKey = null, name = '', maxParticipants } = {}) {
+    const body = { name };
+    if (maxParticipants !== undefined) body.max_participants = maxParticipants;
+    const headers = apiKey ? { 'X-API-Key': apiKey } : {};
+    return request(baseUrl.replace(/\/$/, ''), 'POST', '/sessions', { body, headers });
+  }
+
+  /** stream ("publish" or a publisher's participant_id) -> RTCPeerConnection, for getStats() and UIs. */
+  get peerConnections() {
+    const result = new Map();
+    for (const [stream, link] of this._links) result.set(stream, link.pc);
+    return result;
+  }
+
+  // ------------------------------------------------------------------ events
+  on(type, handler) {
+    if (!this._handlers.has(type)) this._handlers.set(type, new Set());
+    this._handlers.get(type).add(handler);
+    return () => this._handlers.get(type).delete(handler);
+  }
+
+  _emit(type, detail) {
+    for (const handler of this._handlers.get(type) || []) {
+      try {
+        handler(detail);
+      } catch (err) {
+        console.error(`signaling: ${type} handler failed`, err);
+      }
+    }
+  }
+
+  /** Resolves with the first message matching predicate (or null after timeoutMs). */
+  _waitFor(predicate, timeoutMs) {
+    return new Promise((resolve) => {
+      const waiter = { predicate, resolve };
+      waiter.timer = setTimeout(() => {
+        this._waiters.delete(waiter);
+        resolve(null);
+      }, timeoutMs);
+      this._waiters.add(waiter);
+    });
+  }
+
+  // ------------------------------------------------------------------ REST
+  get _me() {
+    return `/sessions/${encodeURIComponent(this.sessionId)}/participants/${encodeURIComponent(this.participantId)}`;
+  }
+
+  _call(method, path, body, { signal, keepalive } = {}) {
+    return request(this.baseUrl, method, path, {
+      body, signal, keepalive, headers: { Authorization: `Bearer ${this.token}` },
+    });
+  }
+
+  /**
+   * Joins a session and starts polling. Returns the join answer {participant_id, token, participants}.
+   * With autoSubscribe, everyone already publishing is subscribed to right away.
+   */
+  async join(sessionId, joinToken, displayName) {
+    const joined = await request(this.baseUrl, 'POST', `/sessions/${encodeURIComponent(sessionId)}/participants`,
+      { body: { display_name: displayName, join_token: joinToken } });
+    this.sessionId = sessionId;
+    this.participantId = joined.participant_id;
+    this.token = joined.token;
+    this.displayName = displayName;
+    for (const p of joined.participants || []) this.participants.set(p.participant_id, { ...p });
+    this._startPolling();
+    if (this.autoSubscribe) this._subscribeToPublishers(joined.participants || []);
+    return joined;
+  }
+
+  _subscribeToPublishers(participants) {
+    for (const p of participants) {
+      if (p.participant_id !== this.participantId && p.publishing && p.state !== 'left') {
+        this.subscribe(p.participant_id).catch((err) => this._emit('error', { stream: p.participant_id, error: err }));
+      }
+    }
+  }
+
+  /** Publishes a local MediaStream (its audio and video tracks, send-only). Resolves once the offer is posted. */
+  async publish(mediaStream) {
+    this.localStream = mediaStream;
+    this._dropLink(PUBLISH);
+    const pc = this._newPeerConnection();
+    for (const track of mediaStream.getTracks()) {
+      pc.addTransceiver(track, { direction: 'sendonly', streams: [mediaStream] });
+    }
+    return this._negotiate(new StreamLink(PUBLISH, pc));
+  }
+
+  /** Receives a publisher's audio and video. Emits `remoteStream` when the first track arrives. */
+  async subscribe(publisherId) {
+    const existing = this._links.get(publisherId);
+    if (existing && !existing.closed) return existing.pc;
+    const pc = this._newPeerConnection();
+    pc.addTransceiver('audio', { direction: 'recvonly' });
+    pc.addTransceiver('video', { direction: 'recvonly' });
+    const link = new StreamLink(publisherId, pc);
+    pc.addEventListener('track', (event) => {
+      if (link.closed) return;
+      const first = link.mediaStream === null;
+      if (first) link.mediaStream = new MediaStream();
+      link.mediaStream.addTrack(event.track);
+      if (first) this._emit('remoteStream', { participantId: publisherId, mediaStream: link.mediaStream, pc });
+    });
+    return this._negotiate(link);
+  }
+
+  /** Stops receiving a publisher (closes the local peer connection; the server frees its side on leave). */
+  unsubscribe(publisherId) {
+    if (this._dropLink(publisherId)) this._emit('remoteStreamRemoved', { participantId: publisherId });
+  }
+
+  /** Broadcasts a JSON object to the session, or sends it to one participant with `to`. */
+  send(payload, to = null) {
+    const body = to ? { payload, to } : { payload };
+    return this._call('POST', `/sessions/${encodeURIComponent(this.sessionId)}/messages`, body);
+  }
+
+  /**
+   * Fresh media after `mediaServerLost` or `connectionFailed`: same participant, same queue.
+   * Closes every peer connection, asks the service to rejoin, waits until it has released our old
+   * endpoints (our own streamUnpublished, at most 5 s), then republishes and resubscribes.
+   */
+  async rejoin() {
+    const me = this.participants.get(this.participantId);
+    const wasPublishing = Boolean(me && me.publishing) || this._links.has(PUBLISH);
+    const released = wasPublishing
+      ? this._waitFor((m) => m.type === 'streamUnpublished' && m.participant_id === this.participantId, REJOIN_SETTLE_MS)
+      : Promise.resolve(null);
+    await this._call('POST', `${this._me}/rejoin`);
+    for (const stream of [...this._links.keys()]) {
+      if (stream === PUBLISH) this._dropLink(stream);
+      else this.unsubscribe(stream);
+    }
+    await released;
+    if (this.localStream) await this.publish(this.localStream);
+    const session = await this._call('GET', `/sessions/${encodeURIComponent(this.sessionId)}`);
+    for (const p of session.participants || []) {
+      this.participants.set(p.participant_id, { ...this.participants.get(p.participant_id), ...p });
+    }
+    if (this.autoSubscribe) this._subscribeToPublishers(session.participants || []);
+  }
+
+  /** Leaves the session, stops polling and closes every peer connection (also safe in `pagehide`). */
+  async leave() {
+    try {
+      await this._call('DELETE', this._me, undefined, { keepalive: true });
+    } finally {
+      this.close('left');
+    }
+  }
+
+  /** Stops polling and closes every peer connection without telling the service. */
+  close(reason = 'closed') {
+    if (!this._polling && this._links.size === 0) return;
+    this._polling = false;
+    if (this._pollAbort) this._pollAbort.abort();
+    for (const stream of [...this._links.keys()]) this._dropLink(stream);
+    this._emit('closed', { reason });
+  }
+
+  // ------------------------------------------------------------------ WebRTC
+  _newPeerConnection() {
+    return new RTCPeerConnection({ iceServers: this.iceServers, bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+  }
+
+  _dropLink(stream) {
+    const link = this._links.get(stream);
+    if (!link) return false;
+    this._links.delete(stream);
+    link.close();
+    return true;
+  }
+
+  async _negotiate(link) {
+    const { pc, stream } = link;
+    this._links.set(stream, link);
+    pc.addEventListener('icecandidate', (event) => {
+      // null = our gathering is complete; the service needs no end marker.
+      if (event.candidate && event.candidate.candidate) this._queueLocalCandidate(link, event.candidate);
+    });
+    pc.addEventListener('connectionstatechange', () => {
+      this._emit('connectionState', { stream, state: pc.connectionState });
+    });
+    // Trickle: the offer goes out before gathering finishes, without candidates.
+    await pc.setLocalDescription(await pc.createOffer());
+    const answer = await this._call('POST', `${this._me}/offers`, { stream, sdp: pc.localDescription.sdp });
+    link.requestId = answer.request_id;
+    // The poll may have brought the answer (or a refusal) before this POST returned.
+    for (const message of link.early.splice(0)) {
+      if (message.request_id === link.requestId && !link.closed) await this._handle(message, { replay: true });
+    }
+    return pc;
+  }
+
+  _queueLocalCandidate(link, candidate) {
+    const { candidate: text, sdpMid, sdpMLineIndex } = candidate;
+    link.localCandidates.push({ candidate: text, sdpMid, sdpMLineIndex });
+    if (link.flushTimer === null) {
+      link.flushTimer = setTimeout(() => this._flushCandidates(link), CANDIDATE_BATCH_MS);
+    }
+  }
+
+  async _flushCandidates(link) {
+    link.flushTimer = null;
+    const candidates = link.localCandidates.splice(0);
+    if (link.closed || candidates.length === 0) return;
+    try {
+      await this._call('POST', `${this._me}/candidates`, { stream: link.stream, candidates });
+    } catch (err) {
+      this._emit('error', { stream: link.stream, error: err });
+    }
+  }
+
+  async _addRemoteCandidate(link, candidate) {
+    try {
+      await link.pc.addIceCandidate(candidate);
+    } catch (err) {
+      // A candidate of a replaced endpoint, or one this browser cannot use: not fatal.
+      console.debug('signaling: remote candidate ignored', candidate, err);
+    }
+  }
+
+  async _endRemoteCandidates(link) {
+    try {
+      await link.pc.addIceCandidate();
+    } catch {
+      // Older browsers do not take an end-of-candidates marker.
+    }
+  }
+
+  // ------------------------------------------------------------------ polling
+  _startPolling() {
+    if (this._polling) return;
+    this._polling = true;
+    this._pollLoop();
+  }
+
+  async _pollLoop() {
+    let backoff = BACKOFF_MIN_MS;
+    while (this._polling) {
+      let batch;
+      this._pollAbort = new AbortController();
+      try {
+        batch = await this._call('GET', `${this._me}/messages?after=${this.lastSeq}&wait=${this.pollWait}`,
+          undefined, { signal: this._pollAbort.signal });
+        backoff = BACKOFF_MIN_MS;
+      } catch (error) {
+        if (!this._polling) return;
+        if (error instanceof SignalingError && [401, 403, 404].includes(error.status)) {
+          this.close(`poll refused (${error.status})`);
+          return;
+        }
+        this._emit('pollError', { error, retryInMs: backoff });
+        await sleep(backoff);
+        backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
+        continue;
+      }
+      for (const message of batch.messages) {
+        if (!this._polling) return;
+        try {
+          await this._handle(message);
+        } catch (err) {
+          console.error('signaling: handling failed', message, err);
+        }
+        this.lastSeq = Math.max(this.lastSeq, message.seq);
+      }
+      this.lastSeq = Math.max(this.lastSeq, batch.last_seq || 0);
+    }
+  }
+
+  /** Applies one server message to the peer connections and state, then emits it. */
+  async _handle(message, { replay = false } = {}) {
+    const link = message.stream !== undefined ? this._links.get(message.stream) : undefined;
+    const self = this.participantId;
+    switch (message.type) {
+      case 'sdpAnswer':
+        if (link && !link.closed && link.requestId === null) {
+          link.early.push(message);
+        } else if (link && !link.closed && message.request_id === link.requestId) {
+          await link.pc.setRemoteDescription({ type: 'answer', sdp: message.sdp });
+          for (const candidate of link.remoteCandidates.splice(0)) await this._addRemoteCandidate(link, candidate);
+          if (link.remoteDone) await this._endRemoteCandidates(link);
+        }
+        break;
+      case 'iceCandidate':
+        if (link && !link.closed && message.candidate && message.candidate.candidate) {
+          if (link.pc.remoteDescription) await this._addRemoteCandidate(link, message.candidate);
+          else link.remoteCandidates.push(message.candidate);
+        }
+        break;
+      case 'iceGatheringDone':
+        if (link && !link.closed) {
+          link.remoteDone = true;
+          if (link.pc.remoteDescription) await this._endRemoteCandidates(link);
+        }
+        break;
+      case 'participantJoined':
+        this.participants.set(message.participant_id, {
+          participant_id: message.participant_id, display_name: message.display_name, publishing: false, state: 'joined',
+          ...this.participants.get(message.participant_id),
+        });
+        break;
+      case 'participantLeft':
+        this.participants.delete(message.participant_id);
+        this.unsubscribe(message.participant_id);
+        break;
+      case 'streamPublished': {
+        const p = this.participants.get(message.participant_id);
+        if (p) p.publishing = true;
+        if (message.participant_id !== self && this.autoSubscribe) {
+          this.subscribe(message.participant_id).catch((error) => this._emit('error', { stream: message.participant_id, error }));
+        }
+        break;
+      }
+      case 'streamUnpublished': {
+        const p = this.participants.get(message.participant_id);
+        if (p) p.publishing = false;
+        if (message.participant_id !== self) this.unsubscribe(message.participant_id);
+        break;
+      }
+      case 'error': {
+        // A refused offer (e.g. 409: that participant is not publishing): drop the link; a later
+        // streamPublished subscribes again.
+        for (const [stream, other] of [...this._links]) {
+          if (!message.request_id) break;
+          if (other.requestId === null) {
+            other.early.push(message);
+          } else if (other.requestId === message.request_id) {
+            if (stream === PUBLISH) this._dropLink(stream);
+            else this.unsubscribe(stream);
+          }
+        }
+        break;
+      }
+      case 'sessionClosed':
+        this.close('session closed');
+        break;
+      default:
+        break; // message, connectionFailed, mediaServerLost: for the application
+    }
+    if (replay) return; // emitted when it first came
+    for (const waiter of [...this._waiters]) {
+      if (waiter.predicate(message)) {
+        this._waiters.delete(waiter);
+        clearTimeout(waiter.timer);
+        waiter.resolve(message);
+      }
+    }
+    this._emit(message.type, message);
+    this._emit('*', message);
+  }
+}

@@ -1,0 +1,50 @@
+"""Liveness, readiness and Prometheus metrics, at the server root."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, current_app, jsonify
+
+from media_tasks.app import app as celery_app
+from messaging.broker import broker_reachable
+from models import ping_db
+from observability import web_metrics
+
+blp = Blueprint("health", __name__)
+
+WORKER_CHECK_TTL_S = 5.0
+_worker_check = {"at": 0.0, "ok": False}
+
+
+def _workers_answer() -> bool:
+    # A control ping costs a broadcast and a wait, so its answer is reused for a few seconds.
+    now = time.monotonic()
+    if now - _worker_check["at"] > WORKER_CHECK_TTL_S or not _worker_check["ok"]:
+        try:
+            _worker_check["ok"] = bool(celery_app.control.ping(timeout=1.0))
+        except Exception:
+            _worker_check["ok"] = False
+        _worker_check["at"] = now
+    return _worker_check["ok"]
+
+
+@blp.get("/health")
+def health():
+    return jsonify(status="ok")
+
+
+@blp.get("/ready")
+def ready():
+    settings = current_app.extensions["signaling_settings"]
+    checks = {"broker": broker_reachable(settings), "database": ping_db()}
+    checks["workers"] = checks["broker"] and _workers_answer()
+    ok = all(checks.values())
+    response = jsonify(status="ready" if ok else "unavailable", checks=checks)
+    response.status_code = 200 if ok else 503
+    return response
+
+
+@blp.get("/metrics")
+def metrics():
+    return web_metrics.render()

@@ -1,0 +1,35 @@
+"""Checks on what clients send before anything is queued: SDP offers and ICE candidates."""
+
+from __future__ import annotations
+
+from marshmallow import ValidationError
+
+
+def validate_sdp(sdp: str, max_bytes: int) -> None:
+    if len(sdp.encode()) > max_bytes:
+        raise ValidationError(f"SDP is larger than {max_bytes} bytes.")
+    lines = [line.rstrip("\r") for line in sdp.split("\n") if line.strip()]
+    if not lines or lines[0] != "v=0":
+        raise ValidationError("SDP must start with v=0.")
+    media_sections: list[list[str]] = []
+    for line in lines:
+        if line.startswith("m="):
+            media_sections.append([])
+        elif media_sections:
+            media_sections[-1].append(line)
+    if not media_sections:
+        raise ValidationError("SDP has no m= line.")
+    for index, section in enumerate(media_sections):
+        mids = [line for line in section if line.startswith("a=mid:")]
+        if len(mids) != 1:
+            raise ValidationError(f"m-line {index} must have exactly one a=mid (found {len(mids)}).")
+
+
+def validate_candidate(candidate: str, max_bytes: int) -> None:
+    # An empty string is the browser's end-of-candidates marker; it is accepted and ignored.
+    if candidate == "":
+        return
+    if len(candidate.encode()) > max_bytes:
+        raise ValidationError(f"candidate is larger than {max_bytes} bytes.")
+    if not candidate.startswith("candidate:"):
+        raise ValidationError("candidate must start with 'candidate:'.")

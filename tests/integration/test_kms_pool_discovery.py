@@ -1,0 +1,91 @@
+"""The KMS pool on discovered media servers: emulators on loopback addresses 127.0.0.2 and
+127.0.0.3 (one port, as pods of a StatefulSet), named by a DNS server on loopback the way a
+headless Service names its pods. The health monitor checks what DNS lists, selection picks the
+lightest of them, and a server that leaves DNS because it died is still checked until it is
+recorded dead."""
+
+from __future__ import annotations
+
+import dataclasses
+import secrets
+import time
+
+import pytest
+
+import kurento
+from media_tasks.kms_discovery import Discovery, KmsUrls, Target
+from media_tasks.kms_health import HealthMonitor
+from media_tasks.kms_pool import select_kms
+from models import MediaServer, connect_db
+from settings import load_settings
+from signaling_cli import processes
+from tests.support.dns_server import LoopbackDns
+
+pytestmark = pytest.mark.integration
+
+NAME = "kms-headless.rtc.svc.cluster.local"
+
+
+def start_emulator_on(address: str, port: int, log_dir, memory_offset_kib: int = 0) -> processes.ManagedProcess:
+    argv = [processes.PYTHON, "-m", "kms_emulator", "--host", address, "--port", str(port), "--mode", "signaling",
+            "--memory-offset-kib", str(memory_offset_kib)]
+    proc = processes.spawn(f"kms-{address}", argv, {}, log_dir, port)
+    deadline = time.monotonic() + 30
+    while not processes.port_open(port, address):
+        assert proc.alive() and time.monotonic() < deadline, f"emulator on {address}:{port}; see {proc.log_path}"
+        time.sleep(0.05)
+    return proc
+
+
+@pytest.fixture
+def cluster(run_dir, mongodb_uri):
+    """Two media servers found through DNS; the heavier one (by 100 MiB) on 127.0.0.3."""
+    port = processes.free_port()
+    log_dir = run_dir / "logs-discovery"
+    light = start_emulator_on("127.0.0.2", port, log_dir)
+    heavy = start_emulator_on("127.0.0.3", port, log_dir, memory_offset_kib=100 * 1024)
+    dns = LoopbackDns({NAME: ["127.0.0.2", "127.0.0.3"]})
+    dns.start()
+    discovery = Discovery(Target(NAME, port), interval_s=0.0, resolver=dns.resolver())
+    database = mongodb_uri.rsplit("/", 1)[0] + f"/signaling_discovery_{secrets.token_hex(3)}"
+    settings = dataclasses.replace(load_settings({"MONGODB_URI": database, "SECRET_KEY": "x"}),
+                                   kms_urls=KmsUrls((), discovery), kms_discovery_dns=f"{NAME}:{port}")
+    connect_db(settings)
+    try:
+        yield settings, dns, port, light, heavy
+    finally:
+        dns.close()
+        for proc in (light, heavy):
+            proc.stop()
+
+
+def test_the_pool_selects_and_monitors_the_media_servers_dns_names(cluster):
+    settings, dns, port, light, heavy = cluster
+    light_url, heavy_url = f"ws://127.0.0.2:{port}/kurento", f"ws://127.0.0.3:{port}/kurento"
+    assert list(settings.kms_urls) == [light_url, heavy_url]
+
+    monitor = HealthMonitor(settings)
+    monitor.check_all()
+    assert {s.url for s in MediaServer.objects(alive=True)} == {light_url, heavy_url}
+    assert select_kms(settings) == light_url, "lowest memory wins among the discovered servers"
+    pipeline = kurento.get_client(select_kms(settings)).create_pipeline()
+    assert pipeline.id in kurento.KurentoClient(light_url).server_manager.get_pipelines()
+
+    # The light server's pod dies: its record leaves DNS, but it is still checked until it is
+    # recorded dead (and its sessions would get mediaServerLost); then selection avoids it.
+    light.kill()
+    dns.records[NAME] = ["127.0.0.3"]
+    assert light_url in settings.kms_urls
+    for _ in range(3):
+        monitor.check_all()
+    assert not MediaServer.objects(url=light_url).first().alive
+    assert select_kms(settings) == heavy_url
+
+    # Scaling up: a new pod appears in DNS and takes the new pipelines (it is the lightest).
+    newcomer = start_emulator_on("127.0.0.4", port, light.log_path.parent)
+    try:
+        dns.records[NAME] = ["127.0.0.3", "127.0.0.4"]
+        monitor.check_all()
+        assert select_kms(settings) == f"ws://127.0.0.4:{port}/kurento"
+    finally:
+        newcomer.stop()

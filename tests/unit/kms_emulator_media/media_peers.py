@@ -1,0 +1,149 @@
+"""Client-side WebRTC peers (plain aiortc) used to exercise the emulator's media mode."""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import math
+import time
+
+import av
+import numpy as np
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack, VideoStreamTrack
+from aiortc.sdp import candidate_from_sdp
+
+AUDIO_RATE = 48000
+AUDIO_PTIME = 0.02
+
+
+class ColorVideoTrack(VideoStreamTrack):
+    """320x240 frames whose colour cycles over time."""
+
+    def __init__(self, width: int = 320, height: int = 240) -> None:
+        super().__init__()
+        self.width, self.height = width, height
+        self.count = 0
+
+    async def recv(self):
+        pts, time_base = await self.next_timestamp()
+        self.count += 1
+        c = self.count
+        arr = np.empty((self.height, self.width, 3), dtype=np.uint8)
+        arr[..., 0] = (c * 5) % 256
+        arr[..., 1] = (c * 3 + 80) % 256
+        arr[..., 2] = (c * 7 + 160) % 256
+        arr[: self.height // 2, : self.width // 2] = (255, 255, 255)
+        frame = av.VideoFrame.from_ndarray(arr, format="rgb24")
+        frame.pts = pts
+        frame.time_base = time_base
+        return frame
+
+
+class ToneAudioTrack(MediaStreamTrack):
+    """A 440 Hz sine, mono s16, 20 ms frames."""
+
+    kind = "audio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._start = None
+        self._pts = 0
+
+    async def recv(self):
+        samples = int(AUDIO_RATE * AUDIO_PTIME)
+        if self._start is None:
+            self._start = time.time()
+        else:
+            self._pts += samples
+            wait = self._start + self._pts / AUDIO_RATE - time.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+        t = (np.arange(samples) + self._pts) / AUDIO_RATE
+        data = (np.sin(2 * math.pi * 440 * t) * 8000).astype(np.int16).reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(data, format="s16", layout="mono")
+        frame.sample_rate = AUDIO_RATE
+        frame.pts = self._pts
+        frame.time_base = fractions.Fraction(1, AUDIO_RATE)
+        return frame
+
+
+def split_candidates(sdp: str) -> tuple[str, list[dict]]:
+    """(sdp without candidate lines, [{candidate, sdpMid, sdpMLineIndex}])."""
+    out_lines, cands = [], []
+    index = -1
+    mids: list[str] = []
+    raw: list[tuple[int, str]] = []
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            index += 1
+            mids.append(str(index))
+        elif line.startswith("a=mid:"):
+            mids[index] = line[6:].strip()
+        if line.startswith("a=candidate:"):
+            raw.append((index, line[2:].strip()))
+            continue
+        if line.startswith("a=end-of-candidates"):
+            continue
+        out_lines.append(line)
+    seen = set()
+    for idx, cand in raw:
+        if cand in seen:  # BUNDLE repeats the same candidates in every m-line
+            continue
+        seen.add(cand)
+        cands.append({"candidate": cand, "sdpMid": mids[idx], "sdpMLineIndex": idx})
+    return "\r\n".join(out_lines) + "\r\n", cands
+
+
+class ClientPeer:
+    def __init__(self, publish: bool, audio: bool = True) -> None:
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.tracks: dict[str, MediaStreamTrack] = {}
+        self.track_event = asyncio.Event()
+        self.pc.on("track", self._on_track)
+        if publish:
+            self.pc.addTrack(ColorVideoTrack())
+            if audio:
+                self.pc.addTrack(ToneAudioTrack())
+        else:
+            self.pc.addTransceiver("video", direction="recvonly")
+            if audio:
+                self.pc.addTransceiver("audio", direction="recvonly")
+
+    def _on_track(self, track) -> None:
+        self.tracks[track.kind] = track
+        self.track_event.set()
+
+    async def make_offer(self) -> tuple[str, str, list[dict]]:
+        """Returns (full offer sdp, offer without candidates, candidates)."""
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        full = self.pc.localDescription.sdp
+        stripped, cands = split_candidates(full)
+        return full, stripped, cands
+
+    async def set_answer(self, sdp: str) -> None:
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+
+    async def add_candidate(self, cand: dict) -> None:
+        text = cand["candidate"]
+        if text.startswith("candidate:"):
+            text = text[len("candidate:"):]
+        c = candidate_from_sdp(text)
+        c.sdpMid = cand.get("sdpMid")
+        c.sdpMLineIndex = cand.get("sdpMLineIndex")
+        await self.pc.addIceCandidate(c)
+
+    async def recv_frames(self, kind: str, count: int, timeout: float) -> list:
+        async def run():
+            while kind not in self.tracks:
+                self.track_event.clear()
+                await self.track_event.wait()
+            frames = []
+            while len(frames) < count:
+                frames.append(await self.tracks[kind].recv())
+            return frames
+
+        return await asyncio.wait_for(run(), timeout)
+
+    async def close(self) -> None:
+        await self.pc.close()

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from marshmallow import ValidationError
+
+from signaling_web.validation import validate_candidate, validate_sdp
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "browser-sdp"
+OFFERS = sorted(FIXTURES.glob("*.sdp"))
+
+
+@pytest.mark.parametrize("path", OFFERS, ids=lambda p: p.name)
+def test_every_real_chromium_offer_is_accepted(path):
+    validate_sdp(path.read_text(), 64 * 1024)
+
+
+@pytest.mark.parametrize("path", sorted(FIXTURES.glob("*.candidates.json")), ids=lambda p: p.name)
+def test_every_real_chromium_candidate_is_accepted(path):
+    for candidate in json.loads(path.read_text()):
+        validate_candidate(candidate["candidate"], 1024)
+
+
+@pytest.mark.parametrize("sdp, reason", [
+    ("", "v=0"),
+    ("o=- 1 1 IN IP4 0.0.0.0\r\nv=0\r\n", "v=0"),
+    ("v=0\r\ns=-\r\n", "no m= line"),
+    ("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n", "exactly one a=mid"),
+    ("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=mid:1\r\n", "exactly one a=mid"),
+    ("v=0\r\nm=audio 9 X 1\r\na=mid:0\r\nm=video 9 X 2\r\n", "m-line 1"),
+])
+def test_malformed_offers_are_refused(sdp, reason):
+    with pytest.raises(ValidationError, match=reason):
+        validate_sdp(sdp, 64 * 1024)
+
+
+def test_oversized_offer_is_refused():
+    big = "v=0\r\nm=audio 9 X 1\r\na=mid:0\r\n" + "a=x:" + "y" * 70000 + "\r\n"
+    with pytest.raises(ValidationError, match="larger than"):
+        validate_sdp(big, 64 * 1024)
+
+
+@pytest.mark.parametrize("candidate", ["host 1 udp", "c" * 2000, "candidate" + ":x" * 600])
+def test_bad_candidates_are_refused(candidate):
+    with pytest.raises(ValidationError):
+        validate_candidate(candidate, 1024)
+
+
+def test_empty_candidate_is_the_end_of_candidates_marker():
+    validate_candidate("", 1024)
