@@ -268,6 +268,10 @@ class DeliveryHub:
     def __init__(self, url: str, connections: int = 4) -> None:
         self._connections = [HubConnection(url, str(i)) for i in range(connections)]
 
+    def close(self) -> None:
+        for connection in self._connections:
+            connection.close()
+
     def connection_for(self, key: str) -> HubConnection:
         chosen = self._connections[zlib.crc32(key.encode()) % len(self._connections)]
         if chosen.load >= CHANNELS_PER_CONNECTION:

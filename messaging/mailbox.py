@@ -11,8 +11,9 @@ records the client's acknowledgement and returns last_seq, so the outbox is read
 holds something the client has not seen), storing the messages numbered from that last_seq,
 and releasing the lease with the new last_seq. Bodies the client
 acknowledged are blanked in batches (TRIM_BATCH). A waiting poll writes nothing: each web
-instance renews all the leases it holds in one write every LEASE_RENEW_S, so a thousand idle
-polls cost one update, and an instance that dies stalls its participants for one lease at most.
+instance renews the leases of its waiting polls in one write every LEASE_RENEW_S, so a thousand
+idle polls cost one update, and an instance that dies, or a release that fails, stalls its
+participants for one lease at most.
 
 A waiting poll holds no broker connection of its own: it borrows a channel on one of the
 process's few shared connections (messaging.delivery_hub).
@@ -61,33 +62,36 @@ class Delivery:
 
 
 class LeaseRenewer:
-    """Renews every poll lease this web process holds, in one write per LEASE_RENEW_S."""
+    """Renews the leases of this web process's waiting polls, in one write per LEASE_RENEW_S."""
 
     def __init__(self, instance: str) -> None:
         self.instance = instance
-        self._held = 0
+        self._waiting: dict[str, str] = {}  # participant id -> owner of the lease its poll holds
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def hold(self) -> None:
+    def hold(self, participant_id: str, owner: str) -> None:
         with self._lock:
-            self._held += 1
+            self._waiting[participant_id] = owner
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="poll-lease-renewer", daemon=True)
                 self._thread.start()
 
-    def release(self) -> None:
+    def release(self, participant_id: str, owner: str) -> None:
         with self._lock:
-            self._held -= 1
+            if self._waiting.get(participant_id) == owner:
+                del self._waiting[participant_id]
 
     def _run(self) -> None:
         while True:
             time.sleep(LEASE_RENEW_S)
-            if self._held <= 0:
+            with self._lock:
+                owners = dict(self._waiting)
+            if not owners:
                 continue
             now = time.time()
             try:
-                Participant.renew_poll_leases(self.instance, now, now + LEASE_S)
+                Participant.renew_poll_leases(owners, now, now + LEASE_S)
             except Exception:
                 # A lease that lapses meanwhile is safe: the unique seq index refuses a second mover.
                 log.warning("renewing the poll leases of %s failed", self.instance, exc_info=True)
@@ -202,11 +206,11 @@ class Mailbox:
             if immediate:
                 deadline = time.monotonic() + IMMEDIATE_GRACE_S
             renewer = self.renewer
-            renewer.hold()
+            renewer.hold(participant.id, participant.poll_owner)
             try:
                 self._wait_for_first(subscription, deadline)
             finally:
-                renewer.release()
+                renewer.release(participant.id, participant.poll_owner)
             if subscription.received:
                 # Let a burst already on its way join this delivery: one cycle instead of many.
                 time.sleep(BURST_LINGER_S)

@@ -28,8 +28,9 @@ class Participant(Document):
     acked_seq = IntField(default=0)
     # Up to where the outbox bodies were blanked (models.outbox.OutboxMessage.trim), done in batches.
     trimmed_seq = IntField(default=0)
-    # Lease that lets exactly one long poll at a time move messages into the outbox. The web
-    # instance holding it (poll_instance) renews all its leases in one write (messaging.mailbox).
+    # Lease that lets exactly one long poll at a time move messages into the outbox. Each web
+    # instance renews the leases its waiting polls hold in one write (messaging.mailbox);
+    # poll_instance says which instance holds it, for operators.
     poll_owner = StringField(null=True)
     poll_instance = StringField(null=True)
     poll_lease_until = FloatField(default=0.0)
@@ -38,7 +39,7 @@ class Participant(Document):
     # Announcements already broadcast ("joined", "left"), so a redelivered task does not repeat them.
     announced = ListField(StringField(), default=list)
 
-    meta = {"collection": "participants", "indexes": [("session_id", "state"), "last_seen_at", "poll_instance"]}
+    meta = {"collection": "participants", "indexes": [("session_id", "state"), "last_seen_at"]}
 
     @property
     def is_active(self) -> bool:
@@ -99,9 +100,17 @@ class Participant(Document):
         cls.objects(id=participant_id, acked_seq__lt=acked).update_one(max__acked_seq=acked)
 
     @classmethod
-    def renew_poll_leases(cls, instance: str, now: float, until: float) -> int:
-        """Renews every lease a web instance holds, and marks those participants as seen: one write."""
-        return cls.objects(poll_instance=instance).update(set__poll_lease_until=until, set__last_seen_at=now)
+    def renew_poll_leases(cls, owners: dict[str, str], now: float, until: float) -> int:
+        """Renews the leases of waiting polls ({participant id: poll owner}) and marks those
+        participants as seen: one write.
+
+        By owner, not by instance: a lease whose release failed (the database was away when its
+        poll ended) belongs to no poll any more and must lapse, not be renewed for ever.
+        """
+        if not owners:
+            return 0
+        return cls.objects(id__in=list(owners), poll_owner__in=list(owners.values())).update(
+            set__poll_lease_until=until, set__last_seen_at=now)
 
     @classmethod
     def catch_up_seq(cls, participant_id: str, highest_stored: int) -> None:

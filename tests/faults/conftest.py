@@ -16,7 +16,10 @@ from tests.support.rabbit import create_vhost, delete_vhost
 def fault_dir():
     path = Path(tempfile.mkdtemp(prefix="signaling-fault-"))
     yield path
-    shutil.rmtree(path, ignore_errors=True)
+    if os.environ.get("KEEP_FAULT_LOGS"):
+        print(f"fault logs kept in {path}")
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -144,3 +145,49 @@ def test_a_mover_whose_lease_lapsed_never_makes_a_poll_reuse_a_seq(api, db):
     assert seqs == sorted(set(seqs)), seqs
     assert [m["payload"]["n"] for m in received if m["type"] == "message"] == [0, 1]
     assert Participant.objects(id=alice.participant_id).first().last_seq == seqs[-1]
+
+
+def test_a_lease_left_by_a_failed_release_lapses_while_the_instance_keeps_polling(api, db, monkeypatch):
+    """A poll that ended while the database was away could not release its lease. Its web
+    instance keeps renewing the leases of its other waiting polls, but never that one: the
+    participant is stalled for one lease at most, not for as long as the instance is busy."""
+    from messaging import mailbox
+    from models import Participant
+    from settings import load_settings
+
+    monkeypatch.setattr(mailbox, "LEASE_S", 1.5)
+    monkeypatch.setattr(mailbox, "LEASE_RENEW_S", 0.3)
+    session = api.create_session()
+    alice, bob = api.join(session, "alice"), api.join(session, "bob")
+    alice.poll(wait=0)
+    bob.poll(wait=0)
+    sid = session["session_id"]
+    box = mailbox.Mailbox(load_settings(db.env))
+    now = time.time()
+    assert Participant.acquire_poll_lease(alice.participant_id, "poll-whose-release-failed", now, now + 1.5,
+                                          box.renewer.instance, alice.after, sid)
+    stale_until = Participant.objects(id=alice.participant_id).first().poll_lease_until
+
+    # Bob keeps a poll waiting on the same instance the whole time, so its renewer keeps writing.
+    stop = threading.Event()
+
+    def bob_waits() -> None:
+        while not stop.is_set():
+            box.poll(sid, bob.participant_id, bob.after, wait=1.0, limit=100)
+
+    waiter = threading.Thread(target=bob_waits)
+    waiter.start()
+    try:
+        assert bob.send({"n": 1}, to=alice.participant_id).status_code == 202
+        began = time.monotonic()
+        delivery = box.poll(sid, alice.participant_id, alice.after, wait=6.0, limit=100)
+        took = time.monotonic() - began
+    finally:
+        stop.set()
+        waiter.join(10)
+        box.hub.close()
+    assert [m["payload"] for m in delivery.messages if m["type"] == "message"] == [{"n": 1}], delivery
+    assert took < 5.0, f"alice stalled {took:.1f} s behind a lease nobody held"
+    # The renewals of bob's polls never touched the lease left behind.
+    stored = Participant.objects(id=alice.participant_id).first()
+    assert stored.poll_owner != "poll-whose-release-failed" and stored.poll_lease_until != stale_until

@@ -153,18 +153,21 @@ def test_poll_lease_is_exclusive_until_released():  # findAndModify {lease_until
     assert Participant.objects(id=participant.id).first().last_seq == 12
 
 
-def test_one_write_renews_every_lease_of_a_web_instance():  # update_many by poll_instance
+def test_one_write_renews_the_leases_of_waiting_polls_only():  # update_many by _id $in + owner $in
     now = float(int(time.time()))  # whole seconds: the stand-in rounds floats to 15 digits
     ids = []
     for n in range(4):
         participant = Participant(session_id="s", display_name=f"p{n}")
         participant.save(force_insert=True)
-        assert Participant.acquire_poll_lease(participant.id, f"o{n}", now, now + 5, "web-a" if n < 3 else "web-b")
+        assert Participant.acquire_poll_lease(participant.id, f"o{n}", now, now + 5, "web-a")
         ids.append(participant.id)
     Participant.release_poll_lease(ids[2], "o2", now)
-    assert Participant.renew_poll_leases("web-a", now + 1, now + 60) == 2
+    # p1's poll ended but its release never reached the database: the instance no longer
+    # renews it. p3's lease was taken over by "o9" meanwhile: not renewed for "o3" either.
+    assert Participant.renew_poll_leases({ids[0]: "o0", ids[2]: "o2", ids[3]: "o9"}, now + 1, now + 60) == 1
+    assert Participant.renew_poll_leases({}, now + 1, now + 60) == 0
     until = {p.id: p.poll_lease_until for p in Participant.objects(id__in=ids)}
-    assert [until[i] for i in ids] == [now + 60, now + 60, 0.0, now + 5]
+    assert [until[i] for i in ids] == [now + 60, now + 5, 0.0, now + 5]
     Participant.acknowledge(ids[0], 7)
     Participant.acknowledge(ids[0], 3)
     assert Participant.objects(id=ids[0]).first().acked_seq == 7
