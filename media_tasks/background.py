@@ -8,6 +8,8 @@ import logging
 import threading
 import time
 
+from pymongo.errors import ConnectionFailure
+
 from media_tasks import kms_sessions, membership
 from media_tasks.kms_health import HealthMonitor
 from media_tasks.orphan_sweep import OrphanSweeper
@@ -31,20 +33,40 @@ class BackgroundLoop(threading.Thread):
         self._stopping = threading.Event()
         self._last_reap = 0.0
         self._leading = False
+        # Since when (monotonic) every database write of this loop succeeded; None after a failure.
+        self._db_reachable_since: float | None = None
 
     def run(self) -> None:
         while not self._stopping.wait(self.settings.kms_health_interval_s):
-            try:
-                self.tick()
-            except Exception:
-                # The database or broker may be away for a moment; the next tick tries again.
-                log.warning("background tick failed", exc_info=True)
+            self.run_once()
+
+    def run_once(self) -> None:
+        try:
+            self.tick()
+        except ConnectionFailure:
+            self._db_reachable_since = None
+            log.warning("background tick failed: the database is unreachable", exc_info=True)
+        except Exception:
+            # The broker or a media server may be away for a moment; the next tick tries again.
+            log.warning("background tick failed", exc_info=True)
+
+    def db_reachable_for(self) -> float:
+        """How long this worker has written to the database without a break."""
+        return 0.0 if self._db_reachable_since is None else time.monotonic() - self._db_reachable_since
 
     def tick(self) -> None:
+        kms_sessions.heartbeat()
+        if self._db_reachable_since is None:
+            self._db_reachable_since = time.monotonic()
         # Kurento events are relayed outside tasks; their confirms are awaited here.
         get_publisher(self.settings).flush()
-        kms_sessions.heartbeat()
-        kms_sessions.take_over_stale(self.settings)
+        # After a database outage every heartbeat and every poll looks old only because nobody
+        # could write it. Judge silence only over a stretch in which it could have been written:
+        # otherwise live workers' KMS sessions are taken over (and their later endpoints' events
+        # go astray) and every participant is removed as silent.
+        reachable_for = self.db_reachable_for()
+        if reachable_for >= kms_sessions.HEARTBEAT_STALE_S:
+            kms_sessions.take_over_stale(self.settings)
         now = time.time()
         if not Lease.hold(LEADER_LEASE, WORKER_ID, now, now + 4 * self.settings.kms_health_interval_s):
             self._leading = False
@@ -55,7 +77,8 @@ class BackgroundLoop(threading.Thread):
         self.monitor.check_all()
         if now - self._last_reap >= REAP_EVERY_S:
             self._last_reap = now
-            membership.remove_silent_participants(self.settings)
+            if reachable_for >= self.settings.participant_timeout_s:
+                membership.remove_silent_participants(self.settings)
             # A queue message can only come back while its queue exists (x-expires).
             OutboxMessage.purge_acknowledged(now - self.settings.participant_queue_expires_s)
         self.sweeper.maybe_sweep(now)

@@ -357,6 +357,13 @@ class Call:
             c.wait_until(lambda cl, ids=ids: ids <= {m["request_id"] for m in cl.messages("sdpAnswer")}, timeout,
                          "an sdpAnswer for every acknowledged offer")
 
+    def wait_gathered(self, timeout: float = 60.0) -> None:
+        """Every stream offered got its KMS events through: iceGatheringDone arrived for it."""
+        for c in self.clients:
+            streams = {stream for stream, _t in c.offers.values()}
+            c.wait_until(lambda cl, streams=streams: streams <= {m["stream"] for m in cl.messages("iceGatheringDone")},
+                         timeout, "iceGatheringDone for every offered stream")
+
     def wait_chat(self, timeout: float = 60.0) -> None:
         for c in self.clients:
             owed = {(o.participant_id, n) for o in self.senders(c) for n, _t in o.sent}

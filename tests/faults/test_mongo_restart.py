@@ -8,6 +8,10 @@ No chat post is in flight when the database goes away (a chat task never touches
 the web tier refuses posts with 503 before enqueueing anything), and a poll that could not store
 what it took from the queue leaves it unacknowledged, to be redelivered with its message id: so
 no message may arrive twice, and the test asserts none does.
+
+Every heartbeat and poll time looks old after the outage only because nobody could write it:
+the workers must not take the KMS sessions of live workers over, nor remove participants as
+silent. The participant timeout here is shorter than the outage, so that would show.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ from tests.faults.callscript import ERROR_KEYS, PUBLISH_SDP, Call
 from tests.faults.harness import FaultStack, kill_tree, record_figures
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+PARTICIPANT_TIMEOUT_S = 4  # the outage lasts longer (5 s of probes, then the restart)
 
 
 def _probe(method: str, url: str, **kwargs) -> tuple[int, float, dict | None]:
@@ -38,7 +44,8 @@ def _probe(method: str, url: str, **kwargs) -> tuple[int, float, dict | None]:
 
 
 def test_mongodb_restart_gives_503s_then_recovers_by_itself(fault_dir, vhost_url):
-    stack = FaultStack(fault_dir, vhost_url, kms_count=2, worker_count=2, web_count=2).start()
+    stack = FaultStack(fault_dir, vhost_url, kms_count=2, worker_count=2, web_count=2,
+                       extra_env={"PARTICIPANT_TIMEOUT_S": str(PARTICIPANT_TIMEOUT_S)}).start()
     call = None
     try:
         stack.connect_db()
@@ -92,8 +99,12 @@ def test_mongodb_restart_gives_503s_then_recovers_by_itself(fault_dir, vhost_url
         call.chat_round(2)
         call.subscribe_all()
         call.wait_answers(60)
+        # KMS events of the endpoints created after the restart reach their participants too.
+        call.wait_gathered(30)
         call.wait_chat(60)
         time.sleep(1.0)
+        assert not [m for c in call.clients for m in c.messages("participantLeft")], "someone was removed"
+        assert "took over KMS session" not in stack.worker_logs(), "a live worker's KMS session was taken over"
         delivery = call.check_delivery()
         assert not call.duplicated_chats(), call.duplicated_chats()
         state = call.check_state(stack.kms_urls)
