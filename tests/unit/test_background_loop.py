@@ -13,6 +13,7 @@ from pymongo.errors import AutoReconnect
 
 from media_tasks import background, kms_sessions
 from settings import load_settings
+from tests.support.fake_clock import FakeClock
 
 
 class QuietPublisher:
@@ -20,17 +21,9 @@ class QuietPublisher:
         pass
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def loop(monkeypatch):
-    clock = Clock()
+    clock = FakeClock()
     calls = {"take_over": 0, "remove_silent": 0, "heartbeat_fails": False}
 
     def heartbeat():

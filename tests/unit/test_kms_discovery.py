@@ -11,16 +11,9 @@ import pytest
 from media_tasks.kms_discovery import FORGET_AFTER_S, Discovery, KmsUrls, Target
 from settings import load_settings
 from tests.support.dns_server import LoopbackDns
+from tests.support.fake_clock import FakeClock
 
 NAME = "kms-headless.rtc.svc.cluster.local"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
@@ -33,10 +26,10 @@ def dns():
 
 @pytest.fixture
 def clock():
-    return Clock()
+    return FakeClock()
 
 
-def discovery(dns: LoopbackDns, clock: Clock, spec: str = f"{NAME}:8888", interval_s: float = 5.0) -> Discovery:
+def discovery(dns: LoopbackDns, clock: FakeClock, spec: str = f"{NAME}:8888", interval_s: float = 5.0) -> Discovery:
     return Discovery(Target.parse(spec), interval_s, resolver=dns.resolver(), clock=clock)
 
 
