@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from pymongo.errors import ConnectionFailure
 
@@ -25,15 +26,16 @@ REAP_EVERY_S = 5.0
 
 
 class BackgroundLoop(threading.Thread):
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(name="signaling-background", daemon=True)
         self.settings = settings
+        self.clock = clock  # for intervals; stored times (leases, purges) are wall-clock
         self.monitor = HealthMonitor(settings)
         self.sweeper = OrphanSweeper(settings)
         self._stopping = threading.Event()
-        self._last_reap = 0.0
+        self._last_reap = float("-inf")
         self._leading = False
-        # Since when (monotonic) every database write of this loop succeeded; None after a failure.
+        # Since when (self.clock) every database write of this loop succeeded; None after a failure.
         self._db_reachable_since: float | None = None
 
     def run(self) -> None:
@@ -52,12 +54,12 @@ class BackgroundLoop(threading.Thread):
 
     def db_reachable_for(self) -> float:
         """How long this worker has written to the database without a break."""
-        return 0.0 if self._db_reachable_since is None else time.monotonic() - self._db_reachable_since
+        return 0.0 if self._db_reachable_since is None else self.clock() - self._db_reachable_since
 
     def tick(self) -> None:
         kms_sessions.heartbeat()
         if self._db_reachable_since is None:
-            self._db_reachable_since = time.monotonic()
+            self._db_reachable_since = self.clock()
         # Kurento events are relayed outside tasks; their confirms are awaited here.
         get_publisher(self.settings).flush()
         # After a database outage every heartbeat and every poll looks old only because nobody
@@ -75,8 +77,9 @@ class BackgroundLoop(threading.Thread):
             log.info("this worker now runs the health monitor and participant clean-up")
             self._leading = True
         self.monitor.check_all()
-        if now - self._last_reap >= REAP_EVERY_S:
-            self._last_reap = now
+        ticked_at = self.clock()
+        if ticked_at - self._last_reap >= REAP_EVERY_S:
+            self._last_reap = ticked_at
             if reachable_for >= self.settings.participant_timeout_s:
                 membership.remove_silent_participants(self.settings)
             # A queue message can only come back while its queue exists (x-expires).

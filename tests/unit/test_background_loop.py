@@ -38,8 +38,6 @@ def loop(monkeypatch):
         calls["remove_silent"] += 1
         return 0
 
-    monkeypatch.setattr(background.time, "monotonic", clock)
-    monkeypatch.setattr(background.time, "time", clock)
     monkeypatch.setattr(kms_sessions, "heartbeat", heartbeat)
     monkeypatch.setattr(kms_sessions, "take_over_stale", take_over)
     monkeypatch.setattr(background.membership, "remove_silent_participants", remove_silent)
@@ -47,7 +45,7 @@ def loop(monkeypatch):
     monkeypatch.setattr(background.Lease, "hold", classmethod(lambda cls, *a: True))
     monkeypatch.setattr(background.OutboxMessage, "purge_acknowledged", classmethod(lambda cls, *a: 0))
     settings = load_settings({"PARTICIPANT_TIMEOUT_S": "20", "KMS_URLS": ""})
-    under_test = background.BackgroundLoop(settings)
+    under_test = background.BackgroundLoop(settings, clock=clock)
     monkeypatch.setattr(under_test.monitor, "check_all", lambda: None)
     monkeypatch.setattr(under_test.sweeper, "maybe_sweep", lambda _now: 0)
     return under_test, clock, calls
