@@ -39,7 +39,7 @@ test-fast: deps rabbitmq ## Unit tests only
 
 lint: venv ## ruff check and format check
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/ruff format --check --diff . || true
+	$(VENV)/bin/ruff format --check .
 
 fmt: venv ## Format the code
 	$(VENV)/bin/ruff check --fix .

@@ -146,6 +146,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if values.get("kms_discovery_dns"):
         from media_tasks.kms_discovery import kms_urls
 
-        values["kms_urls"] = kms_urls(values.get("kms_urls", ()), values["kms_discovery_dns"],
-                                      values.get("kms_discovery_interval_s", Settings.kms_discovery_interval_s))
+        values["kms_urls"] = kms_urls(
+            values.get("kms_urls", ()),
+            values["kms_discovery_dns"],
+            values.get("kms_discovery_interval_s", Settings.kms_discovery_interval_s),
+        )
     return Settings(**values)

@@ -111,13 +111,18 @@ def deployment(workers: int = 2):
         kms, kms_url = processes.start_emulator(logs, mode="signaling")
         started += [mongo, kms]
         env = {
-            "RABBITMQ_URL": url, "MONGODB_URI": mongo_uri, "KMS_URLS": kms_url,
-            "SECRET_KEY": secrets.token_urlsafe(32), "SIGNALING_PREFIX": "cap", "SIGNALING_API_KEYS": "",
+            "RABBITMQ_URL": url,
+            "MONGODB_URI": mongo_uri,
+            "KMS_URLS": kms_url,
+            "SECRET_KEY": secrets.token_urlsafe(32),
+            "SIGNALING_PREFIX": "cap",
+            "SIGNALING_API_KEYS": "",
             # Every session creation and join comes from this one address, where real callers each
             # have their own bucket: a high rate, so none is refused; the default burst keeps the
             # bookkeeping as deployed (one bucket write per burst/10 requests of a caller).
             "RATE_LIMIT_PER_S": "1000",
-            "PYTHONPATH": os.pathsep.join([str(hook), str(processes.ROOT)]), "CAPACITY_MONGO_OPS_DIR": str(ops),
+            "PYTHONPATH": os.pathsep.join([str(hook), str(processes.ROOT)]),
+            "CAPACITY_MONGO_OPS_DIR": str(ops),
         }
         metrics_ports = []
         for i in range(workers):
@@ -138,8 +143,14 @@ def deployment(workers: int = 2):
             if time.monotonic() > deadline:
                 raise TimeoutError("the deployment did not become ready")
             time.sleep(0.3)
-        yield {"base": base, "procs": {p.name: p for p in started}, "vhost": vhost, "ops_dir": ops,
-               "metrics_ports": metrics_ports, "mongo_uri": mongo_uri}
+        yield {
+            "base": base,
+            "procs": {p.name: p for p in started},
+            "vhost": vhost,
+            "ops_dir": ops,
+            "metrics_ports": metrics_ports,
+            "mongo_uri": mongo_uri,
+        }
     finally:
         for proc in reversed(started):
             proc.stop()
@@ -201,8 +212,12 @@ def worker_metrics(ports: list[int]) -> dict:
 def rabbit_queues(vhost: str | None) -> list[dict]:
     if not vhost:
         return []
-    out = subprocess.run(["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "memory", "messages", "type"],
-                         capture_output=True, text=True, timeout=120).stdout
+    out = subprocess.run(
+        ["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name", "memory", "messages", "type"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
     rows = []
     for line in out.splitlines():
         parts = line.split("\t")
@@ -213,8 +228,12 @@ def rabbit_queues(vhost: str | None) -> list[dict]:
 
 def erlang_processes() -> int | None:
     try:
-        out = subprocess.run(["rabbitmqctl", "-q", "eval", "erlang:system_info(process_count)."],
-                             capture_output=True, text=True, timeout=60).stdout
+        out = subprocess.run(
+            ["rabbitmqctl", "-q", "eval", "erlang:system_info(process_count)."],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        ).stdout
         return int(out.strip())
     except (ValueError, OSError, subprocess.TimeoutExpired):
         return None
@@ -231,8 +250,12 @@ class Probe:
         requests.get(f"{self.dep['base']}/ready", timeout=10)
         gevent.sleep(0.6)
         requests.get(f"{self.dep['base']}/ready", timeout=10)
-        return {"at": time.monotonic(), "cpu": cpu_rss(self.dep["procs"]), "ops": mongo_ops(self.dep["ops_dir"]),
-                "tasks": worker_metrics(self.dep["metrics_ports"])}
+        return {
+            "at": time.monotonic(),
+            "cpu": cpu_rss(self.dep["procs"]),
+            "ops": mongo_ops(self.dep["ops_dir"]),
+            "tasks": worker_metrics(self.dep["metrics_ports"]),
+        }
 
     def delta(self, before: dict, after: dict, background_cpu_per_s: dict | None = None) -> dict:
         seconds = after["at"] - before["at"]
@@ -241,15 +264,21 @@ class Probe:
             used = now["cpu_s"] - before["cpu"].get(name, {}).get("cpu_s", 0.0)
             if background_cpu_per_s:
                 used = max(0.0, used - background_cpu_per_s.get(name, 0.0) * seconds)
-            cpu[name] = {"cpu_s": round(used, 3),
-                         "rss_delta_mib": round(now["rss_mib"] - before["cpu"].get(name, {}).get("rss_mib", 0.0), 2),
-                         "rss_mib": round(now["rss_mib"], 1)}
+            cpu[name] = {
+                "cpu_s": round(used, 3),
+                "rss_delta_mib": round(now["rss_mib"] - before["cpu"].get(name, {}).get("rss_mib", 0.0), 2),
+                "rss_mib": round(now["rss_mib"], 1),
+            }
         ops = after["ops"] - before["ops"]
         unit_ops = Counter({k: v for k, v in ops.items() if k.split(":", 1)[1] not in BACKGROUND_COLLECTIONS})
-        tasks = {name: int(after["tasks"]["count"][name] - before["tasks"]["count"].get(name, 0))
-                 for name in after["tasks"]["count"]}
-        task_s = {name: after["tasks"]["seconds"][name] - before["tasks"]["seconds"].get(name, 0.0)
-                  for name in after["tasks"]["seconds"]}
+        tasks = {
+            name: int(after["tasks"]["count"][name] - before["tasks"]["count"].get(name, 0))
+            for name in after["tasks"]["count"]
+        }
+        task_s = {
+            name: after["tasks"]["seconds"][name] - before["tasks"]["seconds"].get(name, 0.0)
+            for name in after["tasks"]["seconds"]
+        }
         return {
             "seconds": round(seconds, 2),
             "cpu": cpu,
@@ -286,10 +315,17 @@ def per_unit(delta: dict, units: int) -> dict:
 # --- the phases ---------------------------------------------------------------------------------
 def run(sessions: int = 40, per_session: int = 4, idle_polls: int = 1000) -> dict:
     fx = fixtures()
-    results: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                                 "load_avg_at_start": os.getloadavg()},
-                     "config": {"sessions": sessions, "per_session": per_session, "idle_polls": idle_polls,
-                                "workers": 2, "web_processes": 1, "kms": "emulator, signaling mode"}}
+    results: dict = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_avg_at_start": os.getloadavg()},
+        "config": {
+            "sessions": sessions,
+            "per_session": per_session,
+            "idle_polls": idle_polls,
+            "workers": 2,
+            "web_processes": 1,
+            "kms": "emulator, signaling mode",
+        },
+    }
     with deployment() as dep:
         probe = Probe(dep)
         pool = Pool(8)
@@ -304,8 +340,9 @@ def run(sessions: int = 40, per_session: int = 4, idle_polls: int = 1000) -> dic
         bg_rate = {name: c["cpu_s"] / background["seconds"] for name, c in background["cpu"].items()}
         results["background_per_s"] = {
             "cpu_ms": {name: round(1000 * v, 2) for name, v in bg_rate.items()},
-            "mongo_commands": {k: round(v / background["seconds"], 2)
-                               for k, v in background["mongo_background_commands"].items()},
+            "mongo_commands": {
+                k: round(v / background["seconds"], 2) for k, v in background["mongo_background_commands"].items()
+            },
         }
         phases: dict = {}
 
@@ -320,6 +357,7 @@ def run(sessions: int = 40, per_session: int = 4, idle_polls: int = 1000) -> dic
             return delta
 
         rooms: list[dict] = []
+
         def create(_i: int) -> dict:
             own = Service(dep["base"])  # one HTTP connection each: bench.http is not shared safely
             try:
@@ -327,14 +365,18 @@ def run(sessions: int = 40, per_session: int = 4, idle_polls: int = 1000) -> dic
             finally:
                 own.http.close()
 
-        phase("sessions", sessions, lambda: rooms.extend(pool.map(create, range(sessions))),
-            {"media.create_session": sessions})
+        phase(
+            "sessions",
+            sessions,
+            lambda: rooms.extend(pool.map(create, range(sessions))),
+            {"media.create_session": sessions},
+        )
 
-        members = [Participant(dep["base"], room, f"c{i}-{j}") for i, room in enumerate(rooms)
-                   for j in range(per_session)]
+        members = [
+            Participant(dep["base"], room, f"c{i}-{j}") for i, room in enumerate(rooms) for j in range(per_session)
+        ]
         count = len(members)
-        phase("joins", count, lambda: pool.map(lambda m: m.join(poll=False), members),
-              {"media.announce_join": count})
+        phase("joins", count, lambda: pool.map(lambda m: m.join(poll=False), members), {"media.announce_join": count})
         queues_after_join = rabbit_queues(dep["vhost"])
         erl_after_join = erlang_processes()
 
@@ -349,24 +391,30 @@ def run(sessions: int = 40, per_session: int = 4, idle_polls: int = 1000) -> dic
             def some(pairs):
                 for member, stream in pairs:
                     sdp = fx["publish"] if stream == "publish" else fx["subscribe"]
-                    member.cmd.call("POST", f"{member._path}/offers", {"stream": stream, "sdp": sdp},
-                                    headers=member._auth)
+                    member.cmd.call(
+                        "POST", f"{member._path}/offers", {"stream": stream, "sdp": sdp}, headers=member._auth
+                    )
+
             pool.map(some, by_member(stream_of()))
 
         def candidates(stream_of) -> None:
             def some(pairs):
                 for member, stream in pairs:
                     key = "publish_candidates" if stream == "publish" else "subscribe_candidates"
-                    member.cmd.call("POST", f"{member._path}/candidates", {"stream": stream, "candidates": fx[key]},
-                                    headers=member._auth)
+                    member.cmd.call(
+                        "POST",
+                        f"{member._path}/candidates",
+                        {"stream": stream, "candidates": fx[key]},
+                        headers=member._auth,
+                    )
+
             pool.map(some, by_member(stream_of()))
 
         def publish_streams():
             return [(m, "publish") for m in members]
 
         def subscribe_streams():
-            return [(m, o.participant_id) for m in members for o in members
-                    if o is not m and o.session is m.session]
+            return [(m, o.participant_id) for m in members for o in members if o is not m and o.session is m.session]
 
         subs = len(subscribe_streams())
         phase("publish_offers", count, lambda: offers(publish_streams), {"media.process_offer": count})
@@ -393,8 +441,9 @@ def run(sessions: int = 40, per_session: int = 4, idle_polls: int = 1000) -> dic
         phase("polls_empty", count, lambda: pool.map(lambda m: m.poll_once(0), members))
         queues_drained = rabbit_queues(dep["vhost"])
 
-        phase("chat", count, lambda: pool.map(lambda m: m.send({"text": "hello"}), members),
-              {"media.send_message": count})
+        phase(
+            "chat", count, lambda: pool.map(lambda m: m.send({"text": "hello"}), members), {"media.send_message": count}
+        )
         delivered.clear()
         phase("chat_delivery_polls", count, lambda: pool.map(drain, members))
         phases["chat_delivery_polls"]["messages_delivered"] = delivered["messages"]
@@ -411,17 +460,22 @@ def run(sessions: int = 40, per_session: int = 4, idle_polls: int = 1000) -> dic
             "queues_per_participant": round(len(participant_queues) / count, 3),
             "participant_queue_memory_bytes": summary_bytes(participant_queues),
             "participant_queue_memory_bytes_loaded": summary_bytes(
-                [q for q in queues_loaded if ".participant." in q["name"]]),
+                [q for q in queues_loaded if ".participant." in q["name"]]
+            ),
             "messages_waiting_per_participant_loaded": round(
-                sum(q["messages"] for q in queues_loaded if ".participant." in q["name"]) / count, 1),
+                sum(q["messages"] for q in queues_loaded if ".participant." in q["name"]) / count, 1
+            ),
             "participant_queue_memory_bytes_drained": summary_bytes(
-                [q for q in queues_drained if ".participant." in q["name"]]),
+                [q for q in queues_drained if ".participant." in q["name"]]
+            ),
             "shard_queue_memory_bytes": summary_bytes([q for q in queues_drained if ".shard." in q["name"]]),
             "erlang_processes_delta_per_participant_queue_noisy": (
                 round((erl_after_join - erl_start) / max(len(participant_queues), 1), 2)
-                if erl_start and erl_after_join else None),
+                if erl_start and erl_after_join
+                else None
+            ),
             "note": "the broker is shared with whatever else runs on this machine; the process-count "
-                    "delta is indicative only",
+            "delta is indicative only",
         }
         results["polls_with_messages"] = polls_with_messages
         results["mongodb_documents"] = documents(dep["mongo_uri"], count, sessions)
@@ -430,8 +484,9 @@ def run(sessions: int = 40, per_session: int = 4, idle_polls: int = 1000) -> dic
         from bench.loadgen import idle_polls as hold_idle_polls
 
         web_pid = dep["procs"]["web"].pid
-        results["idle_polls"] = hold_idle_polls(dep["base"], web_pid, count=idle_polls, per_session=10,
-                                                wait=30, budget_s=120)
+        results["idle_polls"] = hold_idle_polls(
+            dep["base"], web_pid, count=idle_polls, per_session=10, wait=30, budget_s=120
+        )
     results["units"] = summarize(results)
     return results
 
@@ -440,8 +495,12 @@ def summary_bytes(queues: list[dict]) -> dict:
     if not queues:
         return {}
     values = sorted(q["memory"] for q in queues)
-    return {"count": len(values), "mean": round(sum(values) / len(values)), "median": values[len(values) // 2],
-            "max": values[-1]}
+    return {
+        "count": len(values),
+        "mean": round(sum(values) / len(values)),
+        "median": values[len(values) // 2],
+        "max": values[-1],
+    }
 
 
 def documents(mongo_uri: str, participants: int, sessions: int) -> dict:
@@ -456,8 +515,7 @@ def documents(mongo_uri: str, participants: int, sessions: int) -> dict:
         for name in db.list_collection_names():
             docs = list(db[name].find())
             size = sum(len(bson.encode(d)) for d in docs)
-            out[name] = {"documents": len(docs), "bytes": size,
-                         "per_participant": round(len(docs) / participants, 2)}
+            out[name] = {"documents": len(docs), "bytes": size, "per_participant": round(len(docs) / participants, 2)}
         return {"participants": participants, "sessions": sessions, "collections": out}
     finally:
         client.close()
@@ -472,30 +530,52 @@ def summarize(results: dict) -> dict:
     def cpu(phase: str, name: str) -> float:
         return p[phase]["cpu"][name]["cpu_s"] if name in p[phase]["cpu"] else 0.0
 
-    participant_phases = ["joins", "publish_offers", "publish_candidates", "subscribe_offers",
-                          "subscribe_candidates", "polls_drain", "polls_empty"]
+    participant_phases = [
+        "joins",
+        "publish_offers",
+        "publish_candidates",
+        "subscribe_offers",
+        "subscribe_candidates",
+        "polls_drain",
+        "polls_empty",
+    ]
     tiers = ["web", "workers", "mongodb", "emulator"]
     participant_cpu_ms = {t: round(1000 * sum(cpu(ph, t) for ph in participant_phases) / count, 2) for t in tiers}
-    rss_per_participant_kib = {t: round(1024 * sum(p[ph]["cpu"][t]["rss_delta_mib"] for ph in participant_phases
-                                                   if t in p[ph]["cpu"]) / count, 1) for t in tiers}
+    rss_per_participant_kib = {
+        t: round(
+            1024 * sum(p[ph]["cpu"][t]["rss_delta_mib"] for ph in participant_phases if t in p[ph]["cpu"]) / count, 1
+        )
+        for t in tiers
+    }
     idle = results["idle_polls"]
     held = max(idle.get("polls_pending_during_sample", 0), 1)
     task_cpu = {}
-    for phase, task in [("sessions", "media.create_session"), ("joins", "media.announce_join"),
-                        ("publish_offers", "media.process_offer"), ("publish_candidates", "media.add_candidates"),
-                        ("subscribe_offers", "media.process_offer (subscribe)"),
-                        ("subscribe_candidates", "media.add_candidates (subscribe)"), ("chat", "media.send_message")]:
+    for phase, task in [
+        ("sessions", "media.create_session"),
+        ("joins", "media.announce_join"),
+        ("publish_offers", "media.process_offer"),
+        ("publish_candidates", "media.add_candidates"),
+        ("subscribe_offers", "media.process_offer (subscribe)"),
+        ("subscribe_candidates", "media.add_candidates (subscribe)"),
+        ("chat", "media.send_message"),
+    ]:
         n = sum(p[phase]["tasks"].values()) or 1
-        task_cpu[task] = {"worker_cpu_ms": round(1000 * cpu(phase, "workers") / n, 2),
-                          "wall_ms": next(iter(p[phase]["task_wall_ms_mean"].values()), None)}
+        task_cpu[task] = {
+            "worker_cpu_ms": round(1000 * cpu(phase, "workers") / n, 2),
+            "wall_ms": next(iter(p[phase]["task_wall_ms_mean"].values()), None),
+        }
     return {
-        "session": {"cpu_ms": {t: round(1000 * cpu("sessions", t) / p["sessions"]["per_unit"]["units"], 2)
-                               for t in tiers},
-                    "mongo_writes": p["sessions"]["per_unit"]["mongo_writes"]},
-        "participant": {"definition": f"joined, publishing, subscribed to {subs_per:.0f} others, "
-                                      "candidates trickled, queue drained once",
-                        "cpu_ms": participant_cpu_ms, "rss_kib": rss_per_participant_kib,
-                        "mongo_writes": round(sum(p[ph]["mongo_writes"] for ph in participant_phases) / count, 1)},
+        "session": {
+            "cpu_ms": {t: round(1000 * cpu("sessions", t) / p["sessions"]["per_unit"]["units"], 2) for t in tiers},
+            "mongo_writes": p["sessions"]["per_unit"]["mongo_writes"],
+        },
+        "participant": {
+            "definition": f"joined, publishing, subscribed to {subs_per:.0f} others, "
+            "candidates trickled, queue drained once",
+            "cpu_ms": participant_cpu_ms,
+            "rss_kib": rss_per_participant_kib,
+            "mongo_writes": round(sum(p[ph]["mongo_writes"] for ph in participant_phases) / count, 1),
+        },
         "mongo_writes_per": {
             "session_create": p["sessions"]["per_unit"]["mongo_writes"],
             "join": p["joins"]["per_unit"]["mongo_writes"],
@@ -509,16 +589,25 @@ def summarize(results: dict) -> dict:
         },
         "idle_poll": {
             "held": idle.get("polls_pending_during_sample"),
-            "web_rss_kib_per_poll": round(1024 * (idle["web_holding_polls"]["rss_mib"] - idle["web_at_rest"]["rss_mib"])
-                                          / held, 1),
+            "web_rss_kib_per_poll": round(
+                1024 * (idle["web_holding_polls"]["rss_mib"] - idle["web_at_rest"]["rss_mib"]) / held, 1
+            ),
             "web_cpu_percent_of_core_per_1000_polls": round(
-                1000 * (idle["web_holding_polls"]["cpu_percent_of_one_core"]
-                        - idle["web_at_rest"]["cpu_percent_of_one_core"]) / held, 2),
+                1000
+                * (
+                    idle["web_holding_polls"]["cpu_percent_of_one_core"]
+                    - idle["web_at_rest"]["cpu_percent_of_one_core"]
+                )
+                / held,
+                2,
+            ),
         },
         "task_cpu": task_cpu,
-        "rabbitmq": {"queues_per_participant": results["rabbitmq"]["queues_per_participant"],
-                     "participant_queue_bytes_idle": results["rabbitmq"]["participant_queue_memory_bytes_drained"],
-                     "participant_queue_bytes_loaded": results["rabbitmq"]["participant_queue_memory_bytes_loaded"]},
+        "rabbitmq": {
+            "queues_per_participant": results["rabbitmq"]["queues_per_participant"],
+            "participant_queue_bytes_idle": results["rabbitmq"]["participant_queue_memory_bytes_drained"],
+            "participant_queue_bytes_loaded": results["rabbitmq"]["participant_queue_memory_bytes_loaded"],
+        },
     }
 
 

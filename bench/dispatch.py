@@ -14,7 +14,7 @@ import re
 import requests
 
 METRIC = "signaling_task_dispatch_seconds_bucket"
-_LINE = re.compile(r'^' + METRIC + r'\{(?P<labels>[^}]*)\} (?P<value>\S+)$')
+_LINE = re.compile(r"^" + METRIC + r"\{(?P<labels>[^}]*)\} (?P<value>\S+)$")
 
 
 def _buckets(urls: list[str]) -> dict[str, dict[float, float]]:

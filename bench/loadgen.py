@@ -408,9 +408,13 @@ def cpu_per_offer(base: str, procs: dict, rounds: int = 200, fx: dict | None = N
     per_offer = {tier: round((after[tier] - before[tier]) * 1000 / rounds, 2) for tier in after}
     total = round(sum(per_offer.values()), 2)
     cores = psutil.cpu_count() or 1
-    return {"offers": rounds, "cpu_ms_per_offer": per_offer, "total_cpu_ms_per_offer": total,
-            "offers_per_s_ceiling": round(cores * 1000 / total, 1) if total else None,
-            "measured_offers_per_s": round(rounds / elapsed, 1)}
+    return {
+        "offers": rounds,
+        "cpu_ms_per_offer": per_offer,
+        "total_cpu_ms_per_offer": total,
+        "offers_per_s_ceiling": round(cores * 1000 / total, 1) if total else None,
+        "measured_offers_per_s": round(rounds / elapsed, 1),
+    }
 
 
 # --- memory and idle polls --------------------------------------------------------------------------------

@@ -44,8 +44,9 @@ def _events(broker_url: str, into: dict) -> gevent.Greenlet:
 
 def _hold_poll(member, polled: dict) -> None:
     """One waiting long poll of `member`, on a connection of its own; notes when it returned."""
-    response = requests.get(f"{member.base}/messages", params={"after": member.after, "wait": 10},
-                            headers=member.headers, timeout=20)
+    response = requests.get(
+        f"{member.base}/messages", params={"after": member.after, "wait": 10}, headers=member.headers, timeout=20
+    )
     polled["at"], polled["types"] = time.time(), [m["type"] for m in response.json()["messages"]]
 
 
@@ -74,11 +75,18 @@ def measure(base: str, broker_url: str, rounds: int, pause_s: float) -> dict:
         if index < 3 or not offer_tasks or "sdpAnswer" not in polled.get("types", []):
             continue  # warm-up, or an answer that came with other messages
         task = min(offer_tasks, key=lambda e: e["task-received"])
-        rows.append({"202_received": accepted, **{k: task.get(k, float("nan")) for k in MARKS[1:4]},
-                     "answer_polled": polled["at"], "_start": started})
+        rows.append(
+            {
+                "202_received": accepted,
+                **{k: task.get(k, float("nan")) for k in MARKS[1:4]},
+                "answer_polled": polled["at"],
+                "_start": started,
+            }
+        )
     receiver.kill(block=False)
     return {mark: round(statistics.median((r[mark] - r["_start"]) * 1000 for r in rows), 2) for mark in MARKS} | {
-        "offers": len(rows)}
+        "offers": len(rows)
+    }
 
 
 def main(rounds: int = 25, pause_s: float = 0.3) -> dict:

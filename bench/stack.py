@@ -40,12 +40,18 @@ def deployment(workers: int = 2, kms_mode: str = "signaling", web_processes: int
             "PARTICIPANT_TIMEOUT_S": "600",
         }
         metrics_ports = [processes.free_port() for _ in range(workers)]
-        started += [processes.start_worker({**env, "WORKER_METRICS_PORT": str(port)}, logs, name=f"worker{i + 1}")
-                    for i, port in enumerate(metrics_ports)]
+        started += [
+            processes.start_worker({**env, "WORKER_METRICS_PORT": str(port)}, logs, name=f"worker{i + 1}")
+            for i, port in enumerate(metrics_ports)
+        ]
         web = processes.start_web(env, logs, processes=web_processes)
         # Benchmarks that listen on the broker (Celery task events) need the deployment's settings.
-        web.extra.update(env=env, vhost=vhost, run_dir=run_dir,
-                         worker_metrics=[f"http://127.0.0.1:{port}/metrics" for port in metrics_ports])
+        web.extra.update(
+            env=env,
+            vhost=vhost,
+            run_dir=run_dir,
+            worker_metrics=[f"http://127.0.0.1:{port}/metrics" for port in metrics_ports],
+        )
         started.append(web)
         base = f"http://127.0.0.1:{web.port}"
         _wait_ready(base)

@@ -169,8 +169,9 @@ def run_janus(quick: bool) -> tuple[dict, dict]:
         cpu_before = loadgen.tree_cpu_s(proc.pid)
         _step(res, "single_client", janus_bench.single_client, base, rounds, fx)
         # Each round is a whole join + publish + trickle + leave: an upper bound of Janus's cost per offer.
-        res["cpu_per_offer"] = {"total_cpu_ms_per_offer": round(
-            (loadgen.tree_cpu_s(proc.pid) - cpu_before) * 1000 / (rounds + 10), 2)}
+        res["cpu_per_offer"] = {
+            "total_cpu_ms_per_offer": round((loadgen.tree_cpu_s(proc.pid) - cpu_before) * 1000 / (rounds + 10), 2)
+        }
         calls = _step(
             res,
             "calls",

@@ -20,13 +20,23 @@ def parse_args(argv: list[str] | None = None) -> EmulatorConfig:
     parser.add_argument("--memory-offset-kib", type=int, default=0, help="added to getUsedMemory's real RSS")
     parser.add_argument("--gc-period", type=float, default=240.0, help="session GC period in seconds")
     parser.add_argument("--request-cache-seconds", type=float, default=20.0)
-    parser.add_argument("--test-control", action="store_true",
-                        help="also serve the test-only control socket on /_emulator/control "
-                             "(drop client sockets, inspect sessions and endpoints)")
+    parser.add_argument(
+        "--test-control",
+        action="store_true",
+        help="also serve the test-only control socket on /_emulator/control "
+        "(drop client sockets, inspect sessions and endpoints)",
+    )
     args = parser.parse_args(argv)
-    return EmulatorConfig(host=args.host, port=args.port, path=args.path, mode=args.mode,
-                          memory_offset_kib=args.memory_offset_kib, gc_period=args.gc_period,
-                          request_cache_seconds=args.request_cache_seconds, test_control=args.test_control)
+    return EmulatorConfig(
+        host=args.host,
+        port=args.port,
+        path=args.path,
+        mode=args.mode,
+        memory_offset_kib=args.memory_offset_kib,
+        gc_period=args.gc_period,
+        request_cache_seconds=args.request_cache_seconds,
+        test_control=args.test_control,
+    )
 
 
 def create_backend(mode: str) -> MediaBackend:

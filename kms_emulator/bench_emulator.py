@@ -57,8 +57,7 @@ class Client:
     async def call(self, method: str, params: dict[str, Any]) -> Any:
         request_id = next(self.ids)
         future = self.pending[request_id] = asyncio.get_running_loop().create_future()
-        await self.websocket.send(json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method,
-                                              "params": params}))
+        await self.websocket.send(json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}))
         message = await asyncio.wait_for(future, 60)
         if "error" in message:
             raise RuntimeError(message["error"])
@@ -69,8 +68,9 @@ class Client:
         return str(await self.call("create", params))
 
     async def invoke(self, obj: str, operation: str, **params: Any) -> Any:
-        return await self.call("invoke", {"object": obj, "operation": operation,
-                                          **({"operationParams": params} if params else {})})
+        return await self.call(
+            "invoke", {"object": obj, "operation": operation, **({"operationParams": params} if params else {})}
+        )
 
 
 async def signaling_endpoint(client: Client, pipeline: str, offer: str) -> None:
@@ -120,8 +120,11 @@ class MediaEndpoints:
         await peer.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
         await self.client.invoke(endpoint, "gatherCandidates")
         for candidate in local_candidates_from_sdp(offer):
-            await self.client.invoke(endpoint, "addIceCandidate",
-                                     candidate={"__module__": "kurento", "__type__": "IceCandidate", **candidate})
+            await self.client.invoke(
+                endpoint,
+                "addIceCandidate",
+                candidate={"__module__": "kurento", "__type__": "IceCandidate", **candidate},
+            )
         await asyncio.wait_for(connected, 60)
         await asyncio.gather(*remote)
 
@@ -172,13 +175,18 @@ async def measure(url: str, process: psutil.Process, mode: str, endpoints: int, 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mode", choices=("signaling", "media"), default="signaling")
-    parser.add_argument("--endpoints", type=int, default=None,
-                        help="endpoints to create (default 2000 in signaling mode, 50 in media mode)")
+    parser.add_argument(
+        "--endpoints",
+        type=int,
+        default=None,
+        help="endpoints to create (default 2000 in signaling mode, 50 in media mode)",
+    )
     parser.add_argument("--pipelines", type=int, default=1)
     args = parser.parse_args(argv)
     endpoints = args.endpoints or DEFAULT_ENDPOINTS[args.mode]
-    proc = subprocess.Popen([sys.executable, "-m", "kms_emulator", "--port", "0", "--mode", args.mode],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kms_emulator", "--port", "0", "--mode", args.mode], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert proc.stdout is not None
         match = re.search(r"ws://\S+", proc.stdout.readline())

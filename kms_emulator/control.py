@@ -67,19 +67,27 @@ async def run_command(emulator: Emulator, request: dict[str, Any]) -> dict[str, 
         await emulator.release_unreferenced(session.objects)
         return {"dropped": dropped}
     if command == "sessions":
-        return {"sessions": {
-            session.id: {"bound": session.connection is not None, "resumed": session.resumed,
-                         "objects": len(session.objects)}
-            for session in emulator.sessions.sessions.values()
-        }}
+        return {
+            "sessions": {
+                session.id: {
+                    "bound": session.connection is not None,
+                    "resumed": session.resumed,
+                    "objects": len(session.objects),
+                }
+                for session in emulator.sessions.sessions.values()
+            }
+        }
     if command == "endpoint":
         obj = emulator.registry.get(str(request["object"]))
         if obj is None:
             raise KeyError(f"no object {request['object']!r}")
-        return {"remoteCandidates": [{"candidate": c, "sdpMid": mid, "sdpMLineIndex": index}
-                                     for c, mid, index in obj.remote_candidates],
-                "negotiated": obj.remote_sdp is not None and obj.local_sdp is not None,
-                "gatheringStarted": obj.gathering_started}
+        return {
+            "remoteCandidates": [
+                {"candidate": c, "sdpMid": mid, "sdpMLineIndex": index} for c, mid, index in obj.remote_candidates
+            ],
+            "negotiated": obj.remote_sdp is not None and obj.local_sdp is not None,
+            "gatheringStarted": obj.gathering_started,
+        }
     if command == "raiseEvent":
         obj = emulator.registry.get(str(request["object"]))
         if obj is None:

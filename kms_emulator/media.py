@@ -170,9 +170,7 @@ class AiortcEndpoint:
         self._sinks: dict[str, list[AiortcEndpoint]] = {k: [] for k in KINDS}
         self._source: dict[str, AiortcEndpoint | None] = {k: None for k in KINDS}
         self._tasks: set[asyncio.Task] = set()
-        self._flow = {
-            ("in", k): _FlowState() for k in KINDS
-        } | {("out", k): _FlowState() for k in KINDS}
+        self._flow = {("in", k): _FlowState() for k in KINDS} | {("out", k): _FlowState() for k in KINDS}
         self._ice_state: str | None = None
         self._connected = False
         self._pair_announced = False
@@ -212,9 +210,7 @@ class AiortcEndpoint:
 
     def _emit_flow(self, direction: str, kind: str, value: str) -> None:
         event = "MediaFlowInStateChanged" if direction == "in" else "MediaFlowOutStateChanged"
-        self._emit(
-            event, {"state": value, "padName": "default", "mediaType": MEDIA_TYPE_OF_KIND[kind]}
-        )
+        self._emit(event, {"state": value, "padName": "default", "mediaType": MEDIA_TYPE_OF_KIND[kind]})
 
     def _set_not_flowing(self, direction: str, kind: str) -> None:
         state = self._flow[(direction, kind)]
@@ -365,7 +361,7 @@ class AiortcEndpoint:
         if text.startswith("a="):
             text = text[2:]
         if text.startswith("candidate:"):
-            text = text[len("candidate:"):]
+            text = text[len("candidate:") :]
         try:
             cand = candidate_from_sdp(text)
         except Exception as exc:

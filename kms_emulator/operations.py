@@ -28,8 +28,18 @@ MEDIA_TYPES = ("AUDIO", "VIDEO", "DATA")
 KMS_VERSION = "7.3.0"
 MODULE_FACTORIES = {
     "core": ["HubPort", "MediaPipeline", "PassThrough"],
-    "elements": ["AlphaBlending", "Composite", "Dispatcher", "DispatcherOneToMany", "HttpPostEndpoint", "Mixer",
-                 "PlayerEndpoint", "RecorderEndpoint", "RtpEndpoint", "WebRtcEndpoint"],
+    "elements": [
+        "AlphaBlending",
+        "Composite",
+        "Dispatcher",
+        "DispatcherOneToMany",
+        "HttpPostEndpoint",
+        "Mixer",
+        "PlayerEndpoint",
+        "RecorderEndpoint",
+        "RtpEndpoint",
+        "WebRtcEndpoint",
+    ],
     "filters": ["FaceOverlayFilter", "GStreamerFilter", "ImageOverlayFilter", "ZBarFilter"],
 }
 
@@ -201,8 +211,10 @@ class Operations:
     async def _processAnswer(self, obj: MediaObject, p: Params) -> str:
         answer = _arg(p, "answer", str)
         if not obj.offer_generated:
-            raise RpcError(protocol.SDP_END_POINT_NOT_OFFER_GENERATED,
-                           "Offer not generated. It is not possible to process an answer.")
+            raise RpcError(
+                protocol.SDP_END_POINT_NOT_OFFER_GENERATED,
+                "Offer not generated. It is not possible to process an answer.",
+            )
         if obj.answer_processed:
             raise RpcError(protocol.SDP_END_POINT_ANSWER_ALREADY_PROCCESED, "Sdp answer already processed")
         if not answer.strip():
@@ -282,12 +294,14 @@ class Operations:
     # -- ServerManager ----------------------------------------------------------------------------------------
     async def _getInfo(self, obj: MediaObject, p: Params) -> dict[str, Any]:
         modules = [
-            complex_value("ModuleInfo", factories=factories, generationTime="Jan  1 2024 00:00:00",
-                          name=name, version=KMS_VERSION)
+            complex_value(
+                "ModuleInfo", factories=factories, generationTime="Jan  1 2024 00:00:00", name=name, version=KMS_VERSION
+            )
             for name, factories in MODULE_FACTORIES.items()
         ]
-        return complex_value("ServerInfo", capabilities=["transactions"], modules=modules, type="KMS",
-                             version=KMS_VERSION)
+        return complex_value(
+            "ServerInfo", capabilities=["transactions"], modules=modules, type="KMS", version=KMS_VERSION
+        )
 
     async def _getUsedMemory(self, obj: MediaObject, p: Params) -> int:
         rss_kib = self._process.memory_info().rss // 1024
@@ -315,26 +329,75 @@ class Operations:
         name = _arg(p, "moduleName", str)
         if name not in MODULE_FACTORIES:
             raise RpcError(protocol.SERVER_MANAGER_ERROR_KMD_NOT_FOUND, f"Kmd for module '{name}' not found")
-        return json.dumps({"name": name, "version": KMS_VERSION, "kurentoVersion": "^7.0.0",
-                           "remoteClasses": [{"name": f} for f in MODULE_FACTORIES[name]]})
+        return json.dumps(
+            {
+                "name": name,
+                "version": KMS_VERSION,
+                "kurentoVersion": "^7.0.0",
+                "remoteClasses": [{"name": f} for f in MODULE_FACTORIES[name]],
+            }
+        )
 
 
 # Operations declared at each level of the kmd (the handler is the method named "_<operation>").
 _DECLARED: dict[str, tuple[str, ...]] = {
-    "MediaObject": ("getId", "getName", "setName", "getMediaPipeline", "getParent", "getChildren",
-                    "getCreationTime", "getSendTagsInEvents", "setSendTagsInEvents", "addTag", "removeTag",
-                    "getTag", "getTags"),
+    "MediaObject": (
+        "getId",
+        "getName",
+        "setName",
+        "getMediaPipeline",
+        "getParent",
+        "getChildren",
+        "getCreationTime",
+        "getSendTagsInEvents",
+        "setSendTagsInEvents",
+        "addTag",
+        "removeTag",
+        "getTag",
+        "getTags",
+    ),
     "MediaPipeline": ("getGstreamerDot", "dumpGstreamerDot"),
-    "MediaElement": ("getGstreamerDot", "dumpGstreamerDot",
-                     "connect", "disconnect", "getSinkConnections", "getSourceConnections", "setAudioFormat",
-                     "setVideoFormat", "getStats", "isMediaFlowingIn", "isMediaFlowingOut", "isMediaTranscoding"),
-    "SdpEndpoint": ("processOffer", "generateOffer", "processAnswer", "getLocalSessionDescriptor",
-                    "getRemoteSessionDescriptor"),
+    "MediaElement": (
+        "getGstreamerDot",
+        "dumpGstreamerDot",
+        "connect",
+        "disconnect",
+        "getSinkConnections",
+        "getSourceConnections",
+        "setAudioFormat",
+        "setVideoFormat",
+        "getStats",
+        "isMediaFlowingIn",
+        "isMediaFlowingOut",
+        "isMediaTranscoding",
+    ),
+    "SdpEndpoint": (
+        "processOffer",
+        "generateOffer",
+        "processAnswer",
+        "getLocalSessionDescriptor",
+        "getRemoteSessionDescriptor",
+    ),
     "BaseRtpEndpoint": ("requestKeyframe", "getMediaState", "getConnectionState"),
-    "WebRtcEndpoint": ("gatherCandidates", "addIceCandidate", "createDataChannel", "closeDataChannel",
-                       "getICECandidatePairs", "getIceConnectionState", "getDtlsConnectionState"),
-    "ServerManager": ("getInfo", "getUsedMemory", "getPipelines", "getSessions", "getCpuCount", "getUsedCpu",
-                      "getMetadata", "getKmd"),
+    "WebRtcEndpoint": (
+        "gatherCandidates",
+        "addIceCandidate",
+        "createDataChannel",
+        "closeDataChannel",
+        "getICECandidatePairs",
+        "getIceConnectionState",
+        "getDtlsConnectionState",
+    ),
+    "ServerManager": (
+        "getInfo",
+        "getUsedMemory",
+        "getPipelines",
+        "getSessions",
+        "getCpuCount",
+        "getUsedCpu",
+        "getMetadata",
+        "getKmd",
+    ),
 }
 
 
@@ -364,10 +427,20 @@ def _check_not_negotiated(obj: MediaObject) -> None:
 
 
 def _connection_fields(sink_id: str, media_type: str) -> dict[str, Any]:
-    return {"sink": sink_id, "mediaType": media_type, "sourceMediaDescription": "default",
-            "sinkMediaDescription": "default"}
+    return {
+        "sink": sink_id,
+        "mediaType": media_type,
+        "sourceMediaDescription": "default",
+        "sinkMediaDescription": "default",
+    }
 
 
 def _connection_data(source_id: str, sink_id: str, media_type: str) -> dict[str, Any]:
-    return complex_value("ElementConnectionData", source=source_id, sink=sink_id, type=media_type,
-                         sourceDescription="default", sinkDescription="default")
+    return complex_value(
+        "ElementConnectionData",
+        source=source_id,
+        sink=sink_id,
+        type=media_type,
+        sourceDescription="default",
+        sinkDescription="default",
+    )

@@ -171,9 +171,7 @@ class Registry:
     def get(self, object_id: str) -> MediaObject | None:
         return self.objects.get(object_id)
 
-    def create(
-        self, type_name: str, parent: MediaObject | None, constructor_params: dict[str, Any]
-    ) -> MediaObject:
+    def create(self, type_name: str, parent: MediaObject | None, constructor_params: dict[str, Any]) -> MediaObject:
         suffix = f"{uuid.uuid4()}_kurento.{type_name}"
         pipeline = None if parent is None else (parent.pipeline or parent)
         object_id = suffix if pipeline is None else f"{pipeline.id}/{suffix}"

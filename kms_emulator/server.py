@@ -27,8 +27,19 @@ from kms_emulator.sessions import SessionManager
 log = logging.getLogger("kms_emulator")
 
 METHODS = (
-    "ping", "connect", "create", "describe", "invoke", "subscribe", "unsubscribe", "release", "transaction",
-    "closeSession", "keepAlive", "ref", "unref",
+    "ping",
+    "connect",
+    "create",
+    "describe",
+    "invoke",
+    "subscribe",
+    "unsubscribe",
+    "release",
+    "transaction",
+    "closeSession",
+    "keepAlive",
+    "ref",
+    "unref",
 )
 # Fields of event payloads that are complex types and need __module__/__type__ on the wire.
 COMPLEX_EVENT_FIELDS = {
@@ -57,8 +68,9 @@ class EmulatorConfig:
 
 
 class MediaBackend(Protocol):
-    def create_endpoint(self, endpoint_id: str, emit: Any, *, recvonly: bool = False,
-                        sendonly: bool = False) -> Any: ...
+    def create_endpoint(
+        self, endpoint_id: str, emit: Any, *, recvonly: bool = False, sendonly: bool = False
+    ) -> Any: ...
 
     async def close(self) -> None: ...
 
@@ -111,8 +123,9 @@ class Emulator:
             self.sessions.bind(conn, result["sessionId"])
         return response if "id" in request else None
 
-    async def process(self, conn: WsConnection | None, request: dict[str, Any], *, cache: bool,
-                      transaction: bool = False) -> dict[str, Any]:
+    async def process(
+        self, conn: WsConnection | None, request: dict[str, Any], *, cache: bool, transaction: bool = False
+    ) -> dict[str, Any]:
         """Run one request (injecting the bound sessionId) and return its response, using the request cache."""
         request_id = request.get("id")
         params = request.get("params")
@@ -137,8 +150,9 @@ class Emulator:
             self.sessions.store(stored_session, request_id, response)
         return response
 
-    async def _dispatch(self, conn: WsConnection | None, method: str, params: dict[str, Any] | None,
-                        transaction: bool) -> dict[str, Any]:
+    async def _dispatch(
+        self, conn: WsConnection | None, method: str, params: dict[str, Any] | None, transaction: bool
+    ) -> dict[str, Any]:
         if method not in METHODS:
             raise protocol.method_not_found()
         if params is not None and not isinstance(params, dict):
@@ -217,8 +231,10 @@ class Emulator:
         backend = self.backend if obj.type == "WebRtcEndpoint" else SignalingBackend()
         object_id = obj.id
         return backend.create_endpoint(
-            object_id, lambda event, fields: self.emit_by_id(object_id, event, fields),
-            recvonly=recvonly, sendonly=sendonly,
+            object_id,
+            lambda event, fields: self.emit_by_id(object_id, event, fields),
+            recvonly=recvonly,
+            sendonly=sendonly,
         )
 
     def _ref(self, session_id: str, obj: MediaObject) -> None:
@@ -303,8 +319,9 @@ class Emulator:
         return self.sessions.route(obj.id, event_type, protocol.event_notification(obj.id, event_type, data))
 
     # -- transactions and legacy methods ----------------------------------------------------------------------
-    async def _rpc_transaction(self, session_id: str, params: dict[str, Any], conn: WsConnection | None,
-                               transaction: bool) -> dict[str, Any]:
+    async def _rpc_transaction(
+        self, session_id: str, params: dict[str, Any], conn: WsConnection | None, transaction: bool
+    ) -> dict[str, Any]:
         operations = params.get("operations")
         if operations is None:
             raise protocol.missing_param("operations")
@@ -316,8 +333,9 @@ class Emulator:
             if not isinstance(operation, dict) or not isinstance(operation.get("method"), str):
                 raise RpcError(protocol.MALFORMED_TRANSACTION, "Invalid transaction")
             if operation.get("id") != index:
-                raise RpcError(protocol.MALFORMED_TRANSACTION,
-                               f"Id of request '{operation.get('id')}' should be '{index}'")
+                raise RpcError(
+                    protocol.MALFORMED_TRANSACTION, f"Id of request '{operation.get('id')}' should be '{index}'"
+                )
             request = protocol.replace_newrefs(operation, refs)
             request.setdefault("params", {})
             if isinstance(request["params"], dict):
@@ -423,8 +441,12 @@ def _path_of(request_path: str) -> str:
     return request_path.split("?", 1)[0].lstrip("/")
 
 
-async def run_server(config: EmulatorConfig, backend: MediaBackend, ready: asyncio.Future[int] | None = None,
-                     stop: asyncio.Future[None] | None = None) -> None:
+async def run_server(
+    config: EmulatorConfig,
+    backend: MediaBackend,
+    ready: asyncio.Future[int] | None = None,
+    stop: asyncio.Future[None] | None = None,
+) -> None:
     """Serve until `stop` resolves (or forever); `ready` receives the bound port."""
     emulator = Emulator(config, backend)
 

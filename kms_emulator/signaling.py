@@ -127,9 +127,7 @@ class Credentials:
         )
 
 
-def build_answer(
-    offer: str, credentials: Credentials, *, recvonly: bool = False, sendonly: bool = False
-) -> str:
+def build_answer(offer: str, credentials: Credentials, *, recvonly: bool = False, sendonly: bool = False) -> str:
     """A valid SDP answer to `offer` (see the module docstring for what is kept)."""
     _, sections = parse_offer(offer)
     bundled = [s.mid for s in sections if s.port != 0 and s.mid is not None]
@@ -147,9 +145,7 @@ def build_answer(
     return "\r\n".join(lines) + "\r\n"
 
 
-def _answer_section(
-    section: MediaSection, credentials: Credentials, *, recvonly: bool, sendonly: bool
-) -> list[str]:
+def _answer_section(section: MediaSection, credentials: Credentials, *, recvonly: bool, sendonly: bool) -> list[str]:
     if section.kind == "application":
         return _answer_application(section, credentials)
     codecs = select_codecs(section) if section.port != 0 else section.formats[:1]
@@ -200,11 +196,26 @@ def build_offer(credentials: Credentials, *, recvonly: bool = False, sendonly: b
     direction = "recvonly" if recvonly else "sendonly" if sendonly else "sendrecv"
     template = {
         "audio": ("111", ["rtpmap:111 opus/48000/2", "fmtp:111 minptime=10;useinbandfec=1"]),
-        "video": ("96 97", ["rtpmap:96 VP8/90000", "rtcp-fb:96 nack", "rtcp-fb:96 nack pli",
-                            "rtcp-fb:96 goog-remb", "rtpmap:97 rtx/90000", "fmtp:97 apt=96"]),
+        "video": (
+            "96 97",
+            [
+                "rtpmap:96 VP8/90000",
+                "rtcp-fb:96 nack",
+                "rtcp-fb:96 nack pli",
+                "rtcp-fb:96 goog-remb",
+                "rtpmap:97 rtx/90000",
+                "fmtp:97 apt=96",
+            ],
+        ),
     }
-    lines = ["v=0", f"o=- {credentials.session_id} 1 IN IP4 127.0.0.1", "s=Kurento Media Server", "t=0 0",
-             "a=group:BUNDLE 0 1", "a=msid-semantic: WMS kurento"]
+    lines = [
+        "v=0",
+        f"o=- {credentials.session_id} 1 IN IP4 127.0.0.1",
+        "s=Kurento Media Server",
+        "t=0 0",
+        "a=group:BUNDLE 0 1",
+        "a=msid-semantic: WMS kurento",
+    ]
     for mid, (kind, (formats, attributes)) in enumerate(template.items()):
         lines.append(f"m={kind} 9 UDP/TLS/RTP/SAVPF {formats}")
         section = MediaSection(kind, 9, "UDP/TLS/RTP/SAVPF", formats.split(), [f"mid:{mid}"])
@@ -217,16 +228,22 @@ def receiving_media(local_sdp: str) -> list[str]:
     """MediaTypes (AUDIO/VIDEO) our side of the SDP receives, i.e. the remote peer sends."""
     _, sections = parse_offer(local_sdp)
     return sorted(
-        {s.kind.upper() for s in sections if s.kind in ("audio", "video") and s.port != 0
-         and s.direction in ("sendrecv", "recvonly")}
+        {
+            s.kind.upper()
+            for s in sections
+            if s.kind in ("audio", "video") and s.port != 0 and s.direction in ("sendrecv", "recvonly")
+        }
     )
 
 
 def sending_media(local_sdp: str) -> list[str]:
     _, sections = parse_offer(local_sdp)
     return sorted(
-        {s.kind.upper() for s in sections if s.kind in ("audio", "video") and s.port != 0
-         and s.direction in ("sendrecv", "sendonly")}
+        {
+            s.kind.upper()
+            for s in sections
+            if s.kind in ("audio", "video") and s.port != 0 and s.direction in ("sendrecv", "sendonly")
+        }
     )
 
 
@@ -283,8 +300,10 @@ class SignalingEndpoint:
         self._emit("IceComponentStateChanged", {"streamId": 1, "componentId": 1, "state": "GATHERING"})
         for candidate in self._local_candidates():
             await asyncio.sleep(0)
-            self._emit("IceCandidateFound", {"candidate": {"candidate": candidate, "sdpMid": self._first_mid,
-                                                           "sdpMLineIndex": 0}})
+            self._emit(
+                "IceCandidateFound",
+                {"candidate": {"candidate": candidate, "sdpMid": self._first_mid, "sdpMLineIndex": 0}},
+            )
         self._emit("IceGatheringDone", {})
         self._gathered = True
         self._maybe_connect()
@@ -311,12 +330,17 @@ class SignalingEndpoint:
         if self._released:
             return
         self._emit("IceComponentStateChanged", {"streamId": 1, "componentId": 1, "state": "CONNECTING"})
-        pair = {"streamId": "1", "componentId": 1, "localCandidate": self._local_candidates()[0],
-                "remoteCandidate": self._remote_candidate}
+        pair = {
+            "streamId": "1",
+            "componentId": 1,
+            "localCandidate": self._local_candidates()[0],
+            "remoteCandidate": self._remote_candidate,
+        }
         self._emit("NewCandidatePairSelected", {"candidatePair": pair})
         self._emit("IceComponentStateChanged", {"streamId": 1, "componentId": 1, "state": "CONNECTED"})
-        self._emit("DtlsConnectionStateChange", {"streamId": "1", "componentId": 1, "connectionId": "1",
-                                                 "state": "CONNECTED"})
+        self._emit(
+            "DtlsConnectionStateChange", {"streamId": "1", "componentId": 1, "connectionId": "1", "state": "CONNECTED"}
+        )
         for event in ("MediaStateChanged", "ConnectionStateChanged"):
             self._emit(event, {"oldState": "DISCONNECTED", "newState": "CONNECTED"})
         assert self._local_sdp is not None

@@ -207,8 +207,9 @@ class KurentoClient:
             listener.subscription_id = result["value"]
         return {event: listener.subscription_id for event, listener in listeners.items()}
 
-    def request_many(self, calls: list[tuple[str, dict[str, Any] | None]],
-                     timeout: float | None = None) -> list[dict[str, Any] | KurentoError]:
+    def request_many(
+        self, calls: list[tuple[str, dict[str, Any] | None]], timeout: float | None = None
+    ) -> list[dict[str, Any] | KurentoError]:
         """Sends every request before waiting for any answer: one round trip for the lot.
 
         Each entry of the result is the request's ``result`` dict or its KurentoError.
@@ -224,8 +225,9 @@ class KurentoClient:
                 with self._lock:
                     self._pending[request_id] = pending
                 sent.append((request_id, pending))
-                transport.send(jsonrpc.encode_request(request_id, method,
-                                                      jsonrpc.with_session(params, self._session_id)))
+                transport.send(
+                    jsonrpc.encode_request(request_id, method, jsonrpc.with_session(params, self._session_id))
+                )
         except KurentoUnavailable:
             with self._lock:
                 for request_id, _pending in sent:
@@ -240,8 +242,12 @@ class KurentoClient:
         for (method, params), result in zip(calls, results, strict=True):
             operation = (params or {}).get("operation") or (params or {}).get("type") or ""
             for observe in request_observers:
-                observe(method, operation, time.perf_counter() - started,
-                        "error" if isinstance(result, KurentoError) else "ok")
+                observe(
+                    method,
+                    operation,
+                    time.perf_counter() - started,
+                    "error" if isinstance(result, KurentoError) else "ok",
+                )
         return results
 
     def unsubscribe(self, object_id: str, subscription_id: str) -> None:

@@ -93,9 +93,17 @@ class WebRtcEndpoint(MediaElement):
 
         Raises the first error after every request was answered.
         """
-        calls = [("invoke", {"object": self.id, "operation": "addIceCandidate",
-                             "operationParams": {"candidate": jsonrpc.ice_candidate(c, mid, index)}})
-                 for c, mid, index in candidates]
+        calls = [
+            (
+                "invoke",
+                {
+                    "object": self.id,
+                    "operation": "addIceCandidate",
+                    "operationParams": {"candidate": jsonrpc.ice_candidate(c, mid, index)},
+                },
+            )
+            for c, mid, index in candidates
+        ]
         failure = next((r for r in self.client.request_many(calls) if isinstance(r, BaseException)), None)
         if failure is not None:
             raise failure

@@ -52,8 +52,12 @@ class MediaTask(Task):
         starts = TaskStart.count_start(self.request.id, self.name) + 1
         limit = _settings().task_start_limit
         if starts > limit:
-            log.error("task %s[%s] started %d times and never finished: dead-lettering it as poison",
-                      self.name, self.request.id, starts - 1)
+            log.error(
+                "task %s[%s] started %d times and never finished: dead-lettering it as poison",
+                self.name,
+                self.request.id,
+                starts - 1,
+            )
             TaskStart.forget(self.request.id)
             raise Reject(f"started {starts - 1} times without finishing", requeue=False)
         result = self._run_and_flush(args, kwargs)

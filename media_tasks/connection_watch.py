@@ -27,8 +27,9 @@ def _state(event_type: str, data: dict) -> str | None:
     return data.get("newState") if event_type == "ConnectionStateChanged" else data.get("state")
 
 
-def on_state_event(settings: Settings, session_id: str, participant_id: str, stream: str, event_type: str,
-                   data: dict, schedule_check) -> None:
+def on_state_event(
+    settings: Settings, session_id: str, participant_id: str, stream: str, event_type: str, data: dict, schedule_check
+) -> None:
     if event_type == "MediaFlowInStateChanged" and stream != PUBLISH:
         return  # a subscriber endpoint only sends; nothing flows in by design
     state = _state(event_type, data)

@@ -56,8 +56,13 @@ class Target:
 class Discovery:
     """The URLs of a DNS name's A records, with forgetting after FORGET_AFTER_S."""
 
-    def __init__(self, target: Target, interval_s: float, resolver: dns.resolver.Resolver | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        target: Target,
+        interval_s: float,
+        resolver: dns.resolver.Resolver | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.target = target
         self.interval_s = interval_s
         self.resolver = resolver or dns.resolver.Resolver()
@@ -84,8 +89,12 @@ class Discovery:
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
             addresses = set()
         except dns.exception.DNSException as exc:
-            log.warning("KMS discovery: looking up %s failed (%s); keeping %d server(s)", self.target.host,
-                        exc, len(self._last_seen))
+            log.warning(
+                "KMS discovery: looking up %s failed (%s); keeping %d server(s)",
+                self.target.host,
+                exc,
+                len(self._last_seen),
+            )
             return
         last_seen = dict(self._last_seen)  # replaced whole: readers never see it half-updated
         for address in addresses:

@@ -15,36 +15,50 @@ log = logging.getLogger(__name__)
 
 def candidate_for_browser(candidate: dict) -> dict:
     """Kurento's IceCandidate complex type, as RTCPeerConnection.addIceCandidate takes it."""
-    return {"candidate": candidate.get("candidate", ""), "sdpMid": candidate.get("sdpMid"),
-            "sdpMLineIndex": candidate.get("sdpMLineIndex")}
+    return {
+        "candidate": candidate.get("candidate", ""),
+        "sdpMid": candidate.get("sdpMid"),
+        "sdpMLineIndex": candidate.get("sdpMLineIndex"),
+    }
 
 
 def _schedule_check(session_id: str, participant_id: str, stream: str) -> Callable[[float], None]:
     def schedule(delay: float) -> None:
         from media_tasks.app import app
 
-        app.send_task("media.check_connection", countdown=delay,
-                      kwargs={"session_id": session_id, "participant_id": participant_id, "stream": stream})
+        app.send_task(
+            "media.check_connection",
+            countdown=delay,
+            kwargs={"session_id": session_id, "participant_id": participant_id, "stream": stream},
+        )
 
     return schedule
 
 
-def event_handlers(settings: Settings, session_id: str, participant_id: str, stream: str
-                   ) -> dict[str, Callable[[dict], None]]:
+def event_handlers(
+    settings: Settings, session_id: str, participant_id: str, stream: str
+) -> dict[str, Callable[[dict], None]]:
     """The callbacks for one endpoint, by Kurento event type."""
     publisher = get_publisher(settings)
 
     def on_candidate(data: dict) -> None:
-        publisher.to_participant(session_id, participant_id,
-                                 messages.ice_candidate(stream, candidate_for_browser(data.get("candidate", {}))))
+        publisher.to_participant(
+            session_id, participant_id, messages.ice_candidate(stream, candidate_for_browser(data.get("candidate", {})))
+        )
 
     def on_gathering_done(_data: dict) -> None:
         publisher.to_participant(session_id, participant_id, messages.ice_gathering_done(stream))
 
     def on_state(event_type: str) -> Callable[[dict], None]:
         return lambda data: connection_watch.on_state_event(
-            settings, session_id, participant_id, stream, event_type, data,
-            _schedule_check(session_id, participant_id, stream))
+            settings,
+            session_id,
+            participant_id,
+            stream,
+            event_type,
+            data,
+            _schedule_check(session_id, participant_id, stream),
+        )
 
     handlers = {"IceCandidateFound": on_candidate, "IceGatheringDone": on_gathering_done}
     handlers.update({event: on_state(event) for event in connection_watch.WATCHED_EVENTS})
@@ -59,8 +73,9 @@ def relay_endpoint_events(settings: Settings, endpoint, session_id: str, partici
     endpoint.subscribe_many(event_handlers(settings, session_id, participant_id, stream))
 
 
-def listen_endpoint_events(settings: Settings, client, endpoint_id: str, session_id: str, participant_id: str,
-                           stream: str) -> None:
+def listen_endpoint_events(
+    settings: Settings, client, endpoint_id: str, session_id: str, participant_id: str, stream: str
+) -> None:
     """After taking a KMS session over: the subscriptions exist server-side, only routing is needed."""
     for event_type, handler in event_handlers(settings, session_id, participant_id, stream).items():
         client.add_listener(endpoint_id, event_type, handler)

@@ -60,13 +60,13 @@ def take_over_stale(settings: Settings) -> list[str]:
 
 
 def _attach(settings: Settings, kms_session_id: str, kms_url: str) -> None:
-    client = kurento.KurentoClient(kms_url, session_id=kms_session_id,
-                                   request_timeout=settings.kms_request_timeout_s)
+    client = kurento.KurentoClient(kms_url, session_id=kms_session_id, request_timeout=settings.kms_request_timeout_s)
     client.connect()  # connect {sessionId}: from now on KMS routes this session's events to us
     endpoints = list(Endpoint.objects(kms_session=kms_session_id, kurento__ne=None))
     for stored in endpoints:
-        listen_endpoint_events(settings, client, stored.kurento.id, stored.session_id, stored.participant_id,
-                               stored.stream)
+        listen_endpoint_events(
+            settings, client, stored.kurento.id, stored.session_id, stored.participant_id, stored.stream
+        )
     with _lock:
         _taken_over[kms_session_id] = client
     log.info("took over KMS session %s on %s with %d endpoints", kms_session_id, kms_url, len(endpoints))

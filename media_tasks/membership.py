@@ -34,14 +34,15 @@ def announce_join(settings: Settings, session_id: str, participant_id: str, disp
 
 def release_endpoints_of(session_id: str, participant_id: str) -> None:
     """Frees the participant's endpoints and every subscriber endpoint its stream fed."""
-    for stored in [*Endpoint.objects(participant_id=participant_id),
-                   *Endpoint.objects(session_id=session_id, stream=participant_id)]:
+    for stored in [
+        *Endpoint.objects(participant_id=participant_id),
+        *Endpoint.objects(session_id=session_id, stream=participant_id),
+    ]:
         release_quietly(stored.kurento)
         stored.delete()
 
 
-def finish_leave(settings: Settings, session_id: str, participant_id: str, reason: str,
-                 was_publishing: bool) -> None:
+def finish_leave(settings: Settings, session_id: str, participant_id: str, reason: str, was_publishing: bool) -> None:
     """Media clean-up and announcements after the web tier marked the participant left."""
     release_endpoints_of(session_id, participant_id)
     if not Participant.was_announced(participant_id, "left"):
@@ -61,7 +62,8 @@ def finish_close(settings: Settings, session_id: str) -> None:
         get_publisher(settings).to_session(session_id, messages.session_closed())
         Session.mark_announced(session_id, "closed")
     Participant.objects(session_id=session_id, state=ParticipantState.JOINED).update(
-        set__state=ParticipantState.LEFT, set__left_reason="session_closed")
+        set__state=ParticipantState.LEFT, set__left_reason="session_closed"
+    )
     session = Session.objects(id=session_id).first()
     if session is not None:
         release_quietly(session.pipeline)
@@ -79,8 +81,9 @@ def send_message(settings: Settings, session_id: str, sender_id: str, payload: d
         publisher.to_participant(session_id, to, message)
 
 
-def finish_rejoin(settings: Settings, session_id: str, participant_id: str, endpoint_refs: list[str],
-                  was_publishing: bool) -> None:
+def finish_rejoin(
+    settings: Settings, session_id: str, participant_id: str, endpoint_refs: list[str], was_publishing: bool
+) -> None:
     """Releases the media the web tier detached at rejoin, then tells subscribers to resubscribe later."""
     for ref in endpoint_refs:
         release_quietly(KurentoRef.decode(ref).proxy())

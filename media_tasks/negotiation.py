@@ -35,12 +35,16 @@ def _is_active(participant_id: str) -> bool:
 
 def _stored_endpoint(session_id: str, participant_id: str, stream: str) -> Endpoint:
     # A fresh stream costs two round trips (find, insert), a known one a single find.
-    return (Endpoint.find(participant_id, stream) or Endpoint.ensure(session_id, participant_id, stream)
-            or Endpoint.find(participant_id, stream))
+    return (
+        Endpoint.find(participant_id, stream)
+        or Endpoint.ensure(session_id, participant_id, stream)
+        or Endpoint.find(participant_id, stream)
+    )
 
 
-def _install_endpoint(settings: Settings, session_id: str, participant_id: str, stream: str, request_id: str,
-                      replacing):
+def _install_endpoint(
+    settings: Settings, session_id: str, participant_id: str, stream: str, request_id: str, replacing
+):
     """A fresh Kurento endpoint, stored in place of `replacing` and claimed for `request_id`.
 
     Returns (endpoint, candidates that waited for it), or None when another worker changed the
@@ -65,14 +69,18 @@ def _publisher_endpoint(stream: str):
 
 
 def _apply_candidates(endpoint, candidates: list[dict]) -> None:
-    wire = [(c["candidate"], c.get("sdpMid") or "", int(c.get("sdpMLineIndex") or 0))
-            for c in candidates if c.get("candidate")]  # an empty one is the end-of-candidates marker
+    wire = [
+        (c["candidate"], c.get("sdpMid") or "", int(c.get("sdpMLineIndex") or 0))
+        for c in candidates
+        if c.get("candidate")
+    ]  # an empty one is the end-of-candidates marker
     if wire:
         endpoint.add_ice_candidates(wire)
 
 
-def process_offer(settings: Settings, session_id: str, participant_id: str, stream: str, sdp: str,
-                  request_id: str) -> None:
+def process_offer(
+    settings: Settings, session_id: str, participant_id: str, stream: str, sdp: str, request_id: str
+) -> None:
     # No check that the participant is still joined before the work: the web tier checked it
     # when it accepted the offer, and the check after the answer releases the endpoint of one
     # who left meanwhile. That saves a read on every offer.
@@ -80,8 +88,7 @@ def process_offer(settings: Settings, session_id: str, participant_id: str, stre
     try:
         endpoint = _answer_offer(settings, session_id, participant_id, stream, sdp, request_id)
     except NegotiationRefused as refused:
-        publisher.to_participant(session_id, participant_id,
-                                 messages.error(request_id, refused.code, refused.message))
+        publisher.to_participant(session_id, participant_id, messages.error(request_id, refused.code, refused.message))
         return
     if stream == PUBLISH:
         before = Participant.mark_publishing(participant_id)
@@ -97,8 +104,7 @@ def process_offer(settings: Settings, session_id: str, participant_id: str, stre
         Endpoint.forget(participant_id, stream, endpoint)
 
 
-def _answer_offer(settings: Settings, session_id: str, participant_id: str, stream: str, sdp: str,
-                  request_id: str):
+def _answer_offer(settings: Settings, session_id: str, participant_id: str, stream: str, sdp: str, request_id: str):
     source = _publisher_endpoint(stream) if stream != PUBLISH else None
     for _attempt in range(3):
         stored = _stored_endpoint(session_id, participant_id, stream)
@@ -131,8 +137,16 @@ def _process_offer(endpoint, sdp: str) -> str:
         raise
 
 
-def _deliver_answer(settings: Settings, session_id: str, participant_id: str, stream: str, request_id: str,
-                    endpoint, answer: str, pending: list[dict]) -> None:
+def _deliver_answer(
+    settings: Settings,
+    session_id: str,
+    participant_id: str,
+    stream: str,
+    request_id: str,
+    endpoint,
+    answer: str,
+    pending: list[dict],
+) -> None:
     # The answer first: it is what the client waits for. A crash before the record below makes
     # a redelivery send the same answer again (see _finish_duplicate), never lose it.
     get_publisher(settings).to_participant(session_id, participant_id, messages.sdp_answer(stream, answer, request_id))
@@ -145,8 +159,9 @@ def _deliver_answer(settings: Settings, session_id: str, participant_id: str, st
 DUPLICATE_WAIT_S = 3.0
 
 
-def _finish_duplicate(settings: Settings, session_id: str, participant_id: str, stream: str, request_id: str,
-                      endpoint, sdp: str) -> None:
+def _finish_duplicate(
+    settings: Settings, session_id: str, participant_id: str, stream: str, request_id: str, endpoint, sdp: str
+) -> None:
     """Another delivery of this same request claimed the endpoint.
 
     A duplicate running alongside (a publish retried by the web tier) finds the answer sent
@@ -169,8 +184,9 @@ def _finish_duplicate(settings: Settings, session_id: str, participant_id: str, 
     _deliver_answer(settings, session_id, participant_id, stream, request_id, endpoint, answer, [])
 
 
-def add_candidates(settings: Settings, session_id: str, participant_id: str, stream: str,
-                   candidates: list[dict]) -> None:
+def add_candidates(
+    settings: Settings, session_id: str, participant_id: str, stream: str, candidates: list[dict]
+) -> None:
     # The usual case, candidates trickled after the offer: one read, then one round trip to the KMS.
     stored = Endpoint.find(participant_id, stream)
     if stored is None:

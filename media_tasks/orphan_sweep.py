@@ -55,8 +55,12 @@ class OrphanSweeper:
             try:
                 kurento.get_client(decoded.kms_url).proxy(decoded.object_id).release()
                 released += 1
-                log.warning("released orphaned endpoint %s on %s (no record named it for %.0f s)",
-                            decoded.object_id, decoded.kms_url, now - since)
+                log.warning(
+                    "released orphaned endpoint %s on %s (no record named it for %.0f s)",
+                    decoded.object_id,
+                    decoded.kms_url,
+                    now - since,
+                )
             except kurento.KurentoError as exc:
                 log.info("could not release orphaned endpoint %s: %s", decoded.object_id, exc)
             del self._unreferenced_since[ref]
@@ -79,6 +83,7 @@ class OrphanSweeper:
             for result in results:
                 if isinstance(result, BaseException):
                     continue  # that pipeline is gone (its session is being closed or moved)
-                children.update(f"{url}#{child}" for child in result.get("value") or []
-                                if child.endswith(ENDPOINT_TYPE))
+                children.update(
+                    f"{url}#{child}" for child in result.get("value") or [] if child.endswith(ENDPOINT_TYPE)
+                )
         return children

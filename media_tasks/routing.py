@@ -39,8 +39,13 @@ def shard_queues(settings: Settings) -> list[Queue]:
         arguments["x-dead-letter-routing-key"] = f"{settings.name_prefix}.dead"
     exchange = shard_exchange(settings)
     return [
-        Queue(shard_name(settings, i), exchange=exchange, routing_key=shard_name(settings, i),
-              durable=True, queue_arguments=dict(arguments))
+        Queue(
+            shard_name(settings, i),
+            exchange=exchange,
+            routing_key=shard_name(settings, i),
+            durable=True,
+            queue_arguments=dict(arguments),
+        )
         for i in range(settings.shards)
     ]
 

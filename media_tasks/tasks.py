@@ -17,10 +17,21 @@ from settings import load_settings
 settings = load_settings()
 
 # Failures worth another try a little later: the media server, broker or database is away for a moment.
-RETRYABLE = (kurento.KurentoUnavailable, NoMediaServer, ConnectionError, OSError, ConnectionFailure,
-             KombuOperationalError)
-RETRY = {"autoretry_for": RETRYABLE, "retry_backoff": 0.5, "retry_backoff_max": 5, "max_retries": 5,
-         "retry_jitter": True}
+RETRYABLE = (
+    kurento.KurentoUnavailable,
+    NoMediaServer,
+    ConnectionError,
+    OSError,
+    ConnectionFailure,
+    KombuOperationalError,
+)
+RETRY = {
+    "autoretry_for": RETRYABLE,
+    "retry_backoff": 0.5,
+    "retry_backoff_max": 5,
+    "max_retries": 5,
+    "retry_jitter": True,
+}
 
 
 @app.task(name="media.create_session", **RETRY)

@@ -105,8 +105,9 @@ class HubConnection:
         subscription = Subscription(queue)
 
         def start_consuming(conn: Connection) -> Subscription | None:
-            channel, channel_prefetch = self._idle_channels.pop() if self._idle_channels else (
-                conn.connection.channel(), None)
+            channel, channel_prefetch = (
+                self._idle_channels.pop() if self._idle_channels else (conn.connection.channel(), None)
+            )
             try:
                 if skip_if_empty:
                     _name, ready, _consumers = channel.queue_declare(queue, passive=True)
@@ -116,8 +117,9 @@ class HubConnection:
                 if channel_prefetch != prefetch:
                     channel.basic_qos(0, prefetch, False)
                 subscription.prefetch = prefetch
-                subscription.consumer_tag = channel.basic_consume(queue, callback=subscription.on_message,
-                                                                  on_cancel=subscription.on_cancel, no_ack=False)
+                subscription.consumer_tag = channel.basic_consume(
+                    queue, callback=subscription.on_message, on_cancel=subscription.on_cancel, no_ack=False
+                )
             except NotFound:
                 raise QueueGone(queue) from None  # the 404 closed that channel only
             subscription.channel = channel

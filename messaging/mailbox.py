@@ -112,8 +112,15 @@ class Mailbox:
             self._renewer_pid = os.getpid()
         return self._renewer
 
-    def poll(self, session_id: str, participant_id: str, after: int, wait: float, limit: int,
-             beside_another: Callable[[], AbstractContextManager] = contextlib.nullcontext) -> Delivery:
+    def poll(
+        self,
+        session_id: str,
+        participant_id: str,
+        after: int,
+        wait: float,
+        limit: int,
+        beside_another: Callable[[], AbstractContextManager] = contextlib.nullcontext,
+    ) -> Delivery:
         """The participant's messages after `after`, waiting up to `wait` seconds for the first.
 
         `beside_another` is entered (once, and held until the poll ends) when another poll holds
@@ -121,11 +128,19 @@ class Mailbox:
         participant in the session.
         """
         with contextlib.ExitStack() as held:
-            return self._poll(session_id, participant_id, after, wait, limit,
-                              lambda: held.enter_context(beside_another()))
+            return self._poll(
+                session_id, participant_id, after, wait, limit, lambda: held.enter_context(beside_another())
+            )
 
-    def _poll(self, session_id: str, participant_id: str, after: int, wait: float, limit: int,
-              enter_beside_another: Callable[[], object]) -> Delivery:
+    def _poll(
+        self,
+        session_id: str,
+        participant_id: str,
+        after: int,
+        wait: float,
+        limit: int,
+        enter_beside_another: Callable[[], object],
+    ) -> Delivery:
         deadline = time.monotonic() + wait
         acknowledged = False
         known: Participant | None = None  # read only when the lease is not taken at once
@@ -134,8 +149,9 @@ class Mailbox:
             now = time.time()
             # The common case in one write: the participant is one of the session, its lease is
             # free, and `after` is not beyond what was handed out.
-            leased = Participant.acquire_poll_lease(participant_id, owner, now, now + LEASE_S,
-                                                    self.renewer.instance, after, session_id)
+            leased = Participant.acquire_poll_lease(
+                participant_id, owner, now, now + LEASE_S, self.renewer.instance, after, session_id
+            )
             if leased is not None:
                 after = leased.acked_seq  # what was acknowledged before is never served again
                 moved = _Moved(leased.last_seq)
@@ -147,8 +163,9 @@ class Mailbox:
                         delivered = self._delivery(OutboxMessage.after(participant_id, after, limit), after).messages
                         if len(delivered) >= limit:
                             return Delivery(delivered, delivered[-1]["seq"])
-                    delivered += self._move_to_outbox(leased, moved, deadline, limit - len(delivered),
-                                                      immediate=wait == 0 or bool(delivered))
+                    delivered += self._move_to_outbox(
+                        leased, moved, deadline, limit - len(delivered), immediate=wait == 0 or bool(delivered)
+                    )
                     return Delivery(delivered, delivered[-1]["seq"] if delivered else after)
                 finally:
                     trimmed = self._trim(participant_id, after) if after - leased.trimmed_seq >= TRIM_BATCH else None
@@ -191,8 +208,9 @@ class Mailbox:
         messages = [{"seq": e.seq, **json.loads(e.body)} for e in entries]
         return Delivery(messages, entries[-1].seq if entries else after)
 
-    def _move_to_outbox(self, participant: Participant, moved: _Moved, deadline: float, limit: int,
-                        immediate: bool) -> list[dict]:
+    def _move_to_outbox(
+        self, participant: Participant, moved: _Moved, deadline: float, limit: int, immediate: bool
+    ) -> list[dict]:
         """The messages moved from the queue into the outbox, as delivered to the client."""
         queue = topology.participant_queue(self.settings, participant.session_id, participant.id).name
         connection = self.hub.connection_for(participant.id)

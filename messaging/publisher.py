@@ -96,8 +96,15 @@ class Publisher:
             for attempt in range(3):
                 try:
                     self._producer_now().publish(
-                        body, exchange=exchange, routing_key=routing_key, content_type="application/json",
-                        content_encoding="utf-8", delivery_mode=2, message_id=message_id, retry=False)
+                        body,
+                        exchange=exchange,
+                        routing_key=routing_key,
+                        content_type="application/json",
+                        content_encoding="utf-8",
+                        delivery_mode=2,
+                        message_id=message_id,
+                        retry=False,
+                    )
                     self._published += 1
                     return
                 except Exception as exc:

@@ -13,7 +13,20 @@ from models.session import Session, SessionState
 from models.task_start import TaskStart
 
 __all__ = [
-    "PUBLISH", "Endpoint", "IdempotencyRecord", "KmsSession", "KurentoObjectField", "KurentoRef", "Lease",
-    "MediaServer", "OutboxMessage", "Participant", "ParticipantState", "Session", "SessionState", "TaskStart",
-    "connect_db", "ping_db",
+    "PUBLISH",
+    "Endpoint",
+    "IdempotencyRecord",
+    "KmsSession",
+    "KurentoObjectField",
+    "KurentoRef",
+    "Lease",
+    "MediaServer",
+    "OutboxMessage",
+    "Participant",
+    "ParticipantState",
+    "Session",
+    "SessionState",
+    "TaskStart",
+    "connect_db",
+    "ping_db",
 ]

@@ -10,8 +10,13 @@ from settings import Settings
 def connect_db(settings: Settings) -> None:
     # connect=False: pymongo must not open sockets before a fork (Celery, gunicorn).
     mongoengine.disconnect()
-    mongoengine.connect(host=settings.mongodb_uri, connect=False, uuidRepresentation="standard",
-                        serverSelectionTimeoutMS=5000, tz_aware=True)
+    mongoengine.connect(
+        host=settings.mongodb_uri,
+        connect=False,
+        uuidRepresentation="standard",
+        serverSelectionTimeoutMS=5000,
+        tz_aware=True,
+    )
 
 
 def ping_db() -> bool:

@@ -72,12 +72,16 @@ class Endpoint(Document):
     def buffer_candidates(cls, participant_id: str, stream: str, candidates: list[dict]) -> bool:
         """Queues candidates while the endpoint has no Kurento object; False once it has one."""
         encoded = [json.dumps(c, sort_keys=True) for c in candidates]
-        return bool(cls.objects(participant_id=participant_id, stream=stream, kurento=None).update_one(
-            push_all__pending_candidates=encoded))
+        return bool(
+            cls.objects(participant_id=participant_id, stream=stream, kurento=None).update_one(
+                push_all__pending_candidates=encoded
+            )
+        )
 
     @classmethod
-    def claim_kurento(cls, participant_id: str, stream: str, endpoint, request_id: str = "",
-                      replacing=None) -> list[dict] | None:
+    def claim_kurento(
+        cls, participant_id: str, stream: str, endpoint, request_id: str = "", replacing=None
+    ) -> list[dict] | None:
         """Stores `endpoint` in place of `replacing` (None: no endpoint yet) and claims its
         negotiation for `request_id`, handing back the candidates that waited; one write.
 
@@ -85,9 +89,16 @@ class Endpoint(Document):
         the caller must release its own.
         """
         before = cls.objects(participant_id=participant_id, stream=stream, kurento=replacing).modify(
-            set__kurento=endpoint, set__pending_candidates=[], set__kms_session=endpoint.client.session_id,
-            set__failed_since=0.0, set__failure_reported=False, set__negotiating_request_id=request_id,
-            set__answered_request_id="", set__answer_sdp=None, set__answer_published=False)
+            set__kurento=endpoint,
+            set__pending_candidates=[],
+            set__kms_session=endpoint.client.session_id,
+            set__failed_since=0.0,
+            set__failure_reported=False,
+            set__negotiating_request_id=request_id,
+            set__answered_request_id="",
+            set__answer_sdp=None,
+            set__answer_published=False,
+        )
         if before is None:
             return None
         return [json.loads(c) for c in before.pending_candidates]
@@ -96,8 +107,9 @@ class Endpoint(Document):
     def recorded_kurento_refs(cls, among: list[str] | None = None) -> set[str]:
         """The stored references ("<kms url>#<id>") of every endpoint record, or of those `among`."""
         query = {} if among is None else {"kurento": {"$in": among}}
-        return {doc["kurento"] for doc in cls._get_collection().find(query, {"kurento": 1, "_id": 0})
-                if doc.get("kurento")}
+        return {
+            doc["kurento"] for doc in cls._get_collection().find(query, {"kurento": 1, "_id": 0}) if doc.get("kurento")
+        }
 
     @classmethod
     def forget(cls, participant_id: str, stream: str, endpoint) -> None:
@@ -112,8 +124,10 @@ class Endpoint(Document):
         from fresh documents, so a release still running cannot touch them.
         """
         refs = []
-        for stored in [*cls.objects(participant_id=participant_id), *cls.objects(session_id=session_id,
-                                                                                 stream=participant_id)]:
+        for stored in [
+            *cls.objects(participant_id=participant_id),
+            *cls.objects(session_id=session_id, stream=participant_id),
+        ]:
             raw = stored.to_mongo().get("kurento")
             if cls.objects(id=stored.id).delete() and raw:
                 refs.append(raw)
@@ -122,24 +136,36 @@ class Endpoint(Document):
     @classmethod
     def mark_failing(cls, participant_id: str, stream: str, now: float) -> bool:
         """Starts the debounce clock; True only when it was not running."""
-        return bool(cls.objects(participant_id=participant_id, stream=stream, failed_since=0.0).update_one(
-            set__failed_since=now))
+        return bool(
+            cls.objects(participant_id=participant_id, stream=stream, failed_since=0.0).update_one(
+                set__failed_since=now
+            )
+        )
 
     @classmethod
     def mark_recovered(cls, participant_id: str, stream: str) -> None:
         cls.objects(participant_id=participant_id, stream=stream).update_one(
-            set__failed_since=0.0, set__failure_reported=False)
+            set__failed_since=0.0, set__failure_reported=False
+        )
 
     @classmethod
     def claim_failure_report(cls, participant_id: str, stream: str, failing_before: float) -> bool:
         """True once per failure that lasted past the debounce period."""
-        return bool(cls.objects(participant_id=participant_id, stream=stream, failed_since__gt=0.0,
-                                failed_since__lte=failing_before, failure_reported=False).update_one(
-            set__failure_reported=True))
+        return bool(
+            cls.objects(
+                participant_id=participant_id,
+                stream=stream,
+                failed_since__gt=0.0,
+                failed_since__lte=failing_before,
+                failure_reported=False,
+            ).update_one(set__failure_reported=True)
+        )
 
     @classmethod
     def record_published_answer(cls, participant_id: str, stream: str, request_id: str, sdp: str) -> bool:
         """Records that the answer of a request went out; False if it was recorded already."""
-        return bool(cls.objects(participant_id=participant_id, stream=stream,
-                                answered_request_id__ne=request_id).update_one(
-            set__answered_request_id=request_id, set__answer_sdp=sdp, set__answer_published=True))
+        return bool(
+            cls.objects(participant_id=participant_id, stream=stream, answered_request_id__ne=request_id).update_one(
+                set__answered_request_id=request_id, set__answer_sdp=sdp, set__answer_published=True
+            )
+        )

@@ -37,9 +37,13 @@ class IdempotencyRecord(Document):
                 existing = cls.objects(id=key).first()
                 if existing is None:
                     continue  # the holder abandoned the key between our insert and our read
-                if existing.status_code is None and existing.created_at < now - PENDING_TIMEOUT_S and \
-                        cls.objects(id=key, status_code=None, created_at=existing.created_at,
-                                    fingerprint=fingerprint).update_one(set__created_at=now):
+                if (
+                    existing.status_code is None
+                    and existing.created_at < now - PENDING_TIMEOUT_S
+                    and cls.objects(
+                        id=key, status_code=None, created_at=existing.created_at, fingerprint=fingerprint
+                    ).update_one(set__created_at=now)
+                ):
                     return None
                 return existing
         raise RuntimeError(f"idempotency key {key} keeps changing hands")

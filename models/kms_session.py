@@ -21,8 +21,9 @@ class KmsSession(Document):
 
     @classmethod
     def register(cls, session_id: str, kms_url: str, owner: str, now: float) -> None:
-        cls.objects(id=session_id).update_one(upsert=True, set__kms_url=kms_url, set__owner=owner,
-                                              set__heartbeat_at=now)
+        cls.objects(id=session_id).update_one(
+            upsert=True, set__kms_url=kms_url, set__owner=owner, set__heartbeat_at=now
+        )
 
     @classmethod
     def heartbeat(cls, owner: str, now: float) -> None:
@@ -35,8 +36,11 @@ class KmsSession(Document):
     @classmethod
     def claim(cls, session_id: str, previous_heartbeat: float, owner: str, now: float) -> bool:
         """True for the one worker that takes over this session."""
-        return bool(cls.objects(id=session_id, heartbeat_at=previous_heartbeat).update_one(
-            set__owner=owner, set__heartbeat_at=now))
+        return bool(
+            cls.objects(id=session_id, heartbeat_at=previous_heartbeat).update_one(
+                set__owner=owner, set__heartbeat_at=now
+            )
+        )
 
     @classmethod
     def forget(cls, session_id: str) -> None:

@@ -55,8 +55,16 @@ class OutboxMessage(Document):
         batch = StoredBatch()
         seq = after_seq
         while entries:
-            docs = [{"participant_id": participant_id, "seq": seq + 1 + i, "message_id": message_id, "body": body,
-                     "acked_at": 0.0} for i, (message_id, body) in enumerate(entries)]
+            docs = [
+                {
+                    "participant_id": participant_id,
+                    "seq": seq + 1 + i,
+                    "message_id": message_id,
+                    "body": body,
+                    "acked_at": 0.0,
+                }
+                for i, (message_id, body) in enumerate(entries)
+            ]
             try:
                 cls._get_collection().insert_many(docs, ordered=True)
                 batch.stored += [(doc["seq"], doc["body"]) for doc in docs]
@@ -69,7 +77,7 @@ class OutboxMessage(Document):
                 batch.stored += [(doc["seq"], doc["body"]) for doc in docs[:inserted]]
                 seq += inserted
                 refused_id = entries[inserted][0]
-                entries = entries[inserted + 1:]
+                entries = entries[inserted + 1 :]
                 if not cls.objects(participant_id=participant_id, message_id=refused_id).count():
                     batch.seq_taken = True
                     return batch
@@ -82,14 +90,16 @@ class OutboxMessage(Document):
 
     @classmethod
     def after(cls, participant_id: str, after: int, limit: int) -> list[OutboxMessage]:
-        return list(cls.objects(participant_id=participant_id, seq__gt=after, acked_at=0.0).order_by("seq")
-                    .limit(limit))
+        return list(
+            cls.objects(participant_id=participant_id, seq__gt=after, acked_at=0.0).order_by("seq").limit(limit)
+        )
 
     @classmethod
     def trim(cls, participant_id: str, up_to: int, now: float | None = None) -> None:
         """Forgets the bodies the client acknowledged; their ids stay to catch redeliveries."""
         cls.objects(participant_id=participant_id, seq__lte=up_to, acked_at=0.0).update(
-            set__body="", set__acked_at=time.time() if now is None else now)
+            set__body="", set__acked_at=time.time() if now is None else now
+        )
 
     @classmethod
     def purge_acknowledged(cls, before: float) -> int:

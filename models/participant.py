@@ -53,7 +53,8 @@ class Participant(Document):
     def mark_left(cls, participant_id: str, reason: str) -> Participant | None:
         """The participant as it was before this call made it leave; None if it had already left."""
         return cls.objects(id=participant_id, state=ParticipantState.JOINED).modify(
-            set__state=ParticipantState.LEFT, set__left_reason=reason)
+            set__state=ParticipantState.LEFT, set__left_reason=reason
+        )
 
     @classmethod
     def silent_since(cls, before: float) -> list[Participant]:
@@ -62,8 +63,11 @@ class Participant(Document):
     @classmethod
     def set_publishing(cls, participant_id: str, publishing: bool) -> bool:
         """True only for the call that changed the flag, so announcements go out once."""
-        return bool(cls.objects(id=participant_id, publishing=not publishing,
-                                state=ParticipantState.JOINED).update_one(set__publishing=publishing))
+        return bool(
+            cls.objects(id=participant_id, publishing=not publishing, state=ParticipantState.JOINED).update_one(
+                set__publishing=publishing
+            )
+        )
 
     @classmethod
     def mark_publishing(cls, participant_id: str) -> Participant | None:
@@ -80,8 +84,16 @@ class Participant(Document):
         cls.objects(id=participant_id).update_one(add_to_set__announced=what)
 
     @classmethod
-    def acquire_poll_lease(cls, participant_id: str, owner: str, now: float, until: float,
-                           instance: str = "", acked: int = 0, session_id: str | None = None) -> Participant | None:
+    def acquire_poll_lease(
+        cls,
+        participant_id: str,
+        owner: str,
+        now: float,
+        until: float,
+        instance: str = "",
+        acked: int = 0,
+        session_id: str | None = None,
+    ) -> Participant | None:
         """Takes the poll lease if it is free and records the client's acknowledgement, in one write.
 
         Returns the participant as it is afterwards (its last_seq says whether the outbox holds
@@ -92,8 +104,13 @@ class Participant(Document):
         if session_id is not None:
             query["session_id"] = session_id
         return cls.objects(**query).modify(
-            new=True, set__poll_owner=owner, set__poll_instance=instance or None, set__poll_lease_until=until,
-            set__last_seen_at=now, max__acked_seq=acked)
+            new=True,
+            set__poll_owner=owner,
+            set__poll_instance=instance or None,
+            set__poll_lease_until=until,
+            set__last_seen_at=now,
+            max__acked_seq=acked,
+        )
 
     @classmethod
     def acknowledge(cls, participant_id: str, acked: int) -> None:
@@ -110,18 +127,24 @@ class Participant(Document):
         if not owners:
             return 0
         return cls.objects(id__in=list(owners), poll_owner__in=list(owners.values())).update(
-            set__poll_lease_until=until, set__last_seen_at=now)
+            set__poll_lease_until=until, set__last_seen_at=now
+        )
 
     @classmethod
     def catch_up_seq(cls, participant_id: str, highest_stored: int) -> None:
         cls.objects(id=participant_id).update_one(max__last_seq=highest_stored)
 
     @classmethod
-    def release_poll_lease(cls, participant_id: str, owner: str, now: float, trimmed: int | None = None,
-                           last_seq: int | None = None) -> None:
+    def release_poll_lease(
+        cls, participant_id: str, owner: str, now: float, trimmed: int | None = None, last_seq: int | None = None
+    ) -> None:
         """Frees the lease; `last_seq` is the highest seq its holder stored in the outbox."""
-        changes = {"set__poll_owner": None, "set__poll_instance": None, "set__poll_lease_until": 0.0,
-                   "set__last_seen_at": now}
+        changes = {
+            "set__poll_owner": None,
+            "set__poll_instance": None,
+            "set__poll_lease_until": 0.0,
+            "set__last_seen_at": now,
+        }
         if trimmed is not None:
             changes["max__trimmed_seq"] = trimmed
         if last_seq is not None:

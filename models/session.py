@@ -49,8 +49,11 @@ class Session(Document):
         doc = cls.objects(id=session_id).only("max_participants", "state").first()
         if doc is None or doc.state == SessionState.CLOSED:
             return False
-        return bool(cls.objects(id=session_id, participant_count__lt=doc.max_participants,
-                                state__ne=SessionState.CLOSED).update_one(inc__participant_count=1))
+        return bool(
+            cls.objects(
+                id=session_id, participant_count__lt=doc.max_participants, state__ne=SessionState.CLOSED
+            ).update_one(inc__participant_count=1)
+        )
 
     @classmethod
     def release_slot(cls, session_id: str) -> None:
@@ -62,22 +65,31 @@ class Session(Document):
         not closed, and no other claim is still running."""
         # A session stored before the claim fields existed has no pipeline_claim_until at all.
         free = Q(pipeline_claim_until__lt=now) | Q(pipeline_claim_until__exists=False)
-        return bool(cls.objects(free, id=session_id, pipeline=None, state__ne=SessionState.CLOSED).update_one(
-            set__pipeline_claim=claimer, set__pipeline_claim_until=until))
+        return bool(
+            cls.objects(free, id=session_id, pipeline=None, state__ne=SessionState.CLOSED).update_one(
+                set__pipeline_claim=claimer, set__pipeline_claim_until=until
+            )
+        )
 
     @classmethod
     def drop_pipeline_claim(cls, session_id: str, claimer: str) -> None:
         """The claimer could not create the pipeline: the next caller may try at once."""
-        cls.objects(id=session_id, pipeline_claim=claimer).update_one(set__pipeline_claim="",
-                                                                      set__pipeline_claim_until=0.0)
+        cls.objects(id=session_id, pipeline_claim=claimer).update_one(
+            set__pipeline_claim="", set__pipeline_claim_until=0.0
+        )
 
     @classmethod
     def claim_pipeline(cls, session_id: str, pipeline) -> Session | None:
         """Stores the pipeline only if none is set yet (and ends any creation claim); None tells
         the caller it lost the race."""
         return cls.objects(id=session_id, pipeline=None, state__ne=SessionState.CLOSED).modify(
-            new=True, set__pipeline=pipeline, set__kms_url=pipeline.client.url, set__state=SessionState.OPEN,
-            set__pipeline_claim="", set__pipeline_claim_until=0.0)
+            new=True,
+            set__pipeline=pipeline,
+            set__kms_url=pipeline.client.url,
+            set__state=SessionState.OPEN,
+            set__pipeline_claim="",
+            set__pipeline_claim_until=0.0,
+        )
 
     @classmethod
     def was_announced(cls, session_id: str, what: str) -> bool:
@@ -90,9 +102,11 @@ class Session(Document):
     @classmethod
     def mark_media_lost(cls, session_id: str, kms_url: str) -> bool:
         """Forgets the pipeline of a dead server; True only for the call that did it."""
-        return bool(cls.objects(id=session_id, kms_url=kms_url, state=SessionState.OPEN).update_one(
-            set__state=SessionState.MEDIA_LOST, set__lost_kms_url=kms_url, set__pipeline=None,
-            set__kms_url=None))
+        return bool(
+            cls.objects(id=session_id, kms_url=kms_url, state=SessionState.OPEN).update_one(
+                set__state=SessionState.MEDIA_LOST, set__lost_kms_url=kms_url, set__pipeline=None, set__kms_url=None
+            )
+        )
 
     @classmethod
     def on_server(cls, kms_url: str) -> list[str]:
@@ -101,5 +115,4 @@ class Session(Document):
     @classmethod
     def mark_closed(cls, session_id: str) -> Session | None:
         """Returns the session as it was when this call closed it, None if already closed."""
-        return cls.objects(id=session_id, state__ne=SessionState.CLOSED).modify(
-            set__state=SessionState.CLOSED)
+        return cls.objects(id=session_id, state__ne=SessionState.CLOSED).modify(set__state=SessionState.CLOSED)

@@ -17,8 +17,11 @@ session_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("ses
 participant_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("participant_id", default=None)
 
 # Secrets must never reach a log line, even inside an exception message.
-_SECRETS = re.compile(r"(Bearer\s+|join_token['\"]?\s*[:=]\s*['\"]?|X-API-Key['\"]?\s*[:=]\s*['\"]?|"
-                      r"amqp://[^:/@\s]+:)[^\s'\",@]+", re.IGNORECASE)
+_SECRETS = re.compile(
+    r"(Bearer\s+|join_token['\"]?\s*[:=]\s*['\"]?|X-API-Key['\"]?\s*[:=]\s*['\"]?|"
+    r"amqp://[^:/@\s]+:)[^\s'\",@]+",
+    re.IGNORECASE,
+)
 
 
 def redact(text: str) -> str:

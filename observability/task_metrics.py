@@ -15,14 +15,51 @@ from observability import logs
 
 TASKS = Counter("signaling_tasks_total", "Tasks by name and outcome", ["task", "outcome"])
 TASK_SECONDS = Histogram("signaling_task_seconds", "Task duration", ["task"])
-DISPATCH_SECONDS = Histogram("signaling_task_dispatch_seconds", "From enqueue in the web tier to the task's start",
-                             ["task"], buckets=(0.0005, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.0075, 0.01,
-                                                0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75,
-                                                1, 1.5, 2, 3, 5, 7.5, 10, 15, 20, 30, 60))
+DISPATCH_SECONDS = Histogram(
+    "signaling_task_dispatch_seconds",
+    "From enqueue in the web tier to the task's start",
+    ["task"],
+    buckets=(
+        0.0005,
+        0.001,
+        0.0015,
+        0.002,
+        0.003,
+        0.004,
+        0.005,
+        0.0075,
+        0.01,
+        0.015,
+        0.02,
+        0.03,
+        0.05,
+        0.075,
+        0.1,
+        0.15,
+        0.2,
+        0.3,
+        0.5,
+        0.75,
+        1,
+        1.5,
+        2,
+        3,
+        5,
+        7.5,
+        10,
+        15,
+        20,
+        30,
+        60,
+    ),
+)
 KMS_REQUESTS = Counter("signaling_kms_requests_total", "Kurento JSON-RPC requests", ["method", "operation", "outcome"])
-KMS_SECONDS = Histogram("signaling_kms_request_seconds", "Kurento JSON-RPC request duration",
-                        ["method", "operation"], buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-                                                          0.25, 0.5, 1, 2.5, 5, 10))
+KMS_SECONDS = Histogram(
+    "signaling_kms_request_seconds",
+    "Kurento JSON-RPC request duration",
+    ["method", "operation"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
 
 _started: dict[str, float] = {}
 

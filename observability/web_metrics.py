@@ -20,10 +20,10 @@ from prometheus_client.core import GaugeMetricFamily
 
 from observability import logs
 
-REQUESTS = Counter("signaling_http_requests_total", "HTTP requests by route and status",
-                   ["route", "method", "status"])
-REQUEST_SECONDS = Histogram("signaling_http_request_seconds", "HTTP request duration (long polls included)",
-                            ["route", "method"])
+REQUESTS = Counter("signaling_http_requests_total", "HTTP requests by route and status", ["route", "method", "status"])
+REQUEST_SECONDS = Histogram(
+    "signaling_http_request_seconds", "HTTP request duration (long polls included)", ["route", "method"]
+)
 POLLS_WAITING = Gauge("signaling_long_polls_waiting", "Long polls being held open", multiprocess_mode="livesum")
 
 POLL_ENDPOINT = "messages.ParticipantMessages"

@@ -33,11 +33,29 @@ def main(argv: list[str] | None = None) -> int:
     from signaling_cli import processes
 
     if args.command == "worker":
-        argv = [processes.PYTHON, "-m", "celery", "-A", "media_tasks.app", "worker", "-Q",
-                processes.all_shard_queues(dict(os.environ)), "-n", f"{args.name}@%h"]
+        argv = [
+            processes.PYTHON,
+            "-m",
+            "celery",
+            "-A",
+            "media_tasks.app",
+            "worker",
+            "-Q",
+            processes.all_shard_queues(dict(os.environ)),
+            "-n",
+            f"{args.name}@%h",
+        ]
     elif args.command == "web":
-        argv = [str(processes.BIN / "gunicorn"), "-k", "gevent", "--bind", f"127.0.0.1:{args.port}",
-                "--config", processes.GUNICORN_CONFIG, "signaling_web.wsgi:app"]
+        argv = [
+            str(processes.BIN / "gunicorn"),
+            "-k",
+            "gevent",
+            "--bind",
+            f"127.0.0.1:{args.port}",
+            "--config",
+            processes.GUNICORN_CONFIG,
+            "signaling_web.wsgi:app",
+        ]
     elif args.command == "bench":
         argv = [processes.PYTHON, "-m", "bench", *args.args]
     else:

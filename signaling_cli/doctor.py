@@ -36,8 +36,12 @@ def check_broker(settings: Settings) -> Check:
             return f"RabbitMQ {version.decode() if isinstance(version, bytes) else version}"
 
     ok, detail = _timed(action)
-    return Check("broker", ok, detail, "" if ok else
-                 "Start RabbitMQ (make rabbitmq, or rabbitmq-server -detached) or fix RABBITMQ_URL.")
+    return Check(
+        "broker",
+        ok,
+        detail,
+        "" if ok else "Start RabbitMQ (make rabbitmq, or rabbitmq-server -detached) or fix RABBITMQ_URL.",
+    )
 
 
 def check_database(settings: Settings) -> Check:
@@ -52,8 +56,12 @@ def check_database(settings: Settings) -> Check:
             client.close()
 
     ok, detail = _timed(action)
-    return Check("database", ok, detail, "" if ok else
-                 "Start MongoDB (make run starts the nx-27017 stand-in) or fix MONGODB_URI.")
+    return Check(
+        "database",
+        ok,
+        detail,
+        "" if ok else "Start MongoDB (make run starts the nx-27017 stand-in) or fix MONGODB_URI.",
+    )
 
 
 def check_media_server(url: str) -> Check:
@@ -70,8 +78,9 @@ def check_media_server(url: str) -> Check:
             client.close()
 
     ok, detail = _timed(action)
-    return Check(f"kms {url}", ok, detail, "" if ok else
-                 "Start Kurento (or python -m kms_emulator --port PORT) or fix KMS_URLS.")
+    return Check(
+        f"kms {url}", ok, detail, "" if ok else "Start Kurento (or python -m kms_emulator --port PORT) or fix KMS_URLS."
+    )
 
 
 def check_kms_discovery(settings: Settings) -> Check:
@@ -86,8 +95,14 @@ def check_kms_discovery(settings: Settings) -> Check:
         return f"{len(answer)} media server(s): " + ", ".join(sorted(record.address for record in answer))
 
     ok, detail = _timed(action)
-    return Check(f"kms discovery {target.host}", ok, detail, "" if ok else
-                 "Check that the KMS headless Service has ready pods (kubectl get endpoints) or fix KMS_DISCOVERY_DNS.")
+    return Check(
+        f"kms discovery {target.host}",
+        ok,
+        detail,
+        ""
+        if ok
+        else "Check that the KMS headless Service has ready pods (kubectl get endpoints) or fix KMS_DISCOVERY_DNS.",
+    )
 
 
 def check_workers(settings: Settings) -> Check:
@@ -100,8 +115,12 @@ def check_workers(settings: Settings) -> Check:
         return f"{len(replies)} worker(s): " + ", ".join(name for reply in replies for name in reply)
 
     ok, detail = _timed(action)
-    return Check("workers", ok, detail, "" if ok else
-                 "Start workers: signaling worker (or make run); check their logs under var/logs.")
+    return Check(
+        "workers",
+        ok,
+        detail,
+        "" if ok else "Start workers: signaling worker (or make run); check their logs under var/logs.",
+    )
 
 
 def iter_checks(settings: Settings | None = None) -> Iterator[Check]:

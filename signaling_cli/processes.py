@@ -77,8 +77,9 @@ def spawn(name: str, argv: list[str], env: dict[str, str], log_dir: Path, port: 
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
     log_file = open(log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
-    popen = subprocess.Popen(argv, env={**os.environ, **env}, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL)
+    popen = subprocess.Popen(
+        argv, env={**os.environ, **env}, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+    )
     return ManagedProcess(name, popen, log_path, port)
 
 
@@ -89,15 +90,37 @@ def start_mongo(data_dir: Path, log_dir: Path, port: int | None = None) -> tuple
     # --data-dir: one SQLite file per logical database. With a single --db file every database
     # name shares the same collections, unlike MongoDB. Own pid and log files: nx-27017 refuses
     # to start while its default pid file names a live process.
-    proc = spawn("mongo", [str(BIN / "nx-27017"), "--data-dir", str(data_dir), "-p", str(port),
-                           "--host", "127.0.0.1", "--pid-file", str(data_dir / "nx-27017.pid"),
-                           "--log-file", str(log_dir / "mongo-server.log")], {}, log_dir, port)
+    proc = spawn(
+        "mongo",
+        [
+            str(BIN / "nx-27017"),
+            "--data-dir",
+            str(data_dir),
+            "-p",
+            str(port),
+            "--host",
+            "127.0.0.1",
+            "--pid-file",
+            str(data_dir / "nx-27017.pid"),
+            "--log-file",
+            str(log_dir / "mongo-server.log"),
+        ],
+        {},
+        log_dir,
+        port,
+    )
     wait_for_port(port, 30, proc)
     return proc, f"mongodb://127.0.0.1:{port}/signaling"
 
 
-def start_emulator(log_dir: Path, mode: str = "media", port: int | None = None, memory_offset_kib: int = 0,
-                   name: str = "kms", extra_args: tuple[str, ...] = ()) -> tuple[ManagedProcess, str]:
+def start_emulator(
+    log_dir: Path,
+    mode: str = "media",
+    port: int | None = None,
+    memory_offset_kib: int = 0,
+    name: str = "kms",
+    extra_args: tuple[str, ...] = (),
+) -> tuple[ManagedProcess, str]:
     port = port or free_port()
     argv = [PYTHON, "-m", "kms_emulator", "--port", str(port), "--mode", mode, *extra_args]
     if memory_offset_kib:
@@ -113,27 +136,63 @@ def all_shard_queues(env: dict[str, str]) -> str:
     return ",".join(f"{prefix}.shard.{i}" for i in range(shards))
 
 
-def start_worker(env: dict[str, str], log_dir: Path, name: str = "worker1", concurrency: int | None = None,
-                 extra_args: tuple[str, ...] = ()) -> ManagedProcess:
+def start_worker(
+    env: dict[str, str],
+    log_dir: Path,
+    name: str = "worker1",
+    concurrency: int | None = None,
+    extra_args: tuple[str, ...] = (),
+) -> ManagedProcess:
     """A Celery worker on every shard. `extra_args` go to `celery worker` as they are (the fault
     tests pass `-I tests.faults.poison_tasks` to load a task that kills its worker)."""
-    argv = [PYTHON, "-m", "celery", "-A", "media_tasks.app", "worker", "--loglevel", "INFO",
-            "-Q", all_shard_queues(env), "-n", f"{name}@%h", "--without-mingle", "--without-gossip"]
+    argv = [
+        PYTHON,
+        "-m",
+        "celery",
+        "-A",
+        "media_tasks.app",
+        "worker",
+        "--loglevel",
+        "INFO",
+        "-Q",
+        all_shard_queues(env),
+        "-n",
+        f"{name}@%h",
+        "--without-mingle",
+        "--without-gossip",
+    ]
     if concurrency:
         argv += ["--concurrency", str(concurrency)]
     argv += list(extra_args)
     return spawn(name, argv, env, log_dir)
 
 
-def start_web(env: dict[str, str], log_dir: Path, port: int | None = None, name: str = "web",
-              processes: int = 1) -> ManagedProcess:
+def start_web(
+    env: dict[str, str], log_dir: Path, port: int | None = None, name: str = "web", processes: int = 1
+) -> ManagedProcess:
     port = port or free_port()
-    argv = [str(BIN / "gunicorn"), "--worker-class", "gevent", "--workers", str(processes),
-            "--worker-connections", "4000", "--bind", f"127.0.0.1:{port}", "--graceful-timeout", "5",
-            "--timeout", "60",
-            # Longer than gunicorn's 2 s default: clients reuse connections between polls, and a
-            # server closing an idle one just as a request arrives resets that request.
-            "--keep-alive", "75", "--config", GUNICORN_CONFIG, "signaling_web.wsgi:app"]
+    argv = [
+        str(BIN / "gunicorn"),
+        "--worker-class",
+        "gevent",
+        "--workers",
+        str(processes),
+        "--worker-connections",
+        "4000",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--graceful-timeout",
+        "5",
+        "--timeout",
+        "60",
+        # Longer than gunicorn's 2 s default: clients reuse connections between polls, and a
+        # server closing an idle one just as a request arrives resets that request.
+        "--keep-alive",
+        "75",
+        "--config",
+        GUNICORN_CONFIG,
+        "signaling_web.wsgi:app",
+    ]
     proc = spawn(name, argv, env, log_dir, port)
     wait_for_port(port, 60, proc)
     return proc

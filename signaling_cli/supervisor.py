@@ -29,8 +29,9 @@ def run_dir(env: dict[str, str]) -> Path:
     return Path(env.get("SIGNALING_RUN_DIR") or VAR)
 
 
-def start_all(env: dict[str, str], log_dir: Path,
-              started: list[processes.ManagedProcess] | None = None) -> list[processes.ManagedProcess]:
+def start_all(
+    env: dict[str, str], log_dir: Path, started: list[processes.ManagedProcess] | None = None
+) -> list[processes.ManagedProcess]:
     """Starts everything `env` does not point elsewhere; updates `env` with where things run.
     Each process goes into `started` as soon as it runs, so a failure half-way stops them too."""
 
@@ -51,8 +52,9 @@ def start_all(env: dict[str, str], log_dir: Path,
         first_port = _env_int("KMS_EMULATOR_PORT", 8888)
         urls = []
         for index in range(_env_int("KMS_EMULATORS", 1)):
-            emulator, url = processes.start_emulator(log_dir, mode=mode, port=first_port + index,
-                                                     name=f"kms{index + 1}")
+            emulator, url = processes.start_emulator(
+                log_dir, mode=mode, port=first_port + index, name=f"kms{index + 1}"
+            )
             started.append(emulator)
             urls.append(url)
         env["KMS_URLS"] = ",".join(urls)
@@ -75,8 +77,10 @@ def start_all(env: dict[str, str], log_dir: Path,
     if flower.extra["broker_api"]:
         queues = f"queue lengths from {without_password(flower.extra['broker_api'])}"
     else:
-        queues = ("no queue lengths: no RabbitMQ management API answers (rabbitmq-plugins enable "
-                  "rabbitmq_management, or set RABBITMQ_MANAGEMENT_URL)")
+        queues = (
+            "no queue lengths: no RabbitMQ management API answers (rabbitmq-plugins enable "
+            "rabbitmq_management, or set RABBITMQ_MANAGEMENT_URL)"
+        )
     _say(f"Flower on http://127.0.0.1:{_env_int('FLOWER_PORT', 5555)} ({queues}); logs in {log_dir}")
     return started
 

@@ -32,5 +32,11 @@ def enqueue(task_name: str, *, hide: tuple[str, ...] = (), **kwargs) -> None:
     shown = {k: ("<hidden>" if k in hide else v) for k, v in kwargs.items()}
     # enqueued_at: workers measure the dispatch delay (signaling_task_dispatch_seconds) from it,
     # which spares every request a confirmed `task-sent` event on the broker.
-    celery_app.send_task(task_name, kwargs=kwargs, kwargsrepr=repr(shown), argsrepr="()",
-                         headers={"enqueued_at": time.time()}, root_id=_root_id())
+    celery_app.send_task(
+        task_name,
+        kwargs=kwargs,
+        kwargsrepr=repr(shown),
+        argsrepr="()",
+        headers={"enqueued_at": time.time()},
+        root_id=_root_id(),
+    )

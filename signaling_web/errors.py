@@ -43,8 +43,15 @@ def _unexpected_error(exc: Exception):
 # (with the same Idempotency-Key), not a 500: pymongo raises ConnectionFailure (AutoReconnect,
 # ServerSelectionTimeoutError after serverSelectionTimeoutMS) and kombu/amqp raise
 # OperationalError or socket errors. The body names no internal component.
-UNAVAILABLE = (ConnectionFailure, KombuOperationalError, AmqpConnectionError, RecoverableConnectionError,
-               IrrecoverableConnectionError, ConnectionError, TimeoutError)
+UNAVAILABLE = (
+    ConnectionFailure,
+    KombuOperationalError,
+    AmqpConnectionError,
+    RecoverableConnectionError,
+    IrrecoverableConnectionError,
+    ConnectionError,
+    TimeoutError,
+)
 RETRY_AFTER_S = 1
 
 

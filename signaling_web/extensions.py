@@ -64,8 +64,9 @@ class Api(flask_smorest.Api):
         of the error shape where signaling_web.openapi has one: operations refer to them."""
         from signaling_web.openapi import COMPONENT_EXAMPLES
 
-        for name, description in [(s.name, s.phrase) for s in http.HTTPStatus] + [("DEFAULT_ERROR",
-                                                                                  "Default error response")]:
+        for name, description in [(s.name, s.phrase) for s in http.HTTPStatus] + [
+            ("DEFAULT_ERROR", "Default error response")
+        ]:
             response = {"description": description}
             status = http.HTTPStatus[name] if name in http.HTTPStatus.__members__ else None
             if status is None or not (100 <= status < 200 or status in (204, 304)):

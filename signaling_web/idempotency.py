@@ -54,8 +54,11 @@ def _before() -> Response | None:
         g.idempotency_key = scoped
         return None
     if existing.fingerprint != fingerprint:
-        abort(422, message=f"This {HEADER} was already used for a request with a different body; "
-                           "send a new request with a new key.")
+        abort(
+            422,
+            message=f"This {HEADER} was already used for a request with a different body; "
+            "send a new request with a new key.",
+        )
     if existing.status_code is None:
         abort(409, message=f"A request with this {HEADER} is still being processed.")
     replay = Response(existing.body, status=existing.status_code, mimetype="application/json")

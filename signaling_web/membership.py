@@ -76,8 +76,7 @@ def join(settings: Settings, session: Session, display_name: str) -> Participant
         Session.release_slot(session.id)
         Participant.objects(id=participant.id).delete()
         raise
-    enqueue("media.announce_join", session_id=session.id, participant_id=participant.id,
-            display_name=display_name)
+    enqueue("media.announce_join", session_id=session.id, participant_id=participant.id, display_name=display_name)
     return participant
 
 
@@ -86,23 +85,34 @@ def leave(session_id: str, participant_id: str, reason: str) -> None:
     if before is None:
         return  # already left: the first leave did the work
     Session.release_slot(session_id)
-    enqueue("media.finish_leave", session_id=session_id, participant_id=participant_id, reason=reason,
-            was_publishing=before.publishing)
+    enqueue(
+        "media.finish_leave",
+        session_id=session_id,
+        participant_id=participant_id,
+        reason=reason,
+        was_publishing=before.publishing,
+    )
 
 
 def rejoin(session_id: str, participant_id: str) -> None:
     """Fresh media: the old endpoints leave the record now, before any new offer can arrive."""
     was_publishing = Participant.set_publishing(participant_id, False)
     refs = Endpoint.detach_all_of(session_id, participant_id)
-    enqueue("media.rejoin", session_id=session_id, participant_id=participant_id, endpoint_refs=refs,
-            was_publishing=was_publishing)
+    enqueue(
+        "media.rejoin",
+        session_id=session_id,
+        participant_id=participant_id,
+        endpoint_refs=refs,
+        was_publishing=was_publishing,
+    )
 
 
 def close(session_id: str) -> None:
     if Session.mark_closed(session_id) is not None:
         # Before answering, so that no request of a participant is accepted once it is closed.
         Participant.objects(session_id=session_id, state=ParticipantState.JOINED).update(
-            set__state=ParticipantState.LEFT, set__left_reason="session_closed")
+            set__state=ParticipantState.LEFT, set__left_reason="session_closed"
+        )
         enqueue("media.close_session", session_id=session_id)
 
 
@@ -111,5 +121,4 @@ def participants_of(session_id: str) -> list[Participant]:
 
 
 def participant_exists(session_id: str, participant_id: str) -> bool:
-    return bool(Participant.objects(id=participant_id, session_id=session_id,
-                                    state=ParticipantState.JOINED).count())
+    return bool(Participant.objects(id=participant_id, session_id=session_id, state=ParticipantState.JOINED).count())

@@ -20,14 +20,17 @@ PARTICIPANT_TOKEN = "participantToken"
 API_KEY = "apiKey"
 SECURITY_SCHEMES = {
     PARTICIPANT_TOKEN: {
-        "type": "http", "scheme": "bearer",
+        "type": "http",
+        "scheme": "bearer",
         "description": "The `token` a join answered with. It binds one session and one participant "
-                       "and expires after TOKEN_TTL_S.",
+        "and expires after TOKEN_TTL_S.",
     },
     API_KEY: {
-        "type": "apiKey", "in": "header", "name": "X-API-Key",
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
         "description": "One of SIGNALING_API_KEYS, for operators' backends. Needed to create and close "
-                       "sessions when keys are configured.",
+        "sessions when keys are configured.",
     },
 }
 AS_PARTICIPANT = [{PARTICIPANT_TOKEN: []}]
@@ -37,31 +40,47 @@ AS_OPERATOR_IF_CONFIGURED = [{API_KEY: []}, {}]
 ANYONE: list = []
 
 IDEMPOTENCY_KEY = {
-    "in": "header", "name": "Idempotency-Key", "required": False,
+    "in": "header",
+    "name": "Idempotency-Key",
+    "required": False,
     "description": "Any unique string (1 to 255 characters). A repeat of the same request with the same key "
-                   "returns the first response and does nothing twice, on any web instance.",
+    "returns the first response and does nothing twice, on any web instance.",
     "schema": {"type": "string", "minLength": 1, "maxLength": 255},
     "example": "3f1c9a0e-0b7d-4c55-9d0e-6f4f0f9b2c11",
 }
 
 # --- errors ----------------------------------------------------------------------------------
-RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before retrying.",
-                               "schema": {"type": "integer", "minimum": 1}}}
+RETRY_AFTER = {
+    "Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer", "minimum": 1}}
+}
 
-INVALID_BODY = (400, "The body is not valid JSON (nor too deep, nor with NaN), or Idempotency-Key is not "
-                     "1 to 255 characters.", "Idempotency-Key must be 1 to 255 characters.")
+INVALID_BODY = (
+    400,
+    "The body is not valid JSON (nor too deep, nor with NaN), or Idempotency-Key is not 1 to 255 characters.",
+    "Idempotency-Key must be 1 to 255 characters.",
+)
 IN_PROGRESS = (409, "A request with this Idempotency-Key is still being processed.")
-KEY_REUSED = (422, "This Idempotency-Key was already used for a request with a different body.",
-              "This Idempotency-Key was already used for a request with a different body; send a new request "
-              "with a new key.")
-TOO_LARGE = (413, "The body is larger than MAX_BODY_BYTES.",
-             "The data value transmitted exceeds the capacity limit.")
-RATE_LIMITED = (429, "Too many requests from this caller (RATE_LIMIT_PER_S, RATE_LIMIT_BURST); see Retry-After.",
-                "Too many requests; slow down.")
-UNAVAILABLE = (503, "The database or the broker is unreachable for a moment; retry (same Idempotency-Key) "
-                    "after Retry-After.", "The service is temporarily unavailable; retry shortly.")
-NO_TOKEN = (401, "No valid participant token (missing, not valid, or expired).",
-            "Authorization: Bearer <participant token> is required.")
+KEY_REUSED = (
+    422,
+    "This Idempotency-Key was already used for a request with a different body.",
+    "This Idempotency-Key was already used for a request with a different body; send a new request with a new key.",
+)
+TOO_LARGE = (413, "The body is larger than MAX_BODY_BYTES.", "The data value transmitted exceeds the capacity limit.")
+RATE_LIMITED = (
+    429,
+    "Too many requests from this caller (RATE_LIMIT_PER_S, RATE_LIMIT_BURST); see Retry-After.",
+    "Too many requests; slow down.",
+)
+UNAVAILABLE = (
+    503,
+    "The database or the broker is unreachable for a moment; retry (same Idempotency-Key) after Retry-After.",
+    "The service is temporarily unavailable; retry shortly.",
+)
+NO_TOKEN = (
+    401,
+    "No valid participant token (missing, not valid, or expired).",
+    "Authorization: Bearer <participant token> is required.",
+)
 NOT_YOURS = (403, "The token belongs to another participant.", "This token belongs to another participant.")
 NOT_YOUR_SESSION = (403, "The token belongs to another session.", "This token belongs to another session.")
 NO_SUCH_SESSION = (404, "No such session.")
@@ -97,7 +116,9 @@ def errors(blp: Blueprint, *documented: Documented, post: bool = False) -> Calla
         for status, reasons in sorted(by_status.items()):
             message = reasons[0][1]
             view = blp.alt_response(
-                status, schema="Error", description=" Or: ".join(d for d, _m in reasons),
+                status,
+                schema="Error",
+                description=" Or: ".join(d for d, _m in reasons),
                 example=error_example(status, message, INVALID_EXAMPLE_ERRORS if message == INVALID[2] else None),
                 headers=RETRY_AFTER if status in (429, 503) else None,
             )(view)
@@ -131,17 +152,24 @@ SESSION_ID = "6a1f0c2e9b7d4e5fa3c8d1b2e4f60789"
 ALICE = "0f8e7d6c5b4a39281706f5e4d3c2b1a0"
 BOB = "9b2c4d6e8f0a1b3c5d7e9f1a2b3c4d5e"
 JOIN_TOKEN = "kX3u9V2mQ7rT1yZ8bN4cL6pD0sF5gH2j"
-TOKEN = ("eyJzIjoiNmExZjBjMmU5YjdkNGU1ZmEzYzhkMWIyZTRmNjA3ODkiLCJwIjoiMGY4ZTdkNmM1YjRhMzkyODE3MDZmNWU0ZDNjMmIx"
-         "YTAifQ.Z1x2Yw.3q9s")
+TOKEN = (
+    "eyJzIjoiNmExZjBjMmU5YjdkNGU1ZmEzYzhkMWIyZTRmNjA3ODkiLCJwIjoiMGY4ZTdkNmM1YjRhMzkyODE3MDZmNWU0ZDNjMmIx"
+    "YTAifQ.Z1x2Yw.3q9s"
+)
 REQUEST_ID = "c0ffee4a5b6c7d8e9f00112233445566"
-SDP_OFFER = ("v=0\r\no=- 2127816918632978501 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n"
-             "m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:ljDq\r\n"
-             "a=ice-pwd:uLkTtqpBRKT3c4tbyn6G28K4\r\na=ice-options:trickle\r\na=fingerprint:sha-256 "
-             "84:26:E8:71:94:E9:D9:89:E7:0E:C4:72:DF:66:C6:31:D3:63:1F:F5:07:0F:65:96:CA:40:D7:E5:15:41:37:81\r\n"
-             "a=setup:actpass\r\na=mid:0\r\na=sendonly\r\na=rtcp-mux\r\na=rtpmap:96 VP8/90000\r\n")
+SDP_OFFER = (
+    "v=0\r\no=- 2127816918632978501 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n"
+    "m=video 9 UDP/TLS/RTP/SAVPF 96\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:ljDq\r\n"
+    "a=ice-pwd:uLkTtqpBRKT3c4tbyn6G28K4\r\na=ice-options:trickle\r\na=fingerprint:sha-256 "
+    "84:26:E8:71:94:E9:D9:89:E7:0E:C4:72:DF:66:C6:31:D3:63:1F:F5:07:0F:65:96:CA:40:D7:E5:15:41:37:81\r\n"
+    "a=setup:actpass\r\na=mid:0\r\na=sendonly\r\na=rtcp-mux\r\na=rtpmap:96 VP8/90000\r\n"
+)
 SDP_ANSWER = SDP_OFFER.replace("a=setup:actpass", "a=setup:active").replace("a=sendonly", "a=recvonly")
-CANDIDATE = {"candidate": "candidate:596202772 1 udp 2122194687 192.0.2.2 50720 typ host generation 0",
-             "sdpMid": "0", "sdpMLineIndex": 0}
+CANDIDATE = {
+    "candidate": "candidate:596202772 1 udp 2122194687 192.0.2.2 50720 typ host generation 0",
+    "sdpMid": "0",
+    "sdpMLineIndex": 0,
+}
 REMOTE_CANDIDATE = {**CANDIDATE, "candidate": CANDIDATE["candidate"].replace("192.0.2.2 50720", "198.51.100.7 40012")}
 PARTICIPANTS = [
     {"participant_id": ALICE, "display_name": "Alice", "publishing": True, "state": "joined"},
@@ -150,8 +178,7 @@ PARTICIPANTS = [
 
 EXAMPLES = {
     "create_session": {"name": "Daily stand-up", "max_participants": 8},
-    "session_created": {"session_id": SESSION_ID, "join_token": JOIN_TOKEN, "name": "Daily stand-up",
-                        "state": "open"},
+    "session_created": {"session_id": SESSION_ID, "join_token": JOIN_TOKEN, "name": "Daily stand-up", "state": "open"},
     "session": {"session_id": SESSION_ID, "name": "Daily stand-up", "state": "open", "participants": PARTICIPANTS},
     "join": {"display_name": "Bob", "join_token": JOIN_TOKEN},
     "joined": {"participant_id": BOB, "token": TOKEN, "participants": PARTICIPANTS},
@@ -159,11 +186,14 @@ EXAMPLES = {
     "offer": {"stream": "publish", "sdp": SDP_OFFER},
     "offer_accepted": {"request_id": REQUEST_ID},
     "candidates": {"stream": ALICE, "candidates": [CANDIDATE]},
-    "polled": {"messages": [
-        {"seq": 41, "type": "sdpAnswer", "stream": "publish", "sdp": SDP_ANSWER, "request_id": REQUEST_ID},
-        {"seq": 42, "type": "iceCandidate", "stream": "publish", "candidate": REMOTE_CANDIDATE},
-        {"seq": 43, "type": "participantJoined", "participant_id": BOB, "display_name": "Bob"},
-        {"seq": 44, "type": "message", "from": BOB, "payload": {"text": "hello"}},
-    ], "last_seq": 44},
+    "polled": {
+        "messages": [
+            {"seq": 41, "type": "sdpAnswer", "stream": "publish", "sdp": SDP_ANSWER, "request_id": REQUEST_ID},
+            {"seq": 42, "type": "iceCandidate", "stream": "publish", "candidate": REMOTE_CANDIDATE},
+            {"seq": 43, "type": "participantJoined", "participant_id": BOB, "display_name": "Bob"},
+            {"seq": 44, "type": "message", "from": BOB, "payload": {"text": "hello"}},
+        ],
+        "last_seq": 44,
+    },
     "send_message": {"payload": {"text": "hello"}, "to": None},
 }

@@ -175,8 +175,9 @@ def task_sender(stack):
 
     def send(name: str, countdown: float | None = None, **kwargs) -> None:
         queue = shard_name(settings, shard_for(kwargs["session_id"], settings.shards))
-        app.send_task(name, kwargs=kwargs, exchange=shard_exchange(settings).name, routing_key=queue,
-                      countdown=countdown)
+        app.send_task(
+            name, kwargs=kwargs, exchange=shard_exchange(settings).name, routing_key=queue, countdown=countdown
+        )
 
     yield send
     app.close()

@@ -13,25 +13,37 @@ MAX_SEQ = 2**63 - 1
 class PollArgsSchema(Schema):
     after = ma.fields.Int(
         # Bounded to what MongoDB stores (8-byte ints): a larger number was a 500 (found by schemathesis).
-        load_default=0, validate=ma.validate.Range(min=0, max=MAX_SEQ),
-        metadata={"description": "The last seq the client has processed; older messages are dropped.", "example": 40})
-    wait = ma.fields.Float(load_default=0.0, validate=ma.validate.Range(min=0, max=30),
-                           metadata={"description": "Seconds to hold the request until a message arrives (0 to 30).",
-                                     "example": 25})
-    limit = ma.fields.Int(load_default=100, validate=ma.validate.Range(min=1, max=500),
-                          metadata={"description": "Most messages in one answer.", "example": 100})
+        load_default=0,
+        validate=ma.validate.Range(min=0, max=MAX_SEQ),
+        metadata={"description": "The last seq the client has processed; older messages are dropped.", "example": 40},
+    )
+    wait = ma.fields.Float(
+        load_default=0.0,
+        validate=ma.validate.Range(min=0, max=30),
+        metadata={"description": "Seconds to hold the request until a message arrives (0 to 30).", "example": 25},
+    )
+    limit = ma.fields.Int(
+        load_default=100,
+        validate=ma.validate.Range(min=1, max=500),
+        metadata={"description": "Most messages in one answer.", "example": 100},
+    )
 
 
 class PolledSchema(Schema):
-    messages = ma.fields.List(ma.fields.Dict(),
-                              metadata={"description": "Each has seq and type, plus the type's fields."})
+    messages = ma.fields.List(
+        ma.fields.Dict(), metadata={"description": "Each has seq and type, plus the type's fields."}
+    )
     last_seq = ma.fields.Int()
 
 
 class SendMessageSchema(Schema):
     payload = ma.fields.Dict(required=True, metadata={"description": "Any JSON object, at most 16 KiB."})
-    to = ma.fields.Str(load_default=None, allow_none=True, validate=ma.validate.Length(min=1, max=64),
-                       metadata={"description": "A participant_id for a direct message; omit to broadcast."})
+    to = ma.fields.Str(
+        load_default=None,
+        allow_none=True,
+        validate=ma.validate.Length(min=1, max=64),
+        metadata={"description": "A participant_id for a direct message; omit to broadcast."},
+    )
 
     @ma.validates("payload")
     def _size(self, value, **_kwargs):

@@ -27,8 +27,12 @@ from signaling_web.openapi import (
 from signaling_web.participants.schemas import CandidatesSchema, JoinedSchema, JoinSchema, OfferSchema
 from signaling_web.schemas import AcceptedSchema, RequestAcceptedSchema
 
-blp = Blueprint("participants", __name__, url_prefix="/api/v1/sessions/<session_id>/participants",
-                description="Joining a session and negotiating media")
+blp = Blueprint(
+    "participants",
+    __name__,
+    url_prefix="/api/v1/sessions/<session_id>/participants",
+    description="Joining a session and negotiating media",
+)
 
 HAS_LEFT = (409, "The participant has left, or the session is closed.", "This participant has left the session.")
 NO_SUCH_STREAM = (404, "`stream` names no participant of this session.", "No participant 9b2c4d6e in this session.")
@@ -55,8 +59,14 @@ def _check_stream(session_id: str, participant_id: str, stream: str) -> None:
 class Participants(MethodView):
     @blp.arguments(JoinSchema, example=EXAMPLES["join"])
     @blp.response(201, JoinedSchema, example=EXAMPLES["joined"])
-    @errors(blp, INVALID, (403, "Wrong join token.", "The join token does not match this session."), NO_SUCH_SESSION,
-            (409, "The session is full or closed.", "The session is full (16 participants)."), post=True)
+    @errors(
+        blp,
+        INVALID,
+        (403, "Wrong join token.", "The join token does not match this session."),
+        NO_SUCH_SESSION,
+        (409, "The session is full or closed.", "The session is full (16 participants)."),
+        post=True,
+    )
     @security(blp, ANYONE, idempotent=True)
     def post(self, args, session_id):
         """Join a session with its join token"""
@@ -65,8 +75,11 @@ class Participants(MethodView):
             abort(403, message="The join token does not match this session.")
         settings = current_app.extensions["signaling_settings"]
         participant = membership.join(settings, session, args["display_name"])
-        return {"participant_id": participant.id, "token": auth.issue_token(session_id, participant.id),
-                "participants": membership.participants_of(session_id)}
+        return {
+            "participant_id": participant.id,
+            "token": auth.issue_token(session_id, participant.id),
+            "participants": membership.participants_of(session_id),
+        }
 
 
 @blp.route("/<participant_id>")
@@ -104,8 +117,15 @@ class Offers(MethodView):
         """Send an SDP offer for a stream; the answer arrives as an sdpAnswer message"""
         _acting_participant(session_id, participant_id, args["stream"])
         request_id = uuid.uuid4().hex
-        enqueue("media.process_offer", hide=("sdp",), session_id=session_id, participant_id=participant_id,
-                stream=args["stream"], sdp=args["sdp"], request_id=request_id)
+        enqueue(
+            "media.process_offer",
+            hide=("sdp",),
+            session_id=session_id,
+            participant_id=participant_id,
+            stream=args["stream"],
+            sdp=args["sdp"],
+            request_id=request_id,
+        )
         return {"request_id": request_id}
 
 
@@ -120,6 +140,11 @@ class Candidates(MethodView):
         _acting_participant(session_id, participant_id, args["stream"])
         candidates = args["candidates"] or [args["candidate"]]
         wire = [{k: c[k] for k in ("candidate", "sdpMid", "sdpMLineIndex")} for c in candidates]
-        enqueue("media.add_candidates", session_id=session_id, participant_id=participant_id,
-                stream=args["stream"], candidates=wire)
+        enqueue(
+            "media.add_candidates",
+            session_id=session_id,
+            participant_id=participant_id,
+            stream=args["stream"],
+            candidates=wire,
+        )
         return {}

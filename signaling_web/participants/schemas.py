@@ -38,8 +38,9 @@ class OfferSchema(Schema):
 class IceCandidateSchema(Schema):
     candidate = ma.fields.Str(required=True)
     sdpMid = ma.fields.Str(load_default=None, allow_none=True, validate=ma.validate.Length(max=64))
-    sdpMLineIndex = ma.fields.Int(load_default=None, allow_none=True, strict=True,
-                                  validate=ma.validate.Range(min=0, max=1023))
+    sdpMLineIndex = ma.fields.Int(
+        load_default=None, allow_none=True, strict=True, validate=ma.validate.Range(min=0, max=1023)
+    )
     usernameFragment = ma.fields.Str(load_default=None, allow_none=True, validate=ma.validate.Length(max=256))
 
     @ma.validates("candidate")
@@ -55,8 +56,9 @@ class IceCandidateSchema(Schema):
 class CandidatesSchema(Schema):
     stream = ma.fields.Str(required=True, validate=ma.validate.Length(min=1, max=64), metadata=STREAM_DOC)
     candidate = ma.fields.Nested(IceCandidateSchema, load_default=None)
-    candidates = ma.fields.List(ma.fields.Nested(IceCandidateSchema), load_default=None,
-                                validate=ma.validate.Length(min=1, max=100))
+    candidates = ma.fields.List(
+        ma.fields.Nested(IceCandidateSchema), load_default=None, validate=ma.validate.Length(min=1, max=100)
+    )
 
     @ma.validates_schema
     def _one_or_many(self, data, **_kwargs):

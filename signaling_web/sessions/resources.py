@@ -22,10 +22,16 @@ from signaling_web.sessions.schemas import SessionCreatedSchema, SessionCreateSc
 
 blp = Blueprint("sessions", __name__, url_prefix="/api/v1/sessions", description="Signaling sessions (rooms)")
 
-NO_API_KEY = (401, "API keys are configured (SIGNALING_API_KEYS) and no valid X-API-Key was given.",
-              "A valid X-API-Key header is required.")
-NO_CREDENTIALS = (401, "Neither a valid X-API-Key nor a valid participant token of this session.",
-                  "Authorization: Bearer <participant token> is required.")
+NO_API_KEY = (
+    401,
+    "API keys are configured (SIGNALING_API_KEYS) and no valid X-API-Key was given.",
+    "A valid X-API-Key header is required.",
+)
+NO_CREDENTIALS = (
+    401,
+    "Neither a valid X-API-Key nor a valid participant token of this session.",
+    "Authorization: Bearer <participant token> is required.",
+)
 
 
 @blp.route("")
@@ -51,16 +57,29 @@ class SessionById(MethodView):
         if not auth.has_api_key():
             auth.require_member(session_id)
         session = membership.get_session(session_id)
-        return {"id": session.id, "name": session.name, "state": session.state,
-                "participants": membership.participants_of(session_id)}
+        return {
+            "id": session.id,
+            "name": session.name,
+            "state": session.state,
+            "participants": membership.participants_of(session_id),
+        }
 
     @blp.response(202, AcceptedSchema, example=EXAMPLES["accepted"])
-    @errors(blp, NO_API_KEY,
-            (401, "Without API keys configured: no valid participant token of this session.",
-             "Authorization: Bearer <participant token> is required."),
-            (403, "Without API keys configured: the token belongs to another session.",
-             "This token belongs to another session."),
-            NO_SUCH_SESSION)
+    @errors(
+        blp,
+        NO_API_KEY,
+        (
+            401,
+            "Without API keys configured: no valid participant token of this session.",
+            "Authorization: Bearer <participant token> is required.",
+        ),
+        (
+            403,
+            "Without API keys configured: the token belongs to another session.",
+            "This token belongs to another session.",
+        ),
+        NO_SUCH_SESSION,
+    )
     @security(blp, AS_MEMBER_OR_OPERATOR)
     def delete(self, session_id):
         """Close a session: everyone gets sessionClosed and the media is released

@@ -9,8 +9,9 @@ from signaling_web.schemas import ParticipantSummarySchema
 
 class SessionCreateSchema(Schema):
     name = ma.fields.Str(load_default="", validate=ma.validate.Length(max=128))
-    max_participants = ma.fields.Int(load_default=None, allow_none=True, strict=True,
-                                     metadata={"description": "1 to 256; 16 when omitted."})
+    max_participants = ma.fields.Int(
+        load_default=None, allow_none=True, strict=True, metadata={"description": "1 to 256; 16 when omitted."}
+    )
 
     @ma.validates("max_participants")
     def _within_limit(self, value, **_kwargs):

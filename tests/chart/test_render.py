@@ -228,13 +228,16 @@ def test_kms_statefulset_discovered_through_its_headless_service(default_render)
 
 
 def test_kms_discovery_follows_release_namespace_and_cluster_domain_not_replicas():
-    rendered = render({"kms": {"replicas": 3, "clusterDomain": "corp.internal", "port": 9000}}, name="prod",
-                      namespace="rtc")
+    rendered = render(
+        {"kms": {"replicas": 3, "clusterDomain": "corp.internal", "port": 9000}}, name="prod", namespace="rtc"
+    )
     data = rendered.get("ConfigMap", "prod-signaling")["data"]
     assert data["KMS_DISCOVERY_DNS"] == "prod-signaling-kms-headless.rtc.svc.corp.internal:9000/kurento"
-    assert data == {**render({"kms": {"replicas": 5, "clusterDomain": "corp.internal", "port": 9000}}, name="prod",
-                             namespace="rtc").get("ConfigMap", "prod-signaling")["data"]}, (
-        "scaling the media servers must not change the ConfigMap (and roll web and worker pods)")
+    assert data == {
+        **render(
+            {"kms": {"replicas": 5, "clusterDomain": "corp.internal", "port": 9000}}, name="prod", namespace="rtc"
+        ).get("ConfigMap", "prod-signaling")["data"]
+    }, "scaling the media servers must not change the ConfigMap (and roll web and worker pods)"
 
 
 def test_external_media_servers_are_listed_not_discovered():

@@ -218,8 +218,12 @@ def test_every_page_decodes_video_from_every_other_participant(people):
 
     # Let the remote videos paint a frame, then keep the picture for the README and CI.
     alice = people["alice"]
-    wait_in_page(alice.page, """() => [...document.querySelectorAll('#grid .tile video')]
-        .every((v) => v.videoWidth > 0 && v.readyState >= 2)""", 20)
+    wait_in_page(
+        alice.page,
+        """() => [...document.querySelectorAll('#grid .tile video')]
+        .every((v) => v.videoWidth > 0 && v.readyState >= 2)""",
+        20,
+    )
     alice.page.fill("#chat-input", "Hello from alice")
     alice.page.click("#chat-form button")
     for person in people.values():
@@ -276,8 +280,14 @@ def test_media_server_lost_shows_the_notice_and_one_click_rejoins_and_republishe
     alice = people["alice"]
     me = f"/api/v1/sessions/{alice.page.evaluate('window.demo.client.sessionId')}/participants/{alice.participant_id}"
     posts: list[tuple[str, dict | None]] = []
-    alice.page.on("request", lambda request: posts.append((request.url, request.post_data_json))
-                  if request.method == "POST" and me in request.url else None)
+    alice.page.on(
+        "request",
+        lambda request: (
+            posts.append((request.url, request.post_data_json))
+            if request.method == "POST" and me in request.url
+            else None
+        ),
+    )
     old_publish = alice.page.evaluate_handle("window.demo.peerConnections.get('publish')")
 
     alice.page.evaluate("window.demo.client._handle({seq: 0, type: 'mediaServerLost'})")
@@ -303,10 +313,15 @@ def test_leaving_shrinks_the_other_grids(people):
     carol.page.wait_for_selector("#ended:not([hidden])", timeout=20_000)
     for stayer in stayers:
         other = next(p for p in stayers if p is not stayer)
-        wait_in_page(stayer.page, """([gone, other]) => {
+        wait_in_page(
+            stayer.page,
+            """([gone, other]) => {
                 const tiles = [...document.querySelectorAll('#grid .tile.remote')].map((t) => t.dataset.participantId);
                 return tiles.length === 1 && tiles[0] === other && !tiles.includes(gone);
-            }""", 30, arg=[carol.participant_id, other.participant_id])
+            }""",
+            30,
+            arg=[carol.participant_id, other.participant_id],
+        )
         stayer.page.wait_for_selector("#chat li.event:has-text('carol left')", timeout=20_000)
         assert carol.participant_id not in stayer.page.evaluate("[...window.demo.peerConnections.keys()]")
     # The two who stay still receive each other.

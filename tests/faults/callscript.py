@@ -64,8 +64,18 @@ class Http:
         self.http = requests.Session()
         self.lock = threading.Lock()
 
-    def request(self, method: str, path: str, *, json_body=None, headers=None, params=None,
-                timeout: float = 20.0, idempotent_post: bool = True, notes: dict | None = None) -> requests.Response:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body=None,
+        headers=None,
+        params=None,
+        timeout: float = 20.0,
+        idempotent_post: bool = True,
+        notes: dict | None = None,
+    ) -> requests.Response:
         """`notes["rekeyed"]` becomes True when the request had to be sent again under a new key
         (its first attempt may have taken effect: the one way a client itself causes a repeat)."""
         headers = dict(headers or {})
@@ -77,8 +87,9 @@ class Http:
             base = self.bases[self.prefer % len(self.bases)]
             try:
                 started = time.monotonic()
-                response = self.http.request(method, base + path, json=json_body, headers=headers, params=params,
-                                             timeout=timeout)
+                response = self.http.request(
+                    method, base + path, json=json_body, headers=headers, params=params, timeout=timeout
+                )
                 self.stats.slowest_request_s = max(self.stats.slowest_request_s, time.monotonic() - started)
                 self.stats.statuses[response.status_code] += 1
                 if response.status_code < 500 and response.status_code != 409:
@@ -118,8 +129,7 @@ class Http:
 
 
 class Client:
-    def __init__(self, bases: list[str], session: dict, name: str, poll_wait: float = 5.0,
-                 poll_base: int = 0) -> None:
+    def __init__(self, bases: list[str], session: dict, name: str, poll_wait: float = 5.0, poll_base: int = 0) -> None:
         self.stats = Stats()
         self.http = Http(bases, self.stats)
         self.http.prefer = poll_base
@@ -153,16 +163,20 @@ class Client:
         return {"Authorization": f"Bearer {self.token}"}
 
     def join(self) -> Client:
-        response = self.http.request("POST", f"/api/v1/sessions/{self.sid}/participants",
-                                     json_body={"display_name": self.name, "join_token": self.session["join_token"]})
+        response = self.http.request(
+            "POST",
+            f"/api/v1/sessions/{self.sid}/participants",
+            json_body={"display_name": self.name, "join_token": self.session["join_token"]},
+        )
         assert response.status_code == 201, response.text
         body = response.json()
         self.participant_id, self.token = body["participant_id"], body["token"]
         return self
 
     def _post(self, path: str, body: dict, notes: dict | None = None) -> requests.Response:
-        response = self.http.request("POST", f"/api/v1/sessions/{self.sid}{path}", json_body=body, headers=self.auth,
-                                     notes=notes)
+        response = self.http.request(
+            "POST", f"/api/v1/sessions/{self.sid}{path}", json_body=body, headers=self.auth, notes=notes
+        )
         assert response.status_code in (201, 202), f"{path}: {response.status_code} {response.text}"
         return response
 
@@ -214,9 +228,12 @@ class Client:
                 continue
             base = self.poll_http.bases[self.poll_http.prefer % len(self.poll_http.bases)]
             try:
-                response = self.poll_http.http.get(base + path, params={"after": self.after, "wait": self.poll_wait,
-                                                                        "limit": 100},
-                                                   headers=self.auth, timeout=self.poll_wait + 25)
+                response = self.poll_http.http.get(
+                    base + path,
+                    params={"after": self.after, "wait": self.poll_wait, "limit": 100},
+                    headers=self.auth,
+                    timeout=self.poll_wait + 25,
+                )
             except requests.RequestException:
                 self.stats.connection_errors += 1
                 failed_at = failed_at or time.monotonic()
@@ -256,15 +273,20 @@ class Client:
             while not predicate(self):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise AssertionError(f"{self.name}: {what or predicate} not within {timeout} s; "
-                                         f"got {[m['type'] for _t, m in self.inbox]}")
+                    raise AssertionError(
+                        f"{self.name}: {what or predicate} not within {timeout} s; "
+                        f"got {[m['type'] for _t, m in self.inbox]}"
+                    )
                 self.cond.wait(min(remaining, 0.5))
         return time.monotonic()
 
     def chat_received(self, tag: str) -> Counter:
         """(sender, n) -> copies received, for chat messages of run `tag`."""
-        return Counter((m["payload"]["from"], m["payload"]["n"]) for m in self.messages("message")
-                       if m.get("payload", {}).get("tag") == tag)
+        return Counter(
+            (m["payload"]["from"], m["payload"]["n"])
+            for m in self.messages("message")
+            if m.get("payload", {}).get("tag") == tag
+        )
 
     def arrival_of(self, predicate) -> float | None:
         with self.cond:
@@ -274,8 +296,15 @@ class Client:
 class Call:
     """Sessions of participants that publish, subscribe, trickle and chat, checked afterwards."""
 
-    def __init__(self, bases: list[str], sessions: int = 3, per_session: int = 3, poll_wait: float = 5.0,
-                 poll_bases: list[int] | None = None, on_created=None) -> None:
+    def __init__(
+        self,
+        bases: list[str],
+        sessions: int = 3,
+        per_session: int = 3,
+        poll_wait: float = 5.0,
+        poll_bases: list[int] | None = None,
+        on_created=None,
+    ) -> None:
         """`on_created(sessions)` runs after the sessions exist and before anyone joins."""
         self.bases = bases
         self.tag = uuid.uuid4().hex[:8]
@@ -284,8 +313,9 @@ class Call:
         self.clients: list[Client] = []
         http = Http(bases, Stats())
         for s in range(sessions):
-            response = http.request("POST", "/api/v1/sessions", json_body={"name": f"fault-{s}",
-                                                                           "max_participants": per_session + 2})
+            response = http.request(
+                "POST", "/api/v1/sessions", json_body={"name": f"fault-{s}", "max_participants": per_session + 2}
+            )
             assert response.status_code == 201, response.text
             self.sessions.append(response.json())
         if on_created is not None:
@@ -323,27 +353,33 @@ class Call:
 
     def publish_all(self) -> None:
         """Every participant publishes and trickles; returns once every publish offer was acknowledged."""
+
         def publish(c: Client) -> None:
             c.offer("publish")
             c.trickle("publish")
+
         list(self.pool.map(publish, self.clients))
 
     def subscribe_all(self) -> None:
         """Every participant subscribes to every other participant of its session."""
+
         def subscribe(pair) -> None:
             c, other = pair
             c.offer(other.participant_id)
             c.trickle(other.participant_id)
+
         pairs = [(c, o) for c in self.clients for o in self.members(c) if o is not c]
         list(self.pool.map(subscribe, pairs))
 
     def chat_round(self, count: int = 1) -> None:
         """Each participant sends `count` numbered broadcasts, concurrently with the others."""
+
         def send(c: Client) -> None:
             for _ in range(count):
                 n = self.next_n.get(c.participant_id, 0)
                 self.next_n[c.participant_id] = n + 1
                 c.chat(n, self.tag)
+
         list(self.pool.map(send, self.clients))
 
     def expected_streams(self, client: Client) -> set[str]:
@@ -354,28 +390,37 @@ class Call:
     def wait_answers(self, timeout: float = 60.0) -> None:
         for c in self.clients:
             ids = set(c.offers)
-            c.wait_until(lambda cl, ids=ids: ids <= {m["request_id"] for m in cl.messages("sdpAnswer")}, timeout,
-                         "an sdpAnswer for every acknowledged offer")
+            c.wait_until(
+                lambda cl, ids=ids: ids <= {m["request_id"] for m in cl.messages("sdpAnswer")},
+                timeout,
+                "an sdpAnswer for every acknowledged offer",
+            )
 
     def wait_gathered(self, timeout: float = 60.0) -> None:
         """Every stream offered got its KMS events through: iceGatheringDone arrived for it."""
         for c in self.clients:
             streams = {stream for stream, _t in c.offers.values()}
-            c.wait_until(lambda cl, streams=streams: streams <= {m["stream"] for m in cl.messages("iceGatheringDone")},
-                         timeout, "iceGatheringDone for every offered stream")
+            c.wait_until(
+                lambda cl, streams=streams: streams <= {m["stream"] for m in cl.messages("iceGatheringDone")},
+                timeout,
+                "iceGatheringDone for every offered stream",
+            )
 
     def wait_chat(self, timeout: float = 60.0) -> None:
         for c in self.clients:
             owed = {(o.participant_id, n) for o in self.senders(c) for n, _t in o.sent}
-            c.wait_until(lambda cl, owed=owed: owed <= set(cl.chat_received(self.tag)), timeout,
-                         f"{len(owed)} chat messages")
+            c.wait_until(
+                lambda cl, owed=owed: owed <= set(cl.chat_received(self.tag)), timeout, f"{len(owed)} chat messages"
+            )
 
     def wait_published(self, timeout: float = 60.0) -> None:
         for c in self.clients:
             others = {o.participant_id for o in self.members(c) if o is not c}
-            c.wait_until(lambda cl, others=others: others <= {m["participant_id"]
-                                                              for m in cl.messages("streamPublished")},
-                         timeout, "streamPublished of every other participant")
+            c.wait_until(
+                lambda cl, others=others: others <= {m["participant_id"] for m in cl.messages("streamPublished")},
+                timeout,
+                "streamPublished of every other participant",
+            )
 
     def stop(self) -> None:
         everyone = [*self.clients, *self.departed]
@@ -409,13 +454,15 @@ class Call:
             assert seqs == sorted(seqs) and len(seqs) == len(set(seqs)), f"{c.name}: seq out of order or repeated"
         bad = [b for c in self.clients for b in c.stats.error_bodies_bad]
         assert not bad, f"5xx answers outside the documented error shape: {bad[:3]}"
-        return {"chat_deliveries_owed": owed_total, "chat_duplicates_deduped": duplicates,
-                "offers": sum(len(c.offers) for c in self.clients)}
+        return {
+            "chat_deliveries_owed": owed_total,
+            "chat_duplicates_deduped": duplicates,
+            "offers": sum(len(c.offers) for c in self.clients),
+        }
 
     def duplicated_chats(self) -> set[tuple[str, int]]:
         """(sender, n) of every chat message some participant received more than once."""
-        return {identity for c in self.clients for identity, copies in c.chat_received(self.tag).items()
-                if copies > 1}
+        return {identity for c in self.clients for identity, copies in c.chat_received(self.tag).items() if copies > 1}
 
     def rekeyed_chats(self) -> set[tuple[str, int]]:
         """(sender, n) of every chat post the client had to send again under a new key."""
@@ -455,11 +502,13 @@ class Call:
                 if e.stream != PUBLISH:
                     sources = {c["source"] for c in e.kurento.invoke("getSourceConnections")}
                     assert publishing.get(e.stream) in sources, (
-                        f"{e.participant_id}'s subscription to {e.stream} is fed by {sources}, not its publisher")
+                        f"{e.participant_id}'s subscription to {e.stream} is fed by {sources}, not its publisher"
+                    )
                     subscriptions += 1
         live_pipelines, live_endpoints = _live_media(kms_urls)
         assert live_pipelines == expected_pipelines, (
-            f"pipelines on the media servers {sorted(live_pipelines)} != stored {sorted(expected_pipelines)}")
+            f"pipelines on the media servers {sorted(live_pipelines)} != stored {sorted(expected_pipelines)}"
+        )
         # An endpoint a killed worker created and never stored is released by the orphan sweep
         # after its grace (the fault stacks run it every second with a 3 s grace): wait for it.
         first_leaked = live_endpoints - expected_endpoints
@@ -469,9 +518,12 @@ class Call:
             live_endpoints = _live_media(kms_urls)[1]
         leaked, missing = live_endpoints - expected_endpoints, expected_endpoints - live_endpoints
         assert not leaked and not missing, f"leaked {sorted(leaked)}, missing {sorted(missing)}"
-        return {"pipelines": len(live_pipelines), "endpoints": len(live_endpoints),
-                "subscriptions_fed_by_their_publisher": subscriptions,
-                "orphaned_endpoints_released_by_the_sweep": len(first_leaked)}
+        return {
+            "pipelines": len(live_pipelines),
+            "endpoints": len(live_endpoints),
+            "subscriptions_fed_by_their_publisher": subscriptions,
+            "orphaned_endpoints_released_by_the_sweep": len(first_leaked),
+        }
 
 
 def rejoin_all(clients: list[Client]) -> None:
@@ -489,9 +541,14 @@ def rejoin_all(clients: list[Client]) -> None:
 
     def resubscribe(pair) -> None:
         c, other = pair
-        c.wait_until(lambda cl: any(t > since and m["type"] == "streamPublished"
-                                    and m["participant_id"] == other.participant_id for t, m in cl.inbox),
-                     60, f"a new streamPublished of {other.name}")
+        c.wait_until(
+            lambda cl: any(
+                t > since and m["type"] == "streamPublished" and m["participant_id"] == other.participant_id
+                for t, m in cl.inbox
+            ),
+            60,
+            f"a new streamPublished of {other.name}",
+        )
         c.offer(other.participant_id)
         c.trickle(other.participant_id)
 

@@ -59,24 +59,33 @@ def task_states(log_path: Path) -> dict[str, dict]:
     if not log_path.exists():
         return tasks
     for match in TASK_LINE.finditer(log_path.read_text(errors="replace")):
-        entry = tasks.setdefault(match["id"], {"name": match["name"], "received": 0, "succeeded": 0,
-                                               "failed": 0, "retry": 0})
+        entry = tasks.setdefault(
+            match["id"], {"name": match["name"], "received": 0, "succeeded": 0, "failed": 0, "retry": 0}
+        )
         entry[match["what"]] += 1
     return tasks
 
 
 def in_flight(log_path: Path) -> dict[str, str]:
     """Tasks this worker received and has not finished (id -> name): its unacked deliveries."""
-    return {tid: t["name"] for tid, t in task_states(log_path).items()
-            if t["received"] > t["succeeded"] + t["failed"] + t["retry"]}
+    return {
+        tid: t["name"]
+        for tid, t in task_states(log_path).items()
+        if t["received"] > t["succeeded"] + t["failed"] + t["retry"]
+    }
 
 
 def queue_names(rabbitmq_url: str) -> set[str]:
     """Queues of the URL's vhost, by `rabbitmqctl list_queues`: unlike a passive declare, listing
     does not count as using a queue, so it does not push back its x-expires."""
     vhost = unquote(urlsplit(rabbitmq_url).path[1:]) or "/"
-    out = subprocess.run(["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name"], capture_output=True, text=True,
-                         timeout=60, check=True).stdout
+    out = subprocess.run(
+        ["rabbitmqctl", "-q", "list_queues", "-p", vhost, "name"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
     return {line.strip() for line in out.splitlines() if line.strip() and line.strip() != "name"}
 
 
@@ -107,14 +116,19 @@ class PrivateRabbit:
         (base / "rabbitmq.conf").write_text(f"listeners.tcp.1 = 127.0.0.1:{self.port}\n")
         (base / "rabbitmq-env.conf").write_text("")
         self.env = {
-            "HOME": str(base), "RABBITMQ_NODENAME": self.node, "RABBITMQ_NODE_PORT": str(self.port),
-            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1", "RABBITMQ_DIST_PORT": str(self.dist_port),
-            "RABBITMQ_MNESIA_BASE": str(base / "mnesia"), "RABBITMQ_LOG_BASE": str(base / "log"),
+            "HOME": str(base),
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(base / "log"),
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
             "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
             "RABBITMQ_ADVANCED_CONFIG_FILE": str(base / "advanced.config"),
             "RABBITMQ_CONF_ENV_FILE": str(base / "rabbitmq-env.conf"),
-            "RABBITMQ_PID_FILE": str(base / "rabbit.pid"), "ERL_EPMD_ADDRESS": "127.0.0.1",
+            "RABBITMQ_PID_FILE": str(base / "rabbit.pid"),
+            "ERL_EPMD_ADDRESS": "127.0.0.1",
         }
         self.proc: subprocess.Popen | None = None
         self.url = f"amqp://guest:guest@127.0.0.1:{self.port}//"
@@ -127,8 +141,15 @@ class PrivateRabbit:
         """Starts the node (same mnesia dir every time) and returns seconds until AMQP answers."""
         began = time.monotonic()
         log = open(self.base / "server.out", "ab")  # noqa: SIM115 - kept by the child
-        self.proc = subprocess.Popen([self.SCRIPT], env={**os.environ, **self.env}, cwd=self.base, stdout=log,
-                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [self.SCRIPT],
+            env={**os.environ, **self.env},
+            cwd=self.base,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         deadline = began + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -171,8 +192,13 @@ class PrivateRabbit:
             psutil.wait_procs([p for p in [_process(beam)] if p], timeout=10)
 
     def rabbitmqctl(self, *args: str) -> str:
-        out = subprocess.run(["/usr/lib/rabbitmq/bin/rabbitmqctl", "-n", self.node, *args], env={
-            **os.environ, **self.env}, capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            ["/usr/lib/rabbitmq/bin/rabbitmqctl", "-n", self.node, *args],
+            env={**os.environ, **self.env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         return out.stdout
 
 
@@ -223,14 +249,20 @@ class FaultStack:
                 self.kms_urls.append(url)
             prefix = f"f{secrets.token_hex(3)}"
             self.env = {
-                "RABBITMQ_URL": self.rabbitmq_url, "MONGODB_URI": f"mongodb://127.0.0.1:{self.mongo_port}/signaling",
-                "KMS_URLS": ",".join(self.kms_urls), "SECRET_KEY": secrets.token_urlsafe(32),
-                "SIGNALING_PREFIX": prefix, "SHARDS": "4", "SIGNALING_API_KEYS": "",
+                "RABBITMQ_URL": self.rabbitmq_url,
+                "MONGODB_URI": f"mongodb://127.0.0.1:{self.mongo_port}/signaling",
+                "KMS_URLS": ",".join(self.kms_urls),
+                "SECRET_KEY": secrets.token_urlsafe(32),
+                "SIGNALING_PREFIX": prefix,
+                "SHARDS": "4",
+                "SIGNALING_API_KEYS": "",
                 "WORKER_CONCURRENCY": "4",
                 # A worker killed between creating an endpoint and storing it leaves an orphan;
                 # the leading worker's sweep releases it (media_tasks/orphan_sweep.py), here
                 # within seconds so that check_state can wait for it.
-                "ORPHAN_SWEEP_S": "1", "ORPHAN_GRACE_S": str(ORPHAN_GRACE_S), **self.extra_env,
+                "ORPHAN_SWEEP_S": "1",
+                "ORPHAN_GRACE_S": str(ORPHAN_GRACE_S),
+                **self.extra_env,
             }
             for _ in range(self.worker_count):
                 self.start_worker()
@@ -244,8 +276,14 @@ class FaultStack:
 
     def _start_kms(self, index: int, port: int | None = None) -> tuple[ManagedProcess, str]:
         offset = self.kms_memory_offsets[index] if index < len(self.kms_memory_offsets) else 0
-        return processes.start_emulator(self.log_dir, mode="signaling", name=f"kms{index + 1}", port=port,
-                                        memory_offset_kib=offset, extra_args=self.kms_args)
+        return processes.start_emulator(
+            self.log_dir,
+            mode="signaling",
+            name=f"kms{index + 1}",
+            port=port,
+            memory_offset_kib=offset,
+            extra_args=self.kms_args,
+        )
 
     def kill_kms(self, index: int) -> float:
         """SIGKILL of one media server; returns the monotonic time just before the signal."""
@@ -343,7 +381,6 @@ class FaultStack:
         dest.mkdir(parents=True, exist_ok=True)
         for log in self.log_dir.glob("*.log"):
             shutil.copy(log, dest / log.name)
-
 
 
 PLAIN_LINE = re.compile(r"^\[(?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}): [^\]]*\] (?P<message>.*)$")

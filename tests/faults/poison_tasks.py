@@ -19,8 +19,13 @@ log = logging.getLogger(__name__)
 
 @app.task(name="test.poison", bind=True)
 def poison(self, session_id: str) -> None:
-    log.error("poison task %s for session %s: killing worker pid %s (delivery %s)", self.request.id, session_id,
-              os.getpid(), (self.request.delivery_info or {}).get("redelivered"))
+    log.error(
+        "poison task %s for session %s: killing worker pid %s (delivery %s)",
+        self.request.id,
+        session_id,
+        os.getpid(),
+        (self.request.delivery_info or {}).get("redelivered"),
+    )
     for handler in logging.getLogger().handlers:
         handler.flush()
     os.kill(os.getpid(), signal.SIGKILL)

@@ -26,8 +26,11 @@ import pytest
 from tests.faults.callscript import Call
 from tests.faults.harness import FaultStack, PrivateRabbit, first_event_after, record_figures, task_times
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow,
-              pytest.mark.skipif(not PrivateRabbit.available(), reason="rabbitmq-server is not installed")]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.slow,
+    pytest.mark.skipif(not PrivateRabbit.available(), reason="rabbitmq-server is not installed"),
+]
 
 DOWN_S = 4.0
 
@@ -126,21 +129,25 @@ def test_rabbitmq_restart_under_load_loses_no_acknowledged_request(fault_dir):
         assert duplicated <= rekeyed, f"duplicates not explained by a re-keyed post: {sorted(duplicated - rekeyed)}"
         state = call.check_state(stack.kms_urls)
         statuses = sum((c.stats.statuses for c in call.clients), start=type(call.clients[0].stats.statuses)())
-        record_figures("broker_restart", {
-            "broker_stop_s": round(stopped_at - stop_began, 2),
-            "broker_down_s": round(up_at - up_s - stopped_at, 2),
-            "broker_boot_s": round(up_s, 2),
-            "ready_during_outage": ready_during,
-            "ready_200_after_broker_up_s": round(ready_after, 2),
-            "first_task_done_after_broker_up_s": round(first_task_after, 2),
-            "workers_reconnected_after_broker_up_s": [round(r, 2) for r in reconnected],
-            "all_acknowledged_delivered_after_broker_up_s": round(settled, 2),
-            "messages_in_paused_queue_across_restart": queued_before_stop,
-            "client_answers_by_status": dict(statuses),
-            "client_connection_errors": sum(c.stats.connection_errors for c in call.clients),
-            "chat_messages_duplicated": len(call.duplicated_chats()),
-            **delivery, **state,
-        })
+        record_figures(
+            "broker_restart",
+            {
+                "broker_stop_s": round(stopped_at - stop_began, 2),
+                "broker_down_s": round(up_at - up_s - stopped_at, 2),
+                "broker_boot_s": round(up_s, 2),
+                "ready_during_outage": ready_during,
+                "ready_200_after_broker_up_s": round(ready_after, 2),
+                "first_task_done_after_broker_up_s": round(first_task_after, 2),
+                "workers_reconnected_after_broker_up_s": [round(r, 2) for r in reconnected],
+                "all_acknowledged_delivered_after_broker_up_s": round(settled, 2),
+                "messages_in_paused_queue_across_restart": queued_before_stop,
+                "client_answers_by_status": dict(statuses),
+                "client_connection_errors": sum(c.stats.connection_errors for c in call.clients),
+                "chat_messages_duplicated": len(call.duplicated_chats()),
+                **delivery,
+                **state,
+            },
+        )
     finally:
         if call:
             call.stop()

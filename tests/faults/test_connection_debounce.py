@@ -40,13 +40,18 @@ def raise_on(client: Client, stream: str, event_type: str, data: dict) -> float:
 
 
 def check_connection_runs(stack: FaultStack) -> int:
-    return sum(t["succeeded"] for w in stack.all_workers for t in task_states(w.log_path).values()
-               if t["name"] == "media.check_connection")
+    return sum(
+        t["succeeded"]
+        for w in stack.all_workers
+        for t in task_states(w.log_path).values()
+        if t["name"] == "media.check_connection"
+    )
 
 
 def test_a_failed_connection_is_reported_after_the_debounce_unless_it_recovers(fault_dir, vhost_url):
-    stack = FaultStack(fault_dir, vhost_url, kms_count=2, worker_count=3, web_count=2,
-                       kms_args=("--test-control",)).start()
+    stack = FaultStack(
+        fault_dir, vhost_url, kms_count=2, worker_count=3, web_count=2, kms_args=("--test-control",)
+    ).start()
     call = None
     try:
         stack.connect_db()
@@ -86,13 +91,17 @@ def test_a_failed_connection_is_reported_after_the_debounce_unless_it_recovers(f
         z_reported = z.arrival_of(lambda m: m["type"] == "connectionFailed") - z_failed
         delivery = call.check_delivery()
         state = call.check_state(stack.kms_urls)
-        record_figures("connection_debounce", {
-            "debounce_s": debounce,
-            "failed_to_connection_failed_s": sorted([round(x_reported, 2), round(z_reported, 2)]),
-            "recovered_within_debounce_messages": len(y.messages("connectionFailed")),
-            "countdown_tasks_run": check_connection_runs(stack) - runs_before,
-            **delivery, **state,
-        })
+        record_figures(
+            "connection_debounce",
+            {
+                "debounce_s": debounce,
+                "failed_to_connection_failed_s": sorted([round(x_reported, 2), round(z_reported, 2)]),
+                "recovered_within_debounce_messages": len(y.messages("connectionFailed")),
+                "countdown_tasks_run": check_connection_runs(stack) - runs_before,
+                **delivery,
+                **state,
+            },
+        )
     finally:
         if call:
             call.stop()

@@ -29,8 +29,15 @@ NEW_CANDIDATE = "candidate:77 1 UDP 2015363327 10.77.0.{n} 40{n:03d} typ host"
 
 
 def test_events_reach_participants_again_after_the_worker_holding_their_kms_session_dies(fault_dir, vhost_url):
-    stack = FaultStack(fault_dir, vhost_url, kms_count=2, worker_count=3, web_count=2, kms_args=("--test-control",),
-                       extra_env={"CONNECTION_DEBOUNCE_S": str(DEBOUNCE_S)}).start()
+    stack = FaultStack(
+        fault_dir,
+        vhost_url,
+        kms_count=2,
+        worker_count=3,
+        web_count=2,
+        kms_args=("--test-control",),
+        extra_env={"CONNECTION_DEBOUNCE_S": str(DEBOUNCE_S)},
+    ).start()
     call = chatter = None
     try:
         stack.connect_db()
@@ -58,8 +65,9 @@ def test_events_reach_participants_again_after_the_worker_holding_their_kms_sess
         taken_over = time.monotonic()
         for kid in held:
             new_owner = KmsSession.objects(id=kid).first().owner
-            assert new_owner != victim_owner and any(w.pid == int(new_owner.split(":")[1])
-                                                     for w in stack.live_workers), new_owner
+            assert new_owner != victim_owner and any(
+                w.pid == int(new_owner.split(":")[1]) for w in stack.live_workers
+            ), new_owner
             url = KmsSession.objects(id=kid).first().kms_url
             assert sessions(url)[kid]["bound"] and sessions(url)[kid]["resumed"] >= 1  # connect {sessionId}
 
@@ -72,16 +80,32 @@ def test_events_reach_participants_again_after_the_worker_holding_their_kms_sess
             assert raise_event(e.kurento.client.url, e.kurento.id, "IceCandidateFound", data) == 1
             raised[(e.participant_id, e.stream)] = candidate
         for (pid, stream), candidate in raised.items():
-            by_id[pid].wait_until(lambda cl, s=stream, c=candidate: any(
-                m["stream"] == s and m["candidate"]["candidate"] == c for m in cl.messages("iceCandidate")),
-                30, f"the new candidate of {stream}")
-        candidates_back = max(by_id[pid].arrival_of(lambda m, s=stream, c=candidate: m["type"] == "iceCandidate"
-                                                    and m["stream"] == s and m["candidate"]["candidate"] == c)
-                              for (pid, stream), candidate in raised.items())
+            by_id[pid].wait_until(
+                lambda cl, s=stream, c=candidate: any(
+                    m["stream"] == s and m["candidate"]["candidate"] == c for m in cl.messages("iceCandidate")
+                ),
+                30,
+                f"the new candidate of {stream}",
+            )
+        candidates_back = max(
+            by_id[pid].arrival_of(
+                lambda m, s=stream, c=candidate: (
+                    m["type"] == "iceCandidate" and m["stream"] == s and m["candidate"]["candidate"] == c
+                )
+            )
+            for (pid, stream), candidate in raised.items()
+        )
         failing = orphaned[0]
         failed_at = time.monotonic()
-        assert raise_event(failing.kurento.client.url, failing.kurento.id, "IceComponentStateChanged",
-                           {"streamId": 1, "componentId": 1, "state": "FAILED"}) == 1
+        assert (
+            raise_event(
+                failing.kurento.client.url,
+                failing.kurento.id,
+                "IceComponentStateChanged",
+                {"streamId": 1, "componentId": 1, "state": "FAILED"},
+            )
+            == 1
+        )
         owner = by_id[failing.participant_id]
         owner.wait_until(lambda cl: cl.messages("connectionFailed"), DEBOUNCE_S + 30, "connectionFailed")
         assert [m["stream"] for m in owner.messages("connectionFailed")] == [failing.stream]
@@ -91,15 +115,19 @@ def test_events_reach_participants_again_after_the_worker_holding_their_kms_sess
         call.wait_chat()
         delivery = call.check_delivery()
         state = call.check_state(stack.kms_urls)
-        record_figures("kms_session_takeover", {
-            "kms_sessions_of_the_killed_worker": len(held),
-            "endpoints_whose_events_it_received": len(orphaned),
-            "kill_to_kms_sessions_taken_over_s": round(taken_over - killed_at, 2),
-            "kill_to_new_candidates_at_every_participant_s": round(candidates_back - killed_at, 2),
-            "debounce_s": DEBOUNCE_S,
-            "failed_state_to_connection_failed_after_takeover_s": round(reported, 2),
-            **delivery, **state,
-        })
+        record_figures(
+            "kms_session_takeover",
+            {
+                "kms_sessions_of_the_killed_worker": len(held),
+                "endpoints_whose_events_it_received": len(orphaned),
+                "kill_to_kms_sessions_taken_over_s": round(taken_over - killed_at, 2),
+                "kill_to_new_candidates_at_every_participant_s": round(candidates_back - killed_at, 2),
+                "debounce_s": DEBOUNCE_S,
+                "failed_state_to_connection_failed_after_takeover_s": round(reported, 2),
+                **delivery,
+                **state,
+            },
+        )
     finally:
         if chatter and chatter.is_alive():
             chatter.stopping.set()

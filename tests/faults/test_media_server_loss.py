@@ -73,8 +73,7 @@ def last_answer_after(clients: list[Client], since: float, stream_is_publish: bo
     for c in clients:
         for request_id, (stream, at) in c.offers.items():
             if at > since and (stream_is_publish is None or (stream == "publish") == stream_is_publish):
-                arrivals.append(c.arrival_of(lambda m, r=request_id: m["type"] == "sdpAnswer"
-                                             and m["request_id"] == r))
+                arrivals.append(c.arrival_of(lambda m, r=request_id: m["type"] == "sdpAnswer" and m["request_id"] == r))
     return max(arrivals)
 
 
@@ -98,8 +97,9 @@ def check_untouched(call: Call, pinned: PinnedToB) -> None:
 
 
 def test_kms_death_tells_every_participant_and_a_concurrent_rejoin_builds_one_pipeline(fault_dir, vhost_url):
-    stack = FaultStack(fault_dir, vhost_url, kms_count=2, worker_count=3, web_count=2,
-                       kms_memory_offsets=(0, B_HEAVIER_KIB)).start()
+    stack = FaultStack(
+        fault_dir, vhost_url, kms_count=2, worker_count=3, web_count=2, kms_memory_offsets=(0, B_HEAVIER_KIB)
+    ).start()
     call = chatter = pinned = watch_b = None
     try:
         call, pinned = start_call(stack)
@@ -126,17 +126,21 @@ def test_kms_death_tells_every_participant_and_a_concurrent_rejoin_builds_one_pi
         check_untouched(call, pinned)
         delivery = call.check_delivery()
         state = call.check_state(stack.live_kms_urls)
-        record_figures("kms_death", {
-            "kms_health_interval_s": stack.settings().kms_health_interval_s,
-            "media_server_lost_after_kill_s": sorted(round(d, 2) for d in delays),
-            "media_server_lost_after_kill_max_s": round(max(delays), 2),
-            "participants_rejoining_at_once": len(lost),
-            "pipelines_created_for_the_rejoin": len(watch_b.pipelines()),
-            "rejoin_to_every_publish_answered_s": round(published - rejoin_at, 2),
-            "rejoin_to_every_subscription_answered_s": round(everything - rejoin_at, 2),
-            "kill_to_media_restored_s": round(everything - killed_at, 2),
-            **delivery, **state,
-        })
+        record_figures(
+            "kms_death",
+            {
+                "kms_health_interval_s": stack.settings().kms_health_interval_s,
+                "media_server_lost_after_kill_s": sorted(round(d, 2) for d in delays),
+                "media_server_lost_after_kill_max_s": round(max(delays), 2),
+                "participants_rejoining_at_once": len(lost),
+                "pipelines_created_for_the_rejoin": len(watch_b.pipelines()),
+                "rejoin_to_every_publish_answered_s": round(published - rejoin_at, 2),
+                "rejoin_to_every_subscription_answered_s": round(everything - rejoin_at, 2),
+                "kill_to_media_restored_s": round(everything - killed_at, 2),
+                **delivery,
+                **state,
+            },
+        )
     finally:
         if chatter and chatter.is_alive():
             chatter.stopping.set()
@@ -149,8 +153,9 @@ def test_kms_death_tells_every_participant_and_a_concurrent_rejoin_builds_one_pi
 
 
 def test_rejoin_goes_back_to_the_media_server_that_dropped_once_it_answers_again(fault_dir, vhost_url):
-    stack = FaultStack(fault_dir, vhost_url, kms_count=2, worker_count=3, web_count=2,
-                       kms_memory_offsets=(0, B_HEAVIER_KIB)).start()
+    stack = FaultStack(
+        fault_dir, vhost_url, kms_count=2, worker_count=3, web_count=2, kms_memory_offsets=(0, B_HEAVIER_KIB)
+    ).start()
     call = pinned = watch_a = watch_b = None
     try:
         call, pinned = start_call(stack)
@@ -178,13 +183,17 @@ def test_rejoin_goes_back_to_the_media_server_that_dropped_once_it_answers_again
         check_untouched(call, pinned)
         delivery = call.check_delivery()
         state = call.check_state(stack.kms_urls)
-        record_figures("kms_back_before_rejoin", {
-            "media_server_lost_after_kill_max_s": round(max(delays), 2),
-            "restart_to_monitor_sees_it_alive_s": round(seen_alive - restarted_at, 2),
-            "rejoin_to_every_stream_answered_on_the_same_server_s": round(everything - seen_alive, 2),
-            "pipelines_created_for_the_rejoin": len(watch_a.pipelines()),
-            **delivery, **state,
-        })
+        record_figures(
+            "kms_back_before_rejoin",
+            {
+                "media_server_lost_after_kill_max_s": round(max(delays), 2),
+                "restart_to_monitor_sees_it_alive_s": round(seen_alive - restarted_at, 2),
+                "rejoin_to_every_stream_answered_on_the_same_server_s": round(everything - seen_alive, 2),
+                "pipelines_created_for_the_rejoin": len(watch_a.pipelines()),
+                **delivery,
+                **state,
+            },
+        )
     finally:
         for closable in (watch_a, watch_b, pinned and pinned.client):
             if closable:

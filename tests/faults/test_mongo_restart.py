@@ -44,8 +44,14 @@ def _probe(method: str, url: str, **kwargs) -> tuple[int, float, dict | None]:
 
 
 def test_mongodb_restart_gives_503s_then_recovers_by_itself(fault_dir, vhost_url):
-    stack = FaultStack(fault_dir, vhost_url, kms_count=2, worker_count=2, web_count=2,
-                       extra_env={"PARTICIPANT_TIMEOUT_S": str(PARTICIPANT_TIMEOUT_S)}).start()
+    stack = FaultStack(
+        fault_dir,
+        vhost_url,
+        kms_count=2,
+        worker_count=2,
+        web_count=2,
+        extra_env={"PARTICIPANT_TIMEOUT_S": str(PARTICIPANT_TIMEOUT_S)},
+    ).start()
     call = None
     try:
         stack.connect_db()
@@ -64,15 +70,20 @@ def test_mongodb_restart_gives_503s_then_recovers_by_itself(fault_dir, vhost_url
             "ready": ("GET", f"{base}/ready", {}),
             "create_session": ("POST", f"{base}/api/v1/sessions", {"json": {"name": "during-outage"}}),
             "chat": ("POST", f"{session_path}/messages", {"json": {"payload": {"probe": 1}}, "headers": alice.auth}),
-            "offer": ("POST", f"{session_path}/participants/{alice.participant_id}/offers",
-                      {"json": {"stream": "publish", "sdp": PUBLISH_SDP}, "headers": alice.auth}),
-            "poll": ("GET", f"{session_path}/participants/{alice.participant_id}/messages",
-                     {"params": {"after": alice.after, "wait": 1}, "headers": alice.auth}),
+            "offer": (
+                "POST",
+                f"{session_path}/participants/{alice.participant_id}/offers",
+                {"json": {"stream": "publish", "sdp": PUBLISH_SDP}, "headers": alice.auth},
+            ),
+            "poll": (
+                "GET",
+                f"{session_path}/participants/{alice.participant_id}/messages",
+                {"params": {"after": alice.after, "wait": 1}, "headers": alice.auth},
+            ),
             "get_session": ("GET", session_path, {"headers": alice.auth}),
         }
         with ThreadPoolExecutor(len(probes)) as pool:
-            answers = dict(zip(probes, pool.map(lambda p: _probe(p[0], p[1], **p[2]), probes.values()),
-                               strict=True))
+            answers = dict(zip(probes, pool.map(lambda p: _probe(p[0], p[1], **p[2]), probes.values()), strict=True))
         outage_answers = {name: (status, round(took, 2)) for name, (status, took, _b) in answers.items()}
         for name, (status, took, body) in answers.items():
             assert status == 503, f"{name} during the outage: {status} {body}"
@@ -108,14 +119,20 @@ def test_mongodb_restart_gives_503s_then_recovers_by_itself(fault_dir, vhost_url
         delivery = call.check_delivery()
         assert not call.duplicated_chats(), call.duplicated_chats()
         state = call.check_state(stack.kms_urls)
-        record_figures("mongo_restart", {
-            "outage_s": round(downtime, 2),
-            "answers_during_outage_status_s": outage_answers,
-            "ready_200_after_restart_s": round(ready_after, 2),
-            "first_db_request_ok_after_restart_s": round(max(first_ok), 2),
-            "client_5xx_answers_seen": sum(n for c in call.clients for s, n in c.stats.statuses.items() if s >= 500),
-            **delivery, **state,
-        })
+        record_figures(
+            "mongo_restart",
+            {
+                "outage_s": round(downtime, 2),
+                "answers_during_outage_status_s": outage_answers,
+                "ready_200_after_restart_s": round(ready_after, 2),
+                "first_db_request_ok_after_restart_s": round(max(first_ok), 2),
+                "client_5xx_answers_seen": sum(
+                    n for c in call.clients for s, n in c.stats.statuses.items() if s >= 500
+                ),
+                **delivery,
+                **state,
+            },
+        )
     finally:
         if call:
             call.stop()

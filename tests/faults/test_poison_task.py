@@ -30,8 +30,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_poison_task_is_dead_lettered_and_does_not_block_its_shard(fault_dir, vhost_url):
-    stack = FaultStack(fault_dir, vhost_url, kms_count=1, worker_count=2, web_count=1,
-                       worker_args=POISON_INCLUDE).start()
+    stack = FaultStack(
+        fault_dir, vhost_url, kms_count=1, worker_count=2, web_count=1, worker_args=POISON_INCLUDE
+    ).start()
     call = None
     supervisor_stop = threading.Event()
     restarts = [0]
@@ -58,8 +59,9 @@ def test_poison_task_is_dead_lettered_and_does_not_block_its_shard(fault_dir, vh
         sender = Celery("poison-sender", broker=settings.rabbitmq_url)
         sender.conf.broker_transport_options = {"confirm_publish": True}
         sent_at = time.time()
-        poison_id = sender.send_task("test.poison", kwargs={"session_id": sid}, exchange=shard_exchange(settings).name,
-                                     routing_key=queue).id
+        poison_id = sender.send_task(
+            "test.poison", kwargs={"session_id": sid}, exchange=shard_exchange(settings).name, routing_key=queue
+        ).id
         sender.close()
 
         # Session 0 keeps working while the poison circulates: chat and subscriptions complete.
@@ -91,41 +93,56 @@ def test_poison_task_is_dead_lettered_and_does_not_block_its_shard(fault_dir, vh
         call.wait_answers(60)  # the shard kept serving: every offer of session 0 was answered
         # Chat messages whose send_message task was dead-lettered along with the poison are the
         # only ones allowed to be missing, and they must be exactly those.
-        collateral = {(kw["payload"]["from"], kw["payload"]["n"]) for name, kw in others
-                      if name == "media.send_message" and kw.get("payload", {}).get("tag") == call.tag}
+        collateral = {
+            (kw["payload"]["from"], kw["payload"]["n"])
+            for name, kw in others
+            if name == "media.send_message" and kw.get("payload", {}).get("tag") == call.tag
+        }
         assert {name for name, _kw in others} <= {"media.send_message"}, others
         try:
             call.wait_chat(20)
             missing: set = set()
         except AssertionError:
-            missing = {key for c in call.clients
-                       for key in {(o.participant_id, n) for o in call.members(c) for n, _t in o.sent}
-                       - set(c.chat_received(call.tag))}
+            missing = {
+                key
+                for c in call.clients
+                for key in {(o.participant_id, n) for o in call.members(c) for n, _t in o.sent}
+                - set(c.chat_received(call.tag))
+            }
         assert missing == collateral, (missing, collateral)
         supervisor_stop.set()
         supervisor.join(10)
         stack.replace_dead_workers()
         # Visible in the worker logs: each delivery is a "received" line, and the task says what it does.
-        deliveries = [(at, msg) for w in stack.all_workers for at, msg in log_events(w.log_path)
-                      if msg.startswith(f"Task test.poison[{poison_id}] received")]
-        kills_logged = sum(1 for w in stack.all_workers for _at, msg in log_events(w.log_path)
-                           if f"poison task {poison_id}" in msg)
+        deliveries = [
+            (at, msg)
+            for w in stack.all_workers
+            for at, msg in log_events(w.log_path)
+            if msg.startswith(f"Task test.poison[{poison_id}] received")
+        ]
+        kills_logged = sum(
+            1 for w in stack.all_workers for _at, msg in log_events(w.log_path) if f"poison task {poison_id}" in msg
+        )
         assert 1 <= len(deliveries) <= settings.task_start_limit + 1, deliveries
         assert len(deliveries) == settings.task_start_limit + 1 and kills_logged == settings.task_start_limit
         time.sleep(1.0)
         delivery = {} if collateral else call.check_delivery()
         assert not call.duplicated_chats(), call.duplicated_chats()
         state = call.check_state(stack.kms_urls)
-        record_figures("poison_task", {
-            "start_limit": settings.task_start_limit,
-            "poison_deliveries_logged": len(deliveries),
-            "workers_killed_and_restarted": restarts[0],
-            "dead_lettered_after_s": round(dead_lettered_at - sent_at, 2),
-            "x_death": {k: death.get(k) for k in ("reason", "queue", "count")},
-            "other_tasks_dead_lettered": [name for name, _kw in others],
-            "acknowledged_chat_messages_lost_with_the_poison": len(collateral),
-            **delivery, **state,
-        })
+        record_figures(
+            "poison_task",
+            {
+                "start_limit": settings.task_start_limit,
+                "poison_deliveries_logged": len(deliveries),
+                "workers_killed_and_restarted": restarts[0],
+                "dead_lettered_after_s": round(dead_lettered_at - sent_at, 2),
+                "x_death": {k: death.get(k) for k in ("reason", "queue", "count")},
+                "other_tasks_dead_lettered": [name for name, _kw in others],
+                "acknowledged_chat_messages_lost_with_the_poison": len(collateral),
+                **delivery,
+                **state,
+            },
+        )
         # Tasks fetched together with the poison are redelivered with it, but only the task that
         # keeps killing its worker reaches the start limit: nothing else is dead-lettered.
         assert not others and not collateral, others

@@ -23,8 +23,14 @@ QUEUE_EXPIRES_S = 10
 
 
 def test_a_participant_that_stops_polling_is_removed_and_its_queue_expires(fault_dir, vhost_url):
-    stack = FaultStack(fault_dir, vhost_url, kms_count=2, worker_count=3, web_count=2, extra_env={
-        "PARTICIPANT_TIMEOUT_S": str(TIMEOUT_S), "PARTICIPANT_QUEUE_EXPIRES_S": str(QUEUE_EXPIRES_S)}).start()
+    stack = FaultStack(
+        fault_dir,
+        vhost_url,
+        kms_count=2,
+        worker_count=3,
+        web_count=2,
+        extra_env={"PARTICIPANT_TIMEOUT_S": str(TIMEOUT_S), "PARTICIPANT_QUEUE_EXPIRES_S": str(QUEUE_EXPIRES_S)},
+    ).start()
     call = None
     try:
         stack.connect_db()
@@ -44,13 +50,17 @@ def test_a_participant_that_stops_polling_is_removed_and_its_queue_expires(fault
         others = call.members(silent)
         left = []
         for c in others:
-            c.wait_until(lambda cl: any(m["participant_id"] == silent.participant_id
-                                        for m in cl.messages("participantLeft")), TIMEOUT_S + 30,
-                         "participantLeft of the silent participant")
+            c.wait_until(
+                lambda cl: any(m["participant_id"] == silent.participant_id for m in cl.messages("participantLeft")),
+                TIMEOUT_S + 30,
+                "participantLeft of the silent participant",
+            )
             message = next(m for m in c.messages("participantLeft") if m["participant_id"] == silent.participant_id)
             assert message["reason"] == "timeout", message
-            left.append(c.arrival_of(lambda m: m["type"] == "participantLeft"
-                                     and m["participant_id"] == silent.participant_id) - went_silent)
+            left.append(
+                c.arrival_of(lambda m: m["type"] == "participantLeft" and m["participant_id"] == silent.participant_id)
+                - went_silent
+            )
             assert any(m["participant_id"] == silent.participant_id for m in c.messages("streamUnpublished"))
 
         deadline = time.monotonic() + QUEUE_EXPIRES_S + 30
@@ -63,13 +73,17 @@ def test_a_participant_that_stops_polling_is_removed_and_its_queue_expires(fault
         call.wait_chat()
         delivery = call.check_delivery()
         state = call.check_state(stack.kms_urls)
-        record_figures("silent_participant", {
-            "participant_timeout_s": TIMEOUT_S,
-            "participant_left_after_last_poll_s": round(max(left), 2),
-            "participant_queue_expires_s": QUEUE_EXPIRES_S,
-            "queue_deleted_after_last_poll_s": round(queue_gone, 1),
-            **delivery, **state,
-        })
+        record_figures(
+            "silent_participant",
+            {
+                "participant_timeout_s": TIMEOUT_S,
+                "participant_left_after_last_poll_s": round(max(left), 2),
+                "participant_queue_expires_s": QUEUE_EXPIRES_S,
+                "queue_deleted_after_last_poll_s": round(queue_gone, 1),
+                **delivery,
+                **state,
+            },
+        )
     finally:
         if call:
             call.stop()

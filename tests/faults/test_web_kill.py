@@ -65,28 +65,40 @@ def test_kill_9_of_a_web_instance_moves_clients_without_loss(fault_dir, vhost_ur
         lateness = []
         for sender_client, n, at in acked_after_kill:
             for c in call.members(sender_client):
-                arrival = c.arrival_of(lambda m, s=sender_client, n=n: m["type"] == "message"
-                                       and m["payload"].get("tag") == call.tag
-                                       and (m["payload"]["from"], m["payload"]["n"]) == (s.participant_id, n))
+                arrival = c.arrival_of(
+                    lambda m, s=sender_client, n=n: (
+                        m["type"] == "message"
+                        and m["payload"].get("tag") == call.tag
+                        and (m["payload"]["from"], m["payload"]["n"]) == (s.participant_id, n)
+                    )
+                )
                 lateness.append(arrival - at)
-        first_poll_answer = [min(t for t, _m in [(t, m) for t, m in c.inbox if t > killed_at]) - killed_at
-                             for c in call.clients if any(t > killed_at for t, _m in c.inbox)]
+        first_poll_answer = [
+            min(t for t, _m in [(t, m) for t, m in c.inbox if t > killed_at]) - killed_at
+            for c in call.clients
+            if any(t > killed_at for t, _m in c.inbox)
+        ]
         delivery = call.check_delivery()
         state = call.check_state(stack.kms_urls)
         assert all(c.poll_http.prefer % 2 == 1 for c in call.clients), "every client moved to instance 1"
         duplicated, rekeyed = call.duplicated_chats(), call.rekeyed_chats()
         assert duplicated <= rekeyed, f"duplicates not explained by a re-keyed post: {sorted(duplicated - rekeyed)}"
-        record_figures("web_kill", {
-            "poll_wait_s": POLL_WAIT,
-            "messages_acknowledged_after_kill": len(acked_after_kill),
-            "max_delivery_delay_after_kill_s": round(max(lateness), 2),
-            "median_delivery_delay_after_kill_s": round(sorted(lateness)[len(lateness) // 2], 2),
-            "first_message_after_kill_s_max_over_clients": round(max(first_poll_answer), 2),
-            "client_connection_errors": sum(c.stats.connection_errors for c in call.clients),
-            "stale_idempotency_claims": sum(c.stats.stale_idempotency for c in call.clients),
-            "chat_posts_rekeyed": len(rekeyed), "chat_messages_duplicated": len(duplicated),
-            **delivery, **state,
-        })
+        record_figures(
+            "web_kill",
+            {
+                "poll_wait_s": POLL_WAIT,
+                "messages_acknowledged_after_kill": len(acked_after_kill),
+                "max_delivery_delay_after_kill_s": round(max(lateness), 2),
+                "median_delivery_delay_after_kill_s": round(sorted(lateness)[len(lateness) // 2], 2),
+                "first_message_after_kill_s_max_over_clients": round(max(first_poll_answer), 2),
+                "client_connection_errors": sum(c.stats.connection_errors for c in call.clients),
+                "stale_idempotency_claims": sum(c.stats.stale_idempotency for c in call.clients),
+                "chat_posts_rekeyed": len(rekeyed),
+                "chat_messages_duplicated": len(duplicated),
+                **delivery,
+                **state,
+            },
+        )
     finally:
         if call:
             call.stop()

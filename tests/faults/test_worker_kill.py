@@ -39,9 +39,10 @@ def test_kill_9_of_a_worker_under_load_loses_and_repeats_nothing(fault_dir, vhos
         def load() -> None:
             try:
                 for _round in range(3):
-                    threads = [threading.Thread(target=call.subscribe_all if _round == 0 else call.chat_round,
-                                                daemon=True),
-                               threading.Thread(target=call.chat_round, args=(3,), daemon=True)]
+                    threads = [
+                        threading.Thread(target=call.subscribe_all if _round == 0 else call.chat_round, daemon=True),
+                        threading.Thread(target=call.chat_round, args=(3,), daemon=True),
+                    ]
                     for t in threads:
                         t.start()
                     for t in threads:
@@ -87,19 +88,29 @@ def test_kill_9_of_a_worker_under_load_loses_and_repeats_nothing(fault_dir, vhos
         state = call.check_state(stack.kms_urls)
         slowest_offer = max(
             (next(t for t, m in c.inbox if m["type"] == "sdpAnswer" and m["request_id"] == rid) - at)
-            for c in call.clients for rid, (_s, at) in c.offers.items())
-        gathering_missing = sum(1 for c in call.clients for stream in call.expected_streams(c)
-                                if not any(m.get("stream") == stream for m in c.messages("iceGatheringDone")))
-        record_figures("worker_kill", {
-            "tasks_in_flight_on_killed_worker": len(victim_tasks),
-            "in_flight_task_names": sorted(set(victim_tasks.values())),
-            "recovery_s_kill_to_last_redelivered_task_done": round(recovery, 2),
-            "slowest_offer_to_answer_s": round(slowest_offer, 2),
-            "load_settled_after_kill_s": round(settled - killed_at, 2),
-            "streams_without_iceGatheringDone": gathering_missing,
-            "chat_messages_duplicated": len(call.duplicated_chats()),
-            **delivery, **state,
-        })
+            for c in call.clients
+            for rid, (_s, at) in c.offers.items()
+        )
+        gathering_missing = sum(
+            1
+            for c in call.clients
+            for stream in call.expected_streams(c)
+            if not any(m.get("stream") == stream for m in c.messages("iceGatheringDone"))
+        )
+        record_figures(
+            "worker_kill",
+            {
+                "tasks_in_flight_on_killed_worker": len(victim_tasks),
+                "in_flight_task_names": sorted(set(victim_tasks.values())),
+                "recovery_s_kill_to_last_redelivered_task_done": round(recovery, 2),
+                "slowest_offer_to_answer_s": round(slowest_offer, 2),
+                "load_settled_after_kill_s": round(settled - killed_at, 2),
+                "streams_without_iceGatheringDone": gathering_missing,
+                "chat_messages_duplicated": len(call.duplicated_chats()),
+                **delivery,
+                **state,
+            },
+        )
     finally:
         if call:
             call.stop()

@@ -93,9 +93,17 @@ def credentials(s: Scene) -> dict[str, tuple[dict, int]]:
     }
 
 
-CASES = ["another participant's token", "a token of another session", "victim's id signed for another session",
-         "expired token", "forged token (wrong secret)", "tampered token (payload swapped)", "garbage token",
-         "no token", "token under another scheme"]
+CASES = [
+    "another participant's token",
+    "a token of another session",
+    "victim's id signed for another session",
+    "expired token",
+    "forged token (wrong secret)",
+    "tampered token (payload swapped)",
+    "garbage token",
+    "no token",
+    "token under another scheme",
+]
 
 # name: (method, path under the session or participant, body, session-wide)
 ROUTES = {
@@ -113,8 +121,12 @@ ROUTES = {
 # Any participant may send to its session, read it and (without API keys) close it, acting as
 # the token's holder; for those routes another participant's token is not a wrong credential.
 MEMBER_IS_ENOUGH = {"another participant's token"}
-MATRIX = [(route, case) for route, (_m, _p, _b, session_wide) in ROUTES.items() for case in CASES
-          if not (session_wide and case in MEMBER_IS_ENOUGH)]
+MATRIX = [
+    (route, case)
+    for route, (_m, _p, _b, session_wide) in ROUTES.items()
+    for case in CASES
+    if not (session_wide and case in MEMBER_IS_ENOUGH)
+]
 
 
 @pytest.mark.parametrize(("route", "case"), MATRIX)
@@ -125,7 +137,8 @@ def test_refused_and_nothing_changes(scene, route, case):
     before = room.snapshot()
     assert before["state"] == "open"
     assert {p["participant_id"]: (p["state"], p["publishing"]) for p in before["participants"]}[
-        alice.participant_id] == ("joined", True)
+        alice.participant_id
+    ] == ("joined", True)
     url = path.format(p=alice.base, s=room.url)
     for _attempt in range(2):  # twice: a poll that got through would have trimmed the outbox
         response = room.api.http.request(method, url, json=body, headers=headers)
@@ -158,8 +171,9 @@ def test_api_key_does_not_stand_in_for_a_participant_token(scene):
     for method, path, body, _session_wide in ROUTES.values():
         if path == "{s}":
             continue  # reading and closing a session are what API keys are for
-        response = room.api.http.request(method, path.format(p=alice.base, s=room.url), json=body,
-                                         headers={"X-API-Key": "anything"})
+        response = room.api.http.request(
+            method, path.format(p=alice.base, s=room.url), json=body, headers={"X-API-Key": "anything"}
+        )
         assert_error(response, 401)
     assert room.snapshot() == before
 
@@ -196,8 +210,7 @@ WRONG_KEYS = {
 @pytest.mark.parametrize("case", list(WRONG_KEYS))
 def test_session_creation_needs_a_valid_key(keyed_stack, case):
     count = session_documents(keyed_stack.env["MONGODB_URI"])
-    response = requests.post(f"{keyed_stack.base_url}/api/v1/sessions", json={"name": "x"},
-                             headers=WRONG_KEYS[case])
+    response = requests.post(f"{keyed_stack.base_url}/api/v1/sessions", json={"name": "x"}, headers=WRONG_KEYS[case])
     assert_error(response, 401)
     assert session_documents(keyed_stack.env["MONGODB_URI"]) == count
 
@@ -205,17 +218,19 @@ def test_session_creation_needs_a_valid_key(keyed_stack, case):
 @pytest.mark.parametrize("key", KEYS)
 def test_session_creation_with_a_valid_key(keyed_stack, key):
     count = session_documents(keyed_stack.env["MONGODB_URI"])
-    response = requests.post(f"{keyed_stack.base_url}/api/v1/sessions", json={"name": "keyed"},
-                             headers={"X-API-Key": key})
+    response = requests.post(
+        f"{keyed_stack.base_url}/api/v1/sessions", json={"name": "keyed"}, headers={"X-API-Key": key}
+    )
     assert response.status_code == 201, response.text
     assert session_documents(keyed_stack.env["MONGODB_URI"]) == count + 1
     session = response.json()
     # The key reads the session; joining needs only the join token.
-    detail = requests.get(f"{keyed_stack.base_url}/api/v1/sessions/{session['session_id']}",
-                          headers={"X-API-Key": key})
+    detail = requests.get(f"{keyed_stack.base_url}/api/v1/sessions/{session['session_id']}", headers={"X-API-Key": key})
     assert detail.status_code == 200 and detail.json()["name"] == "keyed"
-    joined = requests.post(f"{keyed_stack.base_url}/api/v1/sessions/{session['session_id']}/participants",
-                           json={"display_name": "alice", "join_token": session["join_token"]})
+    joined = requests.post(
+        f"{keyed_stack.base_url}/api/v1/sessions/{session['session_id']}/participants",
+        json={"display_name": "alice", "join_token": session["join_token"]},
+    )
     assert joined.status_code == 201, joined.text
 
 
@@ -223,8 +238,10 @@ def test_session_creation_with_a_valid_key(keyed_stack, key):
 def test_session_deletion_needs_a_valid_key(keyed, case):
     room = Room.open(keyed, ("alice", "bob"))
     alice = room.members[0]
-    headers = {"a participant's token": alice.headers,
-               "wrong key with a participant's token": {**alice.headers, "X-API-Key": "k3"}}.get(case)
+    headers = {
+        "a participant's token": alice.headers,
+        "wrong key with a participant's token": {**alice.headers, "X-API-Key": "k3"},
+    }.get(case)
     headers = WRONG_KEYS[case] if headers is None else headers
     before = room.snapshot()
     response = keyed.http.delete(room.url, headers=headers)
@@ -250,7 +267,5 @@ def test_reading_a_session_with_a_wrong_key(keyed):
 
 
 def test_unknown_session_with_a_valid_key(keyed):
-    assert_error(keyed.http.get(f"{keyed.base}/api/v1/sessions/{uuid.uuid4().hex}", headers=keyed.key_headers),
-                 404)
-    assert_error(keyed.http.delete(f"{keyed.base}/api/v1/sessions/{uuid.uuid4().hex}",
-                                   headers=keyed.key_headers), 404)
+    assert_error(keyed.http.get(f"{keyed.base}/api/v1/sessions/{uuid.uuid4().hex}", headers=keyed.key_headers), 404)
+    assert_error(keyed.http.delete(f"{keyed.base}/api/v1/sessions/{uuid.uuid4().hex}", headers=keyed.key_headers), 404)

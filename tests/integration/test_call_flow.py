@@ -77,8 +77,13 @@ def test_candidates_sent_before_the_offer_reach_the_endpoint(api, db, kms_url):
     alice = api.join(session, "alice")
     assert alice.candidates(PUBLISH, PUBLISH_CANDIDATES).status_code == 202
     # The offer goes only once the worker has buffered them (no endpoint yet): this is the buffer's test.
-    wait_until(lambda: len(getattr(Endpoint.find(alice.participant_id, PUBLISH), "pending_candidates", [])) ==
-               len(PUBLISH_CANDIDATES), "candidates buffered")
+    wait_until(
+        lambda: (
+            len(getattr(Endpoint.find(alice.participant_id, PUBLISH), "pending_candidates", []))
+            == len(PUBLISH_CANDIDATES)
+        ),
+        "candidates buffered",
+    )
     request_id = alice.offer(PUBLISH_SDP)
     alice.wait_type("sdpAnswer", request_id=request_id)
     # The buffered candidates are applied before gatherCandidates, so they are all in by now.
@@ -118,15 +123,21 @@ def test_leave_releases_every_endpoint_of_the_leaver_and_fed_by_it(api, db, kms,
     def endpoint_id(owner, stream):
         return Endpoint.find(owner.participant_id, stream).kurento.id
 
-    released = {endpoint_id(alice, PUBLISH), endpoint_id(bob, alice.participant_id),
-                endpoint_id(carol, alice.participant_id), endpoint_id(alice, bob.participant_id)}
+    released = {
+        endpoint_id(alice, PUBLISH),
+        endpoint_id(bob, alice.participant_id),
+        endpoint_id(carol, alice.participant_id),
+        endpoint_id(alice, bob.participant_id),
+    }
     kept = {endpoint_id(bob, PUBLISH), endpoint_id(carol, bob.participant_id)}
     pipeline = Session.objects(id=session["session_id"]).first().pipeline.id
     assert set(kms.proxy(pipeline).invoke("getChildren")) == released | kept
 
     settings = load_settings(stack.env)
-    binding = (topology.session_exchange(settings, session["session_id"]).name,
-               topology.participant_queue(settings, session["session_id"], alice.participant_id).name)
+    binding = (
+        topology.session_exchange(settings, session["session_id"]).name,
+        topology.participant_queue(settings, session["session_id"], alice.participant_id).name,
+    )
     assert binding in rabbit.bindings(stack.env["RABBITMQ_URL"])
 
     assert alice.leave().status_code == 202
@@ -192,8 +203,13 @@ def test_rejoin_gives_fresh_media_and_an_offer_right_after_it_is_kept(api, db):
     request_id = alice.offer(PUBLISH_SDP)  # at once: no waiting for the release to finish
     alice.wait_type("sdpAnswer", request_id=request_id)
     bob.wait_type("streamUnpublished", participant_id=alice.participant_id)
-    bob.wait_for(lambda m: m["type"] == "streamPublished" and m["seq"] > bob.inbox[0]["seq"] and
-                 [x["type"] for x in bob.inbox].count("streamPublished") >= 2)
+    bob.wait_for(
+        lambda m: (
+            m["type"] == "streamPublished"
+            and m["seq"] > bob.inbox[0]["seq"]
+            and [x["type"] for x in bob.inbox].count("streamPublished") >= 2
+        )
+    )
     fresh = Endpoint.find(alice.participant_id, PUBLISH)
     assert fresh is not None and fresh.kurento.id != old
     assert Endpoint.find(bob.participant_id, alice.participant_id) is None  # bob resubscribes to the new stream

@@ -15,8 +15,14 @@ pytestmark = pytest.mark.integration
 
 
 def run_cli(*args: str, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "signaling_cli", *args], env={**os.environ, **env}, cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "signaling_cli", *args],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_doctor_reports_a_healthy_deployment(stack):
@@ -36,8 +42,9 @@ def test_doctor_names_what_is_broken_and_how_to_fix_it(stack):
 
 
 def test_help_lists_every_command():
-    result = subprocess.run([sys.executable, "-m", "signaling_cli", "--help"], capture_output=True, text=True,
-                            cwd=ROOT, timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-m", "signaling_cli", "--help"], capture_output=True, text=True, cwd=ROOT, timeout=30
+    )
     for command in ("run", "worker", "web", "emulator", "bench", "doctor"):
         assert command in result.stdout
 
@@ -47,9 +54,14 @@ def test_doctor_prints_each_check_as_it_completes(stack):
     the broker and database lines must already be out while it waits."""
     silent = socket.create_server(("127.0.0.1", 0))
     silent_url = f"ws://127.0.0.1:{silent.getsockname()[1]}/kurento"
-    doctor = subprocess.Popen([sys.executable, "-m", "signaling_cli", "doctor"], cwd=ROOT, text=True,
-                              env={**os.environ, **stack.env, "KMS_URLS": silent_url},
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    doctor = subprocess.Popen(
+        [sys.executable, "-m", "signaling_cli", "doctor"],
+        cwd=ROOT,
+        text=True,
+        env={**os.environ, **stack.env, "KMS_URLS": silent_url},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         assert doctor.stdout.readline().startswith("ok   broker")
         assert doctor.stdout.readline().startswith("ok   database")

@@ -40,8 +40,13 @@ def test_a_redelivered_offer_answers_once(api, db, task_sender):
     alice = api.join(session, "alice")
     alice.wait_type("participantJoined", participant_id=alice.participant_id)
     request_id = uuid.uuid4().hex
-    args = dict(session_id=session["session_id"], participant_id=alice.participant_id, stream=PUBLISH,
-                sdp=PUBLISH_SDP, request_id=request_id)
+    args = dict(
+        session_id=session["session_id"],
+        participant_id=alice.participant_id,
+        stream=PUBLISH,
+        sdp=PUBLISH_SDP,
+        request_id=request_id,
+    )
     task_sender("media.process_offer", **args)
     task_sender("media.process_offer", **args)  # the same message again, as after a lost ack
     alice.wait_type("iceGatheringDone", stream=PUBLISH)
@@ -58,8 +63,13 @@ def test_redelivered_leave_announces_once(api, db, task_sender):
     bob = api.join(session, "bob")
     alice.leave()
     bob.wait_type("participantLeft", participant_id=alice.participant_id)
-    task_sender("media.finish_leave", session_id=session["session_id"], participant_id=alice.participant_id,
-                reason="left", was_publishing=False)
+    task_sender(
+        "media.finish_leave",
+        session_id=session["session_id"],
+        participant_id=alice.participant_id,
+        reason="left",
+        was_publishing=False,
+    )
     assert bob.send({"marker": 1}).status_code == 202
     bob.wait_type("message")
     assert [m["type"] for m in bob.inbox].count("participantLeft") == 1
@@ -86,8 +96,12 @@ def test_racing_workers_create_exactly_one_pipeline(db):
     creations = PipelineCreations(kms_url)
     with multiprocessing.Manager() as shared:
         results = shared.list()
-        workers = [multiprocessing.get_context("spawn").Process(
-            target=_race_for_pipeline, args=(db.env, session.id, 4, results)) for _ in range(2)]
+        workers = [
+            multiprocessing.get_context("spawn").Process(
+                target=_race_for_pipeline, args=(db.env, session.id, 4, results)
+            )
+            for _ in range(2)
+        ]
         for worker in workers:
             worker.start()
         for worker in workers:

@@ -259,15 +259,18 @@ def test_one_publisher_three_receivers_through_connect(media_server):
                 await rpc.wait_event(source, "MediaFlowInStateChanged", state="FLOWING", mediaType=media_type)
                 for sink in sinks:
                     await rpc.wait_event(sink, "MediaFlowOutStateChanged", state="FLOWING", mediaType=media_type)
-            sources = await rpc.call("invoke", object=source, operation="getSinkConnections",
-                                     operationParams={"mediaType": "VIDEO"})
+            sources = await rpc.call(
+                "invoke", object=source, operation="getSinkConnections", operationParams={"mediaType": "VIDEO"}
+            )
             assert sorted(c["sink"] for c in sources) == sorted(sinks)
 
             print()
             for index in range(3):
                 when = "connected before the publisher negotiated" if index < 2 else "connected to a running stream"
-                line = f"receiver {index + 1} ({when}): processOffer -> first decoded frame " \
-                       f"{(first_frame[index] - offered[index]) * 1000:.0f} ms"
+                line = (
+                    f"receiver {index + 1} ({when}): processOffer -> first decoded frame "
+                    f"{(first_frame[index] - offered[index]) * 1000:.0f} ms"
+                )
                 if index < 2:
                     since_publisher = (first_frame[index] - publisher_offered) * 1000
                     line += f"; from the publisher's processOffer {since_publisher:.0f} ms"

@@ -151,8 +151,12 @@ def test_control_path_exists_only_with_test_control(emulator: Emulator) -> None:
         client.invoke(endpoint, "addIceCandidate", candidate=candidate)
         with connect(server.url.replace("/kurento", "/_emulator/control")) as control:
             control.send(json.dumps({"command": "endpoint", "object": endpoint}))
-            assert json.loads(control.recv(5)) == {"ok": True, "remoteCandidates": [candidate], "negotiated": False,
-                                                   "gatheringStarted": False}
+            assert json.loads(control.recv(5)) == {
+                "ok": True,
+                "remoteCandidates": [candidate],
+                "negotiated": False,
+                "gatheringStarted": False,
+            }
             control.send(json.dumps({"command": "sessions"}))
             assert json.loads(control.recv(5))["sessions"][session] == {"bound": True, "resumed": 0, "objects": 2}
             control.send(json.dumps({"command": "dropConnections", "sessionId": session}))
@@ -166,8 +170,16 @@ def test_control_path_exists_only_with_test_control(emulator: Emulator) -> None:
             assert again.invoke(endpoint, "getMediaPipeline") == pipeline
             # raiseEvent goes where a real event goes: to the bound connection of each subscribed session.
             again.value("subscribe", {"object": endpoint, "type": "IceComponentStateChanged"})
-            control.send(json.dumps({"command": "raiseEvent", "object": endpoint, "type": "IceComponentStateChanged",
-                                     "data": {"streamId": 1, "componentId": 1, "state": "FAILED"}}))
+            control.send(
+                json.dumps(
+                    {
+                        "command": "raiseEvent",
+                        "object": endpoint,
+                        "type": "IceComponentStateChanged",
+                        "data": {"streamId": 1, "componentId": 1, "state": "FAILED"},
+                    }
+                )
+            )
             assert json.loads(control.recv(5)) == {"ok": True, "delivered": 1}
             event = again.wait_event("IceComponentStateChanged", endpoint)
             assert event["data"]["state"] == "FAILED" and event["data"]["source"] == endpoint
@@ -206,8 +218,11 @@ def test_ping_after_binding_carries_session_id(rpc: Rpc) -> None:
 def test_parse_error(rpc: Rpc) -> None:
     rpc.send("{not json")
     message = rpc.receive()
-    assert message == {"error": {"code": -32700, "data": {"type": "PARSE_ERROR"}, "message": "Parse error."},
-                       "id": None, "jsonrpc": "2.0"}
+    assert message == {
+        "error": {"code": -32700, "data": {"type": "PARSE_ERROR"}, "message": "Parse error."},
+        "id": None,
+        "jsonrpc": "2.0",
+    }
 
 
 def test_batch_is_invalid_request_with_null_id(rpc: Rpc) -> None:
@@ -233,8 +248,10 @@ def test_session_created_lazily_bound_and_injected(rpc: Rpc) -> None:
     # no sessionId in the next request: the bound one is injected
     describe = rpc.call("describe", {"object": create["result"]["value"]})
     assert describe["result"]["sessionId"] == session
-    assert rpc.raw[-1].startswith('{"id":1,"jsonrpc":"2.0","result":{"hierarchy":["kurento.MediaObject"],'
-                                  '"qualifiedType":"kurento.MediaPipeline","sessionId":"')
+    assert rpc.raw[-1].startswith(
+        '{"id":1,"jsonrpc":"2.0","result":{"hierarchy":["kurento.MediaObject"],'
+        '"qualifiedType":"kurento.MediaPipeline","sessionId":"'
+    )
 
 
 def test_connect_semantics(emulator: Emulator, rpc: Rpc) -> None:
@@ -245,7 +262,10 @@ def test_connect_semantics(emulator: Emulator, rpc: Rpc) -> None:
     again = other.call("connect", {"sessionId": first["sessionId"]})["result"]
     assert again == first
     assert error_of(other.call("connect", {"sessionId": "nope"})) == {
-        "code": 40007, "data": {"type": "INVALID_SESSION"}, "message": "Invalid session"}
+        "code": 40007,
+        "data": {"type": "INVALID_SESSION"},
+        "message": "Invalid session",
+    }
     other.close()
 
 
@@ -337,14 +357,13 @@ def test_gc_collects_unbound_sessions_and_their_objects() -> None:
 def test_void_invoke_release_and_unsubscribe_shapes(rpc: Rpc) -> None:
     pipeline, endpoint = new_pipeline_and_endpoint(rpc)
     session = rpc.call("ping")["result"]["sessionId"]
-    assert rpc.call("invoke", {"object": pipeline, "operation": "setName",
-                               "operationParams": {"name": "room"}})["result"] == {"sessionId": session,
-                                                                                    "value": None}
+    assert rpc.call("invoke", {"object": pipeline, "operation": "setName", "operationParams": {"name": "room"}})[
+        "result"
+    ] == {"sessionId": session, "value": None}
     assert rpc.raw[-1].endswith(f'"result":{{"sessionId":"{session}","value":null}}}}')
     sub = rpc.value("subscribe", {"object": endpoint, "type": "IceCandidateFound"})
     assert rpc.call("unsubscribe", {"object": endpoint, "subscription": sub})["result"] == {"sessionId": session}
-    assert rpc.call("unsubscribe", {"object": endpoint, "subscription": "nope"})["result"] == {
-        "sessionId": session}
+    assert rpc.call("unsubscribe", {"object": endpoint, "subscription": "nope"})["result"] == {"sessionId": session}
     assert rpc.call("release", {"object": pipeline})["result"] == {"sessionId": session}
     assert rpc.call("release", {"object": pipeline})["result"] == {"sessionId": session}
     assert rpc.call("release", {"object": "never-existed"})["result"] == {"sessionId": session}
@@ -352,33 +371,54 @@ def test_void_invoke_release_and_unsubscribe_shapes(rpc: Rpc) -> None:
 
 def test_object_errors(rpc: Rpc) -> None:
     pipeline, endpoint = new_pipeline_and_endpoint(rpc)
-    assert error_of(rpc.call("invoke", {"object": endpoint, "operation": "foo",
-                                        "operationParams": {"a": 1, "b": 2}})) == {
-        "code": 40008, "data": {"type": "MALFORMED_TRANSACTION"},
-        "message": "Method 'foo' with 2 parameters not found"}
+    assert error_of(
+        rpc.call("invoke", {"object": endpoint, "operation": "foo", "operationParams": {"a": 1, "b": 2}})
+    ) == {
+        "code": 40008,
+        "data": {"type": "MALFORMED_TRANSACTION"},
+        "message": "Method 'foo' with 2 parameters not found",
+    }
     assert error_of(rpc.call("invoke", {"object": pipeline, "operation": "getChilds"}))["message"] == (
-        "Method 'getChilds' with 0 parameters not found")
+        "Method 'getChilds' with 0 parameters not found"
+    )
     assert error_of(rpc.call("create", {"type": "Nope"})) == {
-        "code": 40108, "data": {"type": "MEDIA_OBJECT_NOT_AVAILABLE"}, "message": "Factory 'Nope' not found"}
+        "code": 40108,
+        "data": {"type": "MEDIA_OBJECT_NOT_AVAILABLE"},
+        "message": "Factory 'Nope' not found",
+    }
     assert error_of(rpc.call("describe", {"object": "nope"})) == {
-        "code": 40101, "data": {"type": "MEDIA_OBJECT_NOT_FOUND"}, "message": "Object 'nope' not found"}
+        "code": 40101,
+        "data": {"type": "MEDIA_OBJECT_NOT_FOUND"},
+        "message": "Object 'nope' not found",
+    }
     assert error_of(rpc.call("describe", {})) == {"code": -32000, "message": "'object' parameter is required"}
     assert error_of(rpc.call("create", {"type": 5})) == {
-        "code": -32000, "message": "'type' parameter should be a string"}
+        "code": -32000,
+        "message": "'type' parameter should be a string",
+    }
     assert error_of(rpc.call("create", {"type": "WebRtcEndpoint"}))["code"] == 40001
-    assert error_of(rpc.call("create", {"type": "WebRtcEndpoint",
-                                        "constructorParams": {"mediaPipeline": "gone"}}))["code"] == 40101
+    assert (
+        error_of(rpc.call("create", {"type": "WebRtcEndpoint", "constructorParams": {"mediaPipeline": "gone"}}))["code"]
+        == 40101
+    )
     assert error_of(rpc.call("invoke", {"object": "newref:0", "operation": "getName"}))["code"] == 40109
     assert "sessionId" not in json.dumps(rpc.call("describe", {"object": "nope"}))
 
 
 def test_unknown_and_removed_events_are_not_supported(rpc: Rpc) -> None:
     _, endpoint = new_pipeline_and_endpoint(rpc)
-    for name in ("OnIceCandidate", "OnIceGatheringDone", "IceComponentStateChange", "MediaFlowInStateChange",
-                 "Whatever"):
+    for name in (
+        "OnIceCandidate",
+        "OnIceGatheringDone",
+        "IceComponentStateChange",
+        "MediaFlowInStateChange",
+        "Whatever",
+    ):
         assert error_of(rpc.call("subscribe", {"object": endpoint, "type": name})) == {
-            "code": 40106, "data": {"type": "MEDIA_OBJECT_EVENT_NOT_SUPPORTED"},
-            "message": f"Event '{name}' not supported"}
+            "code": 40106,
+            "data": {"type": "MEDIA_OBJECT_EVENT_NOT_SUPPORTED"},
+            "message": f"Event '{name}' not supported",
+        }
     for name in ("IceCandidateFound", "MediaStateChanged", "MediaSessionStarted", "ElementConnected", "Error"):
         assert rpc.value("subscribe", {"object": endpoint, "type": name})
     assert rpc.value("subscribe", {"object": "manager_ServerManager", "type": "ObjectCreated"})
@@ -388,8 +428,14 @@ def test_describe_hierarchy(rpc: Rpc) -> None:
     _, endpoint = new_pipeline_and_endpoint(rpc)
     result = rpc.call("describe", {"object": endpoint})["result"]
     assert result["type"] == "WebRtcEndpoint" and result["qualifiedType"] == "kurento.WebRtcEndpoint"
-    assert result["hierarchy"] == ["kurento.BaseRtpEndpoint", "kurento.SdpEndpoint", "kurento.SessionEndpoint",
-                                   "kurento.Endpoint", "kurento.MediaElement", "kurento.MediaObject"]
+    assert result["hierarchy"] == [
+        "kurento.BaseRtpEndpoint",
+        "kurento.SdpEndpoint",
+        "kurento.SessionEndpoint",
+        "kurento.Endpoint",
+        "kurento.MediaElement",
+        "kurento.MediaObject",
+    ]
     manager = rpc.call("describe", {"object": "manager_ServerManager"})["result"]
     assert (manager["type"], manager["hierarchy"]) == ("ServerManager", ["kurento.MediaObject"])
 
@@ -409,8 +455,7 @@ def test_ids_and_media_object_getters(rpc: Rpc) -> None:
     assert rpc.invoke(endpoint, "getMaxVideoSendBandwidth") == 900
     assert rpc.invoke(endpoint, "getStunServerAddress") == ""
     rpc.invoke(endpoint, "addTag", key="k", value="v")
-    assert rpc.invoke(endpoint, "getTags") == [{"__module__": "kurento", "__type__": "Tag", "key": "k",
-                                                "value": "v"}]
+    assert rpc.invoke(endpoint, "getTags") == [{"__module__": "kurento", "__type__": "Tag", "key": "k", "value": "v"}]
     rpc.call("release", {"object": pipeline})
     assert error_of(rpc.call("invoke", {"object": endpoint, "operation": "getName"}))["code"] == 40101
 
@@ -431,8 +476,15 @@ def test_server_manager(rpc: Rpc) -> None:
     assert isinstance(rpc.invoke("manager_ServerManager", "getUsedCpu", interval=300), float)
     assert time.monotonic() - started >= 0.3
     assert json.loads(rpc.invoke("manager_ServerManager", "getKmd", moduleName="core"))["name"] == "core"
-    assert error_of(rpc.call("invoke", {"object": "manager_ServerManager", "operation": "getKmd",
-                                        "operationParams": {"moduleName": "x"}}))["code"] == 40500
+    assert (
+        error_of(
+            rpc.call(
+                "invoke",
+                {"object": "manager_ServerManager", "operation": "getKmd", "operationParams": {"moduleName": "x"}},
+            )
+        )["code"]
+        == 40500
+    )
     rpc.call("release", {"object": "manager_ServerManager"})
     assert rpc.invoke("manager_ServerManager", "getCpuCount") >= 1
 
@@ -458,25 +510,40 @@ def test_object_created_and_destroyed_events(rpc: Rpc) -> None:
 # -- negotiation -----------------------------------------------------------------------------------------------
 def test_negotiation_state_errors(rpc: Rpc) -> None:
     pipeline, endpoint = new_pipeline_and_endpoint(rpc)
-    assert error_of(rpc.call("invoke", {"object": endpoint, "operation": "getLocalSessionDescriptor"}))[
-        "code"] == 40202
-    assert error_of(rpc.call("invoke", {"object": endpoint, "operation": "getRemoteSessionDescriptor"}))[
-        "code"] == 40203
-    assert error_of(rpc.call("invoke", {"object": endpoint, "operation": "processAnswer",
-                                        "operationParams": {"answer": OFFER}}))["code"] == 40209
-    assert error_of(rpc.call("invoke", {"object": endpoint, "operation": "processOffer",
-                                        "operationParams": {"offer": "hello"}}))["code"] == 40201
-    assert error_of(rpc.call("invoke", {"object": endpoint, "operation": "processOffer",
-                                        "operationParams": {"offer": 5}}))["code"] == 40001
+    assert error_of(rpc.call("invoke", {"object": endpoint, "operation": "getLocalSessionDescriptor"}))["code"] == 40202
+    assert (
+        error_of(rpc.call("invoke", {"object": endpoint, "operation": "getRemoteSessionDescriptor"}))["code"] == 40203
+    )
+    assert (
+        error_of(
+            rpc.call("invoke", {"object": endpoint, "operation": "processAnswer", "operationParams": {"answer": OFFER}})
+        )["code"]
+        == 40209
+    )
+    assert (
+        error_of(
+            rpc.call("invoke", {"object": endpoint, "operation": "processOffer", "operationParams": {"offer": "hello"}})
+        )["code"]
+        == 40201
+    )
+    assert (
+        error_of(
+            rpc.call("invoke", {"object": endpoint, "operation": "processOffer", "operationParams": {"offer": 5}})
+        )["code"]
+        == 40001
+    )
     answer = rpc.invoke(endpoint, "processOffer", offer=OFFER)
     assert answer.startswith("v=0\r\n")
     assert rpc.invoke(endpoint, "getLocalSessionDescriptor") == answer
     assert rpc.invoke(endpoint, "getRemoteSessionDescriptor") == OFFER
     for operation, params in (("processOffer", {"offer": OFFER}), ("generateOffer", {})):
-        assert error_of(rpc.call("invoke", {"object": endpoint, "operation": operation,
-                                            "operationParams": params})) == {
-            "code": 40208, "data": {"type": "SDP_END_POINT_ALREADY_NEGOTIATED"},
-            "message": "Endpoint already negotiated"}
+        assert error_of(
+            rpc.call("invoke", {"object": endpoint, "operation": operation, "operationParams": params})
+        ) == {
+            "code": 40208,
+            "data": {"type": "SDP_END_POINT_ALREADY_NEGOTIATED"},
+            "message": "Endpoint already negotiated",
+        }
     offerer = rpc.value("create", {"type": "WebRtcEndpoint", "constructorParams": {"mediaPipeline": pipeline}})
     offer = rpc.invoke(offerer, "generateOffer")
     assert "a=setup:actpass" in offer
@@ -486,13 +553,22 @@ def test_negotiation_state_errors(rpc: Rpc) -> None:
 def test_full_ice_sequence_with_events(rpc: Rpc) -> None:
     pipeline, publisher = new_pipeline_and_endpoint(rpc)
     viewer = rpc.value("create", {"type": "WebRtcEndpoint", "constructorParams": {"mediaPipeline": pipeline}})
-    events = ("IceCandidateFound", "IceGatheringDone", "IceComponentStateChanged", "NewCandidatePairSelected",
-              "MediaStateChanged", "MediaFlowInStateChanged", "MediaSessionStarted", "ElementConnected")
+    events = (
+        "IceCandidateFound",
+        "IceGatheringDone",
+        "IceComponentStateChanged",
+        "NewCandidatePairSelected",
+        "MediaStateChanged",
+        "MediaFlowInStateChanged",
+        "MediaSessionStarted",
+        "ElementConnected",
+    )
     for name in events:
         rpc.value("subscribe", {"object": publisher, "type": name})
     # a remote candidate before any SDP is accepted and kept
-    rpc.invoke(publisher, "addIceCandidate", candidate={"__module__": "kurento", "__type__": "IceCandidate",
-                                                        **CANDIDATES[0]})
+    rpc.invoke(
+        publisher, "addIceCandidate", candidate={"__module__": "kurento", "__type__": "IceCandidate", **CANDIDATES[0]}
+    )
     rpc.invoke(publisher, "addIceCandidate", candidate={"candidate": "", "sdpMid": "0", "sdpMLineIndex": 0})
     rpc.invoke(publisher, "connect", sink=viewer)
     rpc.invoke(publisher, "connect", sink=viewer)  # repeated connect is fine (group-call tutorial)
@@ -511,9 +587,15 @@ def test_full_ice_sequence_with_events(rpc: Rpc) -> None:
     assert flow["state"] == "FLOWING" and flow["mediaType"] in ("AUDIO", "VIDEO")
     sinks = rpc.invoke(publisher, "getSinkConnections")
     assert [c["type"] for c in sinks] == ["AUDIO", "DATA", "VIDEO"]
-    assert sinks[0] == {"__module__": "kurento", "__type__": "ElementConnectionData", "sink": viewer,
-                        "source": publisher, "sinkDescription": "default", "sourceDescription": "default",
-                        "type": "AUDIO"}
+    assert sinks[0] == {
+        "__module__": "kurento",
+        "__type__": "ElementConnectionData",
+        "sink": viewer,
+        "source": publisher,
+        "sinkDescription": "default",
+        "sourceDescription": "default",
+        "type": "AUDIO",
+    }
     assert len(rpc.invoke(viewer, "getSourceConnections", mediaType="VIDEO")) == 1
     rpc.invoke(publisher, "disconnect", sink=viewer, mediaType="VIDEO")
     assert [c["type"] for c in rpc.invoke(publisher, "getSinkConnections")] == ["AUDIO", "DATA"]
@@ -538,10 +620,18 @@ def test_send_tags_in_events(rpc: Rpc) -> None:
 def test_transaction_with_newref(rpc: Rpc) -> None:
     operations = [
         {"jsonrpc": "2.0", "id": 0, "method": "create", "params": {"type": "MediaPipeline"}},
-        {"jsonrpc": "2.0", "id": 1, "method": "create",
-         "params": {"type": "WebRtcEndpoint", "constructorParams": {"mediaPipeline": "newref:0"}}},
-        {"jsonrpc": "2.0", "id": 2, "method": "invoke",
-         "params": {"object": "newref:1", "operation": "getMediaPipeline"}},
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "create",
+            "params": {"type": "WebRtcEndpoint", "constructorParams": {"mediaPipeline": "newref:0"}},
+        },
+        {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "invoke",
+            "params": {"object": "newref:1", "operation": "getMediaPipeline"},
+        },
     ]
     result = rpc.call("transaction", {"operations": operations})["result"]
     responses = result["value"]
@@ -555,7 +645,10 @@ def test_transaction_with_newref(rpc: Rpc) -> None:
 def test_transaction_errors(rpc: Rpc) -> None:
     bad_id = [{"jsonrpc": "2.0", "id": 3, "method": "create", "params": {"type": "MediaPipeline"}}]
     assert error_of(rpc.call("transaction", {"operations": bad_id})) == {
-        "code": 40008, "data": {"type": "MALFORMED_TRANSACTION"}, "message": "Id of request '3' should be '0'"}
+        "code": 40008,
+        "data": {"type": "MALFORMED_TRANSACTION"},
+        "message": "Id of request '3' should be '0'",
+    }
     stops = [
         {"jsonrpc": "2.0", "id": 0, "method": "describe", "params": {"object": "nope"}},
         {"jsonrpc": "2.0", "id": 1, "method": "create", "params": {"type": "MediaPipeline"}},

@@ -22,8 +22,9 @@ SDP = read_fixture("chromium-publish.sdp")
 def flower(stack):
     # Flower 2 serves its JSON API only with authentication, or with this switch.
     env = {**stack.env, "FLOWER_UNAUTHENTICATED_API": "true"}
-    proc = processes.start_flower(env, stack.log_dir, port=processes.free_port(),
-                                  name=f"{stack.env['SIGNALING_PREFIX']}-flower")
+    proc = processes.start_flower(
+        env, stack.log_dir, port=processes.free_port(), name=f"{stack.env['SIGNALING_PREFIX']}-flower"
+    )
     try:
         processes.wait_for_port(proc.port, 60, proc)
         yield proc
@@ -48,8 +49,14 @@ def test_flower_lists_tasks_by_name_with_ids_and_without_sdp(flower, api):
         assert time.monotonic() < deadline, f"Flower never listed a media.process_offer; see {flower.log_path}"
         alice.offer(SDP)
         time.sleep(1.0)
-        shown = next((task for task in flower_tasks(flower, "media.process_offer").values()
-                      if alice.participant_id in (task.get("kwargs") or "")), None)
+        shown = next(
+            (
+                task
+                for task in flower_tasks(flower, "media.process_offer").values()
+                if alice.participant_id in (task.get("kwargs") or "")
+            ),
+            None,
+        )
     kwargs = shown["kwargs"]
     assert shown["name"] == "media.process_offer"
     assert f"'session_id': '{session['session_id']}'" in kwargs
@@ -63,8 +70,10 @@ def test_flower_has_queue_lengths_where_the_management_api_answers(flower, stack
     assert bool(flower.extra["broker_api"]) == available
     # `make test` enables the plugin (scripts/ensure_rabbitmq.sh, as root): without it Flower
     # shows no queue lengths, which is a failure, not a reason to skip.
-    assert available, ("the RabbitMQ management API does not answer: run `rabbitmq-plugins enable "
-                       "rabbitmq_management` as root, or `make test` as root, which does it")
+    assert available, (
+        "the RabbitMQ management API does not answer: run `rabbitmq-plugins enable "
+        "rabbitmq_management` as root, or `make test` as root, which does it"
+    )
     shards = {f"{stack.env['SIGNALING_PREFIX']}.shard.{i}" for i in range(int(stack.env["SHARDS"]))}
     deadline = time.monotonic() + 30
     while True:

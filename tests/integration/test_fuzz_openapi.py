@@ -48,13 +48,24 @@ CHECK_NAMES = tuple(name for name in os.environ.get("FUZZ_EXTRA_CHECKS", "").spl
     "negative_data_rejection",
 )
 
-CONFIG = schemathesis.Config.from_dict({
-    "seed": SEED,
-    "generation": {"mode": "all", "max-examples": MAX_EXAMPLES, "no-shrink": True, "deterministic": True,
-                   "database": "none"},
-    "phases": {"examples": {"enabled": False}, "coverage": {"enabled": False}, "fuzzing": {"enabled": True},
-               "stateful": {"enabled": False}},
-})
+CONFIG = schemathesis.Config.from_dict(
+    {
+        "seed": SEED,
+        "generation": {
+            "mode": "all",
+            "max-examples": MAX_EXAMPLES,
+            "no-shrink": True,
+            "deterministic": True,
+            "database": "none",
+        },
+        "phases": {
+            "examples": {"enabled": False},
+            "coverage": {"enabled": False},
+            "fuzzing": {"enabled": True},
+            "stateful": {"enabled": False},
+        },
+    }
+)
 
 
 class Fixture:
@@ -93,8 +104,10 @@ def wait_for_idle_workers(stack, timeout: float = 60.0) -> None:
     with Connection(settings.rabbitmq_url) as connection:
         channel = connection.channel()
         while time.monotonic() < deadline:
-            waiting = sum(channel.queue_declare(shard_name(settings, i), passive=True).message_count
-                          for i in range(settings.shards))
+            waiting = sum(
+                channel.queue_declare(shard_name(settings, i), passive=True).message_count
+                for i in range(settings.shards)
+            )
             if waiting == 0:
                 time.sleep(1.0)  # the tasks being run (prefetched, unacked) finish
                 return
@@ -140,8 +153,7 @@ def _use_real_ids(case, target: Fixture) -> str:
         return target.member.token
     if _mode(case, "path") == GenerationMode.NEGATIVE:
         return target.member.token  # an invalid path parameter stays invalid
-    session, member = (target.throwaway() if case.method.upper() == "DELETE"
-                       else (target.session, target.member))
+    session, member = target.throwaway() if case.method.upper() == "DELETE" else (target.session, target.member)
     if "session_id" in params:
         params["session_id"] = session["session_id"]
     if "participant_id" in params:
@@ -164,8 +176,14 @@ def test_every_operation_survives_generated_input(label, stack, api_schema, fuzz
     checks = [CHECKS.get_one(name) for name in CHECK_NAMES]
 
     @given(case=cases)
-    @settings(max_examples=MAX_EXAMPLES, derandomize=True, database=None, deadline=None,
-              phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=MAX_EXAMPLES,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
     def run(case):
         token = _use_real_ids(case, fuzz_target)
         _cut_long_polls(case)
@@ -182,25 +200,28 @@ def test_every_operation_survives_generated_input(label, stack, api_schema, fuzz
 
     before = fuzz_target.cases
     run()
-    print(f"\n{label}: {fuzz_target.cases - before} requests; all so far {dict(sorted(fuzz_target.statuses.items()))}, "
-          f"{fuzz_target.real_id_cases} with real ids")
+    print(
+        f"\n{label}: {fuzz_target.cases - before} requests; all so far {dict(sorted(fuzz_target.statuses.items()))}, "
+        f"{fuzz_target.real_id_cases} with real ids"
+    )
 
 
 def assert_error_shape(response) -> None:
     """assert_error of tests.support.checks, for schemathesis's Response."""
     content_type = (response.headers.get("content-type") or [""])[0]
-    assert_error_body(response.status_code, content_type, response.content.decode("utf-8", "replace"),
-                      response.json)
+    assert_error_body(response.status_code, content_type, response.content.decode("utf-8", "replace"), response.json)
 
 
 def test_finding_poll_after_beyond_an_8_byte_int_is_refused(fuzz_target):
     """Found by a 400-example run: `after` above 2**63 - 1 reached MongoDB and was a 500."""
     member = fuzz_target.member
     for after in (2**63, 10**30):
-        response = fuzz_target.api.http.get(f"{member.base}/messages", params={"after": after, "wait": 0},
-                                            headers=member.headers)
+        response = fuzz_target.api.http.get(
+            f"{member.base}/messages", params={"after": after, "wait": 0}, headers=member.headers
+        )
         assert response.status_code == 422, response.text
         assert set(response.json()) == ERROR_KEYS
-    ok = fuzz_target.api.http.get(f"{member.base}/messages", params={"after": 2**63 - 1, "wait": 0},
-                                  headers=member.headers)
+    ok = fuzz_target.api.http.get(
+        f"{member.base}/messages", params={"after": 2**63 - 1, "wait": 0}, headers=member.headers
+    )
     assert ok.status_code == 200, ok.text

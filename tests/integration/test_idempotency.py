@@ -88,8 +88,7 @@ def test_join_replay_counts_one_place_against_the_limit(api):
     url = f"{api.base}/api/v1/sessions/{session['session_id']}/participants"
     same = key()
     for _ in range(3):
-        response = api.http.post(url, json={"display_name": "alice", "join_token": session["join_token"]},
-                                 headers=same)
+        response = api.http.post(url, json={"display_name": "alice", "join_token": session["join_token"]}, headers=same)
         assert response.status_code == 201, response.text
     second = api.http.post(url, json={"display_name": "bob", "join_token": session["join_token"]})
     assert second.status_code == 201, second.text
@@ -99,8 +98,7 @@ def test_message_twice_is_delivered_once(api):
     room = Room.open(api)
     alice, bob = room.members
     url = f"{room.url}/messages"
-    first, second = twice(api.http, url, {"payload": {"n": 1}, "to": bob.participant_id},
-                          {**alice.headers, **key()})
+    first, second = twice(api.http, url, {"payload": {"n": 1}, "to": bob.participant_id}, {**alice.headers, **key()})
     assert first.status_code == 202, first.text
     assert_replayed(first, second)
     assert bob.wait_type("message")["payload"] == {"n": 1}
@@ -122,8 +120,9 @@ def test_broadcast_twice_is_delivered_once(api):
 def test_offer_twice_is_processed_once(api):
     room = Room.open(api)
     alice, bob = room.members
-    first, second = twice(api.http, f"{alice.base}/offers", {"stream": PUBLISH, "sdp": PUBLISH_SDP},
-                          {**alice.headers, **key()})
+    first, second = twice(
+        api.http, f"{alice.base}/offers", {"stream": PUBLISH, "sdp": PUBLISH_SDP}, {**alice.headers, **key()}
+    )
     assert first.status_code == 202, first.text
     assert_replayed(first, second)
     request_id = first.json()["request_id"]
@@ -143,10 +142,15 @@ def test_offer_twice_is_processed_once(api):
 def test_candidates_and_rejoin_replays(api):
     room = Room.open(api)
     alice = room.members[0]
-    candidate = {"candidate": "candidate:1 1 udp 2122194687 192.0.2.2 50720 typ host", "sdpMid": "0",
-                 "sdpMLineIndex": 0}
-    for path, body in ((f"{alice.base}/candidates", {"stream": PUBLISH, "candidate": candidate}),
-                       (f"{alice.base}/rejoin", None)):
+    candidate = {
+        "candidate": "candidate:1 1 udp 2122194687 192.0.2.2 50720 typ host",
+        "sdpMid": "0",
+        "sdpMLineIndex": 0,
+    }
+    for path, body in (
+        (f"{alice.base}/candidates", {"stream": PUBLISH, "candidate": candidate}),
+        (f"{alice.base}/rejoin", None),
+    ):
         first, second = twice(api.http, path, body, {**alice.headers, **key()})
         assert first.status_code == 202, first.text
         assert_replayed(first, second)
@@ -157,8 +161,11 @@ def test_same_key_from_another_participant_is_another_request(api):
     alice, bob, carol = room.members
     shared = key()
     for sender in (alice, bob):
-        response = api.http.post(f"{room.url}/messages", json={"payload": {"n": 1}, "to": carol.participant_id},
-                                 headers={**sender.headers, **shared})
+        response = api.http.post(
+            f"{room.url}/messages",
+            json={"payload": {"n": 1}, "to": carol.participant_id},
+            headers={**sender.headers, **shared},
+        )
         assert response.status_code == 202, response.text
         assert response.headers.get("Idempotent-Replayed") is None
     carol.wait_for(lambda m: m["type"] == "message" and m["from"] == alice.participant_id)
@@ -166,8 +173,12 @@ def test_same_key_from_another_participant_is_another_request(api):
     room.assert_quiet(carol)
     assert len(messages_of(carol, "message")) == 2
     # Offers too: each participant's offer with the same key is its own.
-    ids = [api.http.post(f"{m.base}/offers", json={"stream": PUBLISH, "sdp": PUBLISH_SDP},
-                         headers={**m.headers, **shared}).json()["request_id"] for m in (alice, bob)]
+    ids = [
+        api.http.post(
+            f"{m.base}/offers", json={"stream": PUBLISH, "sdp": PUBLISH_SDP}, headers={**m.headers, **shared}
+        ).json()["request_id"]
+        for m in (alice, bob)
+    ]
     assert ids[0] != ids[1]
     alice.wait_type("sdpAnswer", request_id=ids[0])
     bob.wait_type("sdpAnswer", request_id=ids[1])
@@ -177,8 +188,9 @@ def test_same_key_on_another_route_is_another_request(api):
     room = Room.open(api)
     alice, bob = room.members
     shared = key()
-    offer = api.http.post(f"{alice.base}/offers", json={"stream": PUBLISH, "sdp": PUBLISH_SDP},
-                          headers={**alice.headers, **shared})
+    offer = api.http.post(
+        f"{alice.base}/offers", json={"stream": PUBLISH, "sdp": PUBLISH_SDP}, headers={**alice.headers, **shared}
+    )
     message = api.http.post(f"{room.url}/messages", json={"payload": {"x": 1}}, headers={**alice.headers, **shared})
     assert offer.status_code == 202 and message.status_code == 202
     assert "request_id" in offer.json() and message.json() == {}
@@ -205,8 +217,10 @@ def test_same_key_with_another_body_is_refused_and_does_nothing(stack, api):
     room = Room.open(api)
     alice, bob = room.members
     shared = {**alice.headers, **key()}
-    answers = [api.http.post(f"{room.url}/messages", json={"payload": {"n": n}, "to": bob.participant_id},
-                             headers=shared) for n in (1, 2, 1, 2)]
+    answers = [
+        api.http.post(f"{room.url}/messages", json={"payload": {"n": n}, "to": bob.participant_id}, headers=shared)
+        for n in (1, 2, 1, 2)
+    ]
     assert [a.status_code for a in answers] == [202, 422, 202, 422], [a.text for a in answers]
     assert answers[2].headers.get("Idempotent-Replayed") == "true"
     for refused in (answers[1], answers[3]):
@@ -227,8 +241,10 @@ def test_same_body_in_another_key_order_is_a_repeat(api):
     room = Room.open(api)
     alice, bob = room.members
     headers = {**alice.headers, **key(), "Content-Type": "application/json"}
-    bodies = (json.dumps({"payload": {"a": 1, "b": 2}, "to": bob.participant_id}),
-              json.dumps({"to": bob.participant_id, "payload": {"b": 2, "a": 1}}, indent=2))
+    bodies = (
+        json.dumps({"payload": {"a": 1, "b": 2}, "to": bob.participant_id}),
+        json.dumps({"to": bob.participant_id, "payload": {"b": 2, "a": 1}}, indent=2),
+    )
     answers = [api.http.post(f"{room.url}/messages", data=body, headers=headers) for body in bodies]
     assert_replayed(*answers)
     bob.wait_type("message")
@@ -295,8 +311,7 @@ def _one_did_the_work(results: list[requests.Response], success: int) -> list[di
 def test_concurrent_session_creation_with_one_key(stack, api):
     count = session_documents(stack.env["MONGODB_URI"])
     same = key()
-    results = _at_once(12, lambda http: http.post(f"{api.base}/api/v1/sessions", json={"name": "race"},
-                                                   headers=same))
+    results = _at_once(12, lambda http: http.post(f"{api.base}/api/v1/sessions", json={"name": "race"}, headers=same))
     _one_did_the_work(results, 201)
     assert session_documents(stack.env["MONGODB_URI"]) == count + 1
 
@@ -305,8 +320,10 @@ def test_concurrent_joins_with_one_key(api):
     session = api.create_session()
     url = f"{api.base}/api/v1/sessions/{session['session_id']}/participants"
     same = key()
-    results = _at_once(12, lambda http: http.post(
-        url, json={"display_name": "alice", "join_token": session["join_token"]}, headers=same))
+    results = _at_once(
+        12,
+        lambda http: http.post(url, json={"display_name": "alice", "join_token": session["join_token"]}, headers=same),
+    )
     joined = _one_did_the_work(results, 201)[0]
     headers = {"Authorization": f"Bearer {joined['token']}"}
     detail = api.http.get(f"{api.base}/api/v1/sessions/{session['session_id']}", headers=headers).json()
@@ -317,9 +334,12 @@ def test_concurrent_messages_with_one_key(api):
     room = Room.open(api)
     alice, bob = room.members
     same = {**alice.headers, **key()}
-    results = _at_once(12, lambda http: http.post(f"{room.url}/messages",
-                                                   json={"payload": {"race": 1}, "to": bob.participant_id},
-                                                   headers=same))
+    results = _at_once(
+        12,
+        lambda http: http.post(
+            f"{room.url}/messages", json={"payload": {"race": 1}, "to": bob.participant_id}, headers=same
+        ),
+    )
     _one_did_the_work(results, 202)
     bob.wait_type("message")
     room.assert_quiet(bob, wait=1.5)
@@ -332,9 +352,12 @@ def test_concurrent_offers_with_one_key(api):
     alice.offer(PUBLISH_SDP)
     bob.wait_type("streamPublished", participant_id=alice.participant_id)
     same = {**bob.headers, **key()}
-    results = _at_once(8, lambda http: http.post(f"{bob.base}/offers",
-                                                  json={"stream": alice.participant_id, "sdp": SUBSCRIBE_SDP},
-                                                  headers=same))
+    results = _at_once(
+        8,
+        lambda http: http.post(
+            f"{bob.base}/offers", json={"stream": alice.participant_id, "sdp": SUBSCRIBE_SDP}, headers=same
+        ),
+    )
     request_id = _one_did_the_work(results, 202)[0]["request_id"]
     bob.wait_type("sdpAnswer", request_id=request_id)
     bob.wait_type("iceGatheringDone", stream=alice.participant_id)

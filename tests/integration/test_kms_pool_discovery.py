@@ -27,8 +27,19 @@ NAME = "kms-headless.rtc.svc.cluster.local"
 
 
 def start_emulator_on(address: str, port: int, log_dir, memory_offset_kib: int = 0) -> processes.ManagedProcess:
-    argv = [processes.PYTHON, "-m", "kms_emulator", "--host", address, "--port", str(port), "--mode", "signaling",
-            "--memory-offset-kib", str(memory_offset_kib)]
+    argv = [
+        processes.PYTHON,
+        "-m",
+        "kms_emulator",
+        "--host",
+        address,
+        "--port",
+        str(port),
+        "--mode",
+        "signaling",
+        "--memory-offset-kib",
+        str(memory_offset_kib),
+    ]
     proc = processes.spawn(f"kms-{address}", argv, {}, log_dir, port)
     deadline = time.monotonic() + 30
     while not processes.port_open(port, address):
@@ -48,8 +59,11 @@ def cluster(run_dir, mongodb_uri):
     dns.start()
     discovery = Discovery(Target(NAME, port), interval_s=0.0, resolver=dns.resolver())
     database = mongodb_uri.rsplit("/", 1)[0] + f"/signaling_discovery_{secrets.token_hex(3)}"
-    settings = dataclasses.replace(load_settings({"MONGODB_URI": database, "SECRET_KEY": "x"}),
-                                   kms_urls=KmsUrls((), discovery), kms_discovery_dns=f"{NAME}:{port}")
+    settings = dataclasses.replace(
+        load_settings({"MONGODB_URI": database, "SECRET_KEY": "x"}),
+        kms_urls=KmsUrls((), discovery),
+        kms_discovery_dns=f"{NAME}:{port}",
+    )
     connect_db(settings)
     try:
         yield settings, dns, port, light, heavy

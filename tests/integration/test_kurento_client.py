@@ -44,8 +44,16 @@ class Emulator:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        command = [sys.executable, "-m", "kms_emulator", "--port", str(self.port), "--mode", "signaling",
-                   "--test-control"]
+        command = [
+            sys.executable,
+            "-m",
+            "kms_emulator",
+            "--port",
+            str(self.port),
+            "--mode",
+            "signaling",
+            "--test-control",
+        ]
         self.process = subprocess.Popen(command, cwd=REPO)
         deadline = time.monotonic() + 20
         while not _port_open(self.port):
@@ -227,8 +235,12 @@ def test_takeover_receives_the_first_clients_events(emulator: Emulator, client: 
 def test_reconnects_to_its_session_after_the_server_drops_the_socket(emulator: Emulator) -> None:
     reconnects: list[bool] = []
     lost: list[str] = []
-    client = KurentoClient(emulator.url, request_timeout=10.0, on_reconnected=reconnects.append,
-                           on_session_lost=lambda: lost.append("lost"))
+    client = KurentoClient(
+        emulator.url,
+        request_timeout=10.0,
+        on_reconnected=reconnects.append,
+        on_session_lost=lambda: lost.append("lost"),
+    )
     try:
         endpoint = client.create_pipeline().create_webrtc_endpoint()
         log = EventLog()
@@ -323,17 +335,20 @@ def test_many_requests_share_one_round_trip_and_keep_their_own_errors(emulator: 
     try:
         pipeline = client.create_pipeline()
         endpoint = pipeline.create_webrtc_endpoint()
-        results = client.request_many([
-            ("invoke", {"object": endpoint.id, "operation": "getName"}),
-            ("describe", {"object": "nope_kurento.MediaPipeline"}),
-            ("invoke", {"object": "manager_ServerManager", "operation": "getUsedMemory"}),
-        ])
+        results = client.request_many(
+            [
+                ("invoke", {"object": endpoint.id, "operation": "getName"}),
+                ("describe", {"object": "nope_kurento.MediaPipeline"}),
+                ("invoke", {"object": "manager_ServerManager", "operation": "getUsedMemory"}),
+            ]
+        )
         assert isinstance(results[0]["value"], str)
         assert isinstance(results[1], ObjectNotFound)
         assert results[2]["value"] > 0
         seen: list[str] = []
-        ids = endpoint.subscribe_many({"IceCandidateFound": lambda d: seen.append("candidate"),
-                                       "IceGatheringDone": lambda d: seen.append("done")})
+        ids = endpoint.subscribe_many(
+            {"IceCandidateFound": lambda d: seen.append("candidate"), "IceGatheringDone": lambda d: seen.append("done")}
+        )
         assert set(ids) == {"IceCandidateFound", "IceGatheringDone"} and all(ids.values())
         endpoint.process_offer(OFFER)
         endpoint.gather_candidates()

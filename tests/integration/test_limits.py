@@ -55,8 +55,11 @@ class Limited:
         session = created.json()
         members = []
         for name in names:
-            joined = self.paced("POST", f"/api/v1/sessions/{session['session_id']}/participants",
-                                json={"display_name": name, "join_token": session["join_token"]})
+            joined = self.paced(
+                "POST",
+                f"/api/v1/sessions/{session['session_id']}/participants",
+                json={"display_name": name, "join_token": session["join_token"]},
+            )
             assert joined.status_code == 201, joined.text
             members.append(joined.json())
         return session, members
@@ -70,9 +73,16 @@ class Limited:
 
 @pytest.fixture(scope="module")
 def limited(run_dir, rabbitmq_url, mongodb_uri, kms_url):
-    env = stack_env(rabbitmq_url, mongodb_uri, [kms_url], RATE_LIMIT_PER_S=str(RATE_PER_S),
-                    RATE_LIMIT_BURST=str(BURST), MAX_POLLS_PER_PARTICIPANT=str(MAX_POLLS),
-                    CORS_ORIGINS=f"{ALLOWED_ORIGIN},https://second.example.test", SIGNALING_API_KEYS=API_KEY)
+    env = stack_env(
+        rabbitmq_url,
+        mongodb_uri,
+        [kms_url],
+        RATE_LIMIT_PER_S=str(RATE_PER_S),
+        RATE_LIMIT_BURST=str(BURST),
+        MAX_POLLS_PER_PARTICIPANT=str(MAX_POLLS),
+        CORS_ORIGINS=f"{ALLOWED_ORIGIN},https://second.example.test",
+        SIGNALING_API_KEYS=API_KEY,
+    )
     log_dir = run_dir / "logs-limits"
     running = start_stack(env, log_dir, workers=1)
     second = None
@@ -90,11 +100,11 @@ def session_path(session: dict) -> str:
 
 
 def burst(limited: Limited, path: str, headers: dict, count: int, instances=(0,)) -> list[requests.Response]:
-    return [limited.request("GET", path, instance=instances[i % len(instances)], headers=headers)
-            for i in range(count)]
+    return [limited.request("GET", path, instance=instances[i % len(instances)], headers=headers) for i in range(count)]
 
 
 # --- rate limits ------------------------------------------------------------------------------
+
 
 def test_a_burst_over_the_limit_gets_429_with_retry_after_and_recovers(limited):
     session, (alice, bob) = limited.room("alice", "bob")
@@ -136,8 +146,9 @@ def test_anonymous_routes_are_limited_by_client_address(limited):
     session, (dave,) = limited.room("dave")
     join = f"{session_path(session)}/participants"
     time.sleep(BURST / RATE_PER_S)
-    responses = [limited.request("POST", join, json={"display_name": "x", "join_token": "wrong"})
-                 for _ in range(BURST * 3)]
+    responses = [
+        limited.request("POST", join, json={"display_name": "x", "join_token": "wrong"}) for _ in range(BURST * 3)
+    ]
     codes = [r.status_code for r in responses]
     assert set(codes) == {403, 429}, codes
     assert_error(next(r for r in responses if r.status_code == 429), 429)
@@ -149,9 +160,10 @@ def test_anonymous_routes_are_limited_by_client_address(limited):
 def test_invalid_tokens_count_against_the_address_not_a_fresh_bucket_each(limited):
     session, (erin,) = limited.room("erin")
     time.sleep(BURST / RATE_PER_S)
-    codes = [limited.request("GET", session_path(session),
-                             headers=bearer(f"forged.{secrets.token_urlsafe(12)}")).status_code
-             for _ in range(BURST * 3)]
+    codes = [
+        limited.request("GET", session_path(session), headers=bearer(f"forged.{secrets.token_urlsafe(12)}")).status_code
+        for _ in range(BURST * 3)
+    ]
     assert 401 in codes and 429 in codes, codes
     time.sleep(BURST / RATE_PER_S)
 
@@ -171,6 +183,7 @@ def test_a_long_poll_counts_once(limited):
 
 
 # --- concurrent polls -------------------------------------------------------------------------
+
 
 def drain(limited: Limited, path: str, token: str) -> int:
     """Takes every message waiting for the participant (join announcements); the last seq."""
@@ -206,8 +219,12 @@ def test_a_third_concurrent_poll_of_one_participant_is_refused_at_once(limited):
         assert took < 1.0, f"the refusal took {took:.2f} s"
         assert "polls" in body["message"] and int(third.headers["Retry-After"]) >= 1
         # Another participant polls freely meanwhile.
-        other = limited.request("GET", f"{session_path(session)}/participants/{hank['participant_id']}/messages",
-                                params={"wait": 0}, headers=bearer(hank["token"]))
+        other = limited.request(
+            "GET",
+            f"{session_path(session)}/participants/{hank['participant_id']}/messages",
+            params={"wait": 0},
+            headers=bearer(hank["token"]),
+        )
         assert other.status_code == 200, other.text
         assert [f.result() for f in held] == [200, 200]
     # The slots are free again once those polls have answered.
@@ -216,6 +233,7 @@ def test_a_third_concurrent_poll_of_one_participant_is_refused_at_once(limited):
 
 
 # --- CORS -------------------------------------------------------------------------------------
+
 
 def test_cors_echoes_only_allowed_origins(limited):
     session, (ivan,) = limited.room("ivan")
@@ -239,8 +257,10 @@ def test_cors_echoes_only_allowed_origins(limited):
 def test_cors_preflight(limited):
     session, (judy,) = limited.room("judy")
     offers = f"{session_path(session)}/participants/{judy['participant_id']}/offers"
-    asks = {"Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "authorization, content-type, idempotency-key"}
+    asks = {
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type, idempotency-key",
+    }
     preflight = limited.request("OPTIONS", offers, headers={"Origin": ALLOWED_ORIGIN, **asks})
     assert preflight.status_code == 204, preflight.text
     assert preflight.headers["Access-Control-Allow-Origin"] == ALLOWED_ORIGIN
@@ -250,18 +270,24 @@ def test_cors_preflight(limited):
     assert int(preflight.headers["Access-Control-Max-Age"]) > 0
     assert "Access-Control-Allow-Credentials" not in preflight.headers
     # The session route allows what it serves (GET, DELETE).
-    on_session = limited.request("OPTIONS", session_path(session),
-                                 headers={"Origin": ALLOWED_ORIGIN, "Access-Control-Request-Method": "DELETE"})
+    on_session = limited.request(
+        "OPTIONS", session_path(session), headers={"Origin": ALLOWED_ORIGIN, "Access-Control-Request-Method": "DELETE"}
+    )
     assert {"GET", "DELETE"} <= {m.strip() for m in on_session.headers["Access-Control-Allow-Methods"].split(",")}
     refused = limited.request("OPTIONS", offers, headers={"Origin": OTHER_ORIGIN, **asks})
     assert not [h for h in refused.headers if h.lower().startswith("access-control-")], refused.headers
     # The real request after the preflight works, on the other instance as well.
-    response = limited.paced("POST", offers, headers={"Origin": ALLOWED_ORIGIN, **bearer(judy["token"])},
-                             json={"stream": "publish", "sdp": PUBLISH_SDP})
+    response = limited.paced(
+        "POST",
+        offers,
+        headers={"Origin": ALLOWED_ORIGIN, **bearer(judy["token"])},
+        json={"stream": "publish", "sdp": PUBLISH_SDP},
+    )
     assert response.status_code == 202 and response.headers["Access-Control-Allow-Origin"] == ALLOWED_ORIGIN
 
 
 # --- secrets never logged ---------------------------------------------------------------------
+
 
 def test_secrets_never_reach_the_logs(limited):
     env = limited.stack.env
@@ -273,8 +299,11 @@ def test_secrets_never_reach_the_logs(limited):
     kate_base = f"{base}/participants/{kate['participant_id']}"
     traffic = [
         ("POST", f"{kate_base}/offers", {"json": {"stream": "publish", "sdp": PUBLISH_SDP}, "headers": kate_h}),
-        ("POST", f"{kate_base}/offers", {"json": {"stream": "publish", "sdp": PUBLISH_SDP},
-                                         "headers": {**kate_h, "Idempotency-Key": "k-1"}}),
+        (
+            "POST",
+            f"{kate_base}/offers",
+            {"json": {"stream": "publish", "sdp": PUBLISH_SDP}, "headers": {**kate_h, "Idempotency-Key": "k-1"}},
+        ),
         ("POST", f"{base}/messages", {"json": {"payload": {"t": 1}}, "headers": kate_h}),
         ("GET", f"{kate_base}/messages", {"params": {"wait": 1}, "headers": kate_h}),
         ("GET", base, {"headers": {"X-API-Key": API_KEY}}),
@@ -292,11 +321,18 @@ def test_secrets_never_reach_the_logs(limited):
         assert response.status_code < 500, (method, path, response.text)
     burst(limited, base, kate_h, BURST * 2)  # 429s too
     time.sleep(2.0)  # the workers finish the tasks (offer, leave, close) and log them
-    secrets_sent = {"participant token": kate["token"], "other participant token": leo["token"],
-                    "expired token": expired, "join token": session["join_token"], "API key": API_KEY,
-                    "SECRET_KEY": env["SECRET_KEY"]}
-    logs = {proc.name: proc.log_path.read_text(errors="replace")
-            for proc in [limited.stack.web, limited.second_web, *limited.stack.workers]}
+    secrets_sent = {
+        "participant token": kate["token"],
+        "other participant token": leo["token"],
+        "expired token": expired,
+        "join token": session["join_token"],
+        "API key": API_KEY,
+        "SECRET_KEY": env["SECRET_KEY"],
+    }
+    logs = {
+        proc.name: proc.log_path.read_text(errors="replace")
+        for proc in [limited.stack.web, limited.second_web, *limited.stack.workers]
+    }
     assert all(logs.values()), "every process wrote a log"
     assert any(sid in text for text in logs.values()), "the traffic was logged"
     for name, value in secrets_sent.items():

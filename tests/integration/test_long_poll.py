@@ -56,7 +56,7 @@ def test_limit_caps_a_poll_and_the_rest_comes_with_the_next(api, stack):
     # Not acknowledged (the same `after`): polls return what they stored, plus what is still queued.
     everything = wait_until(lambda: (got := poll(acked, 500)) and len(got) == 5 and got, "all five stored")
     # (Five sends are five tasks that workers may run in parallel: their order is not the send order.)
-    assert sorted(m["payload"]["n"] for m in everything) == [0, 1, 2, 3, 4] and everything[:len(first)] == first
+    assert sorted(m["payload"]["n"] for m in everything) == [0, 1, 2, 3, 4] and everything[: len(first)] == first
     # Served from the outbox, the limit is exact; each `after` moves on by what was taken.
     pages, after = [], acked
     for _ in range(3):
@@ -64,8 +64,10 @@ def test_limit_caps_a_poll_and_the_rest_comes_with_the_next(api, stack):
         pages.append(page)
         after = page[-1]["seq"]
     assert pages == [everything[0:2], everything[2:4], everything[4:]]
-    assert requests.get(url, params={"after": after, "wait": 0, "limit": 2},
-                        headers=alice.headers).json() == {"messages": [], "last_seq": after}
+    assert requests.get(url, params={"after": after, "wait": 0, "limit": 2}, headers=alice.headers).json() == {
+        "messages": [],
+        "last_seq": after,
+    }
 
 
 def test_many_waiting_polls_share_a_web_process_and_all_get_the_broadcast(api):
@@ -134,8 +136,12 @@ def test_a_mover_whose_lease_lapsed_never_makes_a_poll_reuse_a_seq(api, db):
     bob = api.join(session, "bob")
     alice.poll(wait=0)  # the join announcements
     stalled_seq = Participant.objects(id=alice.participant_id).first().last_seq + 1
-    OutboxMessage(participant_id=alice.participant_id, seq=stalled_seq, message_id="stalled-mover",
-                  body='{"type":"message","from":"stalled","payload":{"n":0}}').save(force_insert=True)
+    OutboxMessage(
+        participant_id=alice.participant_id,
+        seq=stalled_seq,
+        message_id="stalled-mover",
+        body='{"type":"message","from":"stalled","payload":{"n":0}}',
+    ).save(force_insert=True)
     assert bob.send({"n": 1}, to=alice.participant_id).status_code == 202
     received = []
     deadline = time.monotonic() + 15
@@ -164,8 +170,9 @@ def test_a_lease_left_by_a_failed_release_lapses_while_the_instance_keeps_pollin
     sid = session["session_id"]
     box = mailbox.Mailbox(load_settings(db.env))
     now = time.time()
-    assert Participant.acquire_poll_lease(alice.participant_id, "poll-whose-release-failed", now, now + 1.5,
-                                          box.renewer.instance, alice.after, sid)
+    assert Participant.acquire_poll_lease(
+        alice.participant_id, "poll-whose-release-failed", now, now + 1.5, box.renewer.instance, alice.after, sid
+    )
     stale_until = Participant.objects(id=alice.participant_id).first().poll_lease_until
 
     # Bob keeps a poll waiting on the same instance the whole time, so its renewer keeps writing.

@@ -73,10 +73,15 @@ async def _set_up_call(base_url: str, call: Call) -> None:
     for subscriber in people:
         for publisher in people:
             if publisher is not subscriber:
-                await subscriber.wait_message("streamPublished", timeout=30,
-                                              participant_id=publisher.participant_id)
-    await asyncio.gather(*(subscriber.subscribe(publisher.participant_id)
-                           for subscriber in people for publisher in people if publisher is not subscriber))
+                await subscriber.wait_message("streamPublished", timeout=30, participant_id=publisher.participant_id)
+    await asyncio.gather(
+        *(
+            subscriber.subscribe(publisher.participant_id)
+            for subscriber in people
+            for publisher in people
+            if publisher is not subscriber
+        )
+    )
 
 
 async def _close_all(call: Call) -> None:
@@ -125,8 +130,10 @@ def test_every_subscriber_decodes_video_from_every_publisher(call):
         # Trickle ICE worked both ways: candidates went out by POST, came back by long poll.
         assert link.local_candidates and link.remote_candidates and link.gathering_done.is_set()
 
-    print("\npublish offer POST -> sdpAnswer applied (s):",
-          ", ".join(f"{link.answered_at - link.offer_posted_at:.3f}" for link in publications))
+    print(
+        "\npublish offer POST -> sdpAnswer applied (s):",
+        ", ".join(f"{link.answered_at - link.offer_posted_at:.3f}" for link in publications),
+    )
     print("subscribe offer POST -> first decoded video frame (s):")
     seconds = []
     for subscriber, link in subscriptions:
@@ -143,8 +150,9 @@ def test_leaving_participant_is_announced_and_the_others_keep_their_media(call):
     async def leave():
         await leaver.leave()
         for stayer in stayers:
-            unpublished = await stayer.wait_message("streamUnpublished", timeout=30,
-                                                    participant_id=leaver.participant_id)
+            unpublished = await stayer.wait_message(
+                "streamUnpublished", timeout=30, participant_id=leaver.participant_id
+            )
             left = await stayer.wait_message("participantLeft", timeout=30, participant_id=leaver.participant_id)
             assert left["reason"] == "left"
             assert unpublished["seq"] < left["seq"]

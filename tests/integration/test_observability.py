@@ -28,8 +28,9 @@ def test_web_metrics_count_requests_and_read_state(api):
     alice = api.join(session, "alice")
     alice.poll(wait=0)
     text = requests.get(f"{api.base}/metrics").text
-    assert metric_value(text, "signaling_http_requests_total", route="/api/v1/sessions", method="POST",
-                        status="201") >= 1
+    assert (
+        metric_value(text, "signaling_http_requests_total", route="/api/v1/sessions", method="POST", status="201") >= 1
+    )
     assert metric_value(text, "signaling_sessions", state="open") >= 1
     assert metric_value(text, "signaling_participants", state="joined") >= 1
     assert metric_value(text, "signaling_long_polls_waiting") == 0
@@ -41,14 +42,17 @@ def test_worker_metrics_count_tasks_and_kms_calls(api, stack):
     alice = api.join(session, "alice")
     alice.wait_type("sdpAnswer", request_id=alice.offer(read_fixture("chromium-publish.sdp")))
     texts = [requests.get(f"http://127.0.0.1:{w.port}/metrics").text for w in stack.workers]
-    offers = sum(metric_value(t, "signaling_tasks_total", task="media.process_offer", outcome="success") or 0
-                 for t in texts)
+    offers = sum(
+        metric_value(t, "signaling_tasks_total", task="media.process_offer", outcome="success") or 0 for t in texts
+    )
     assert offers >= 1
-    assert any(metric_value(t, "signaling_kms_request_seconds_count", method="invoke", operation="processOffer")
-               for t in texts)
+    assert any(
+        metric_value(t, "signaling_kms_request_seconds_count", method="invoke", operation="processOffer") for t in texts
+    )
     # The dispatch delay, from the web tier's enqueued_at header to the task's start.
-    dispatched = sum(metric_value(t, "signaling_task_dispatch_seconds_count", task="media.process_offer") or 0
-                     for t in texts)
+    dispatched = sum(
+        metric_value(t, "signaling_task_dispatch_seconds_count", task="media.process_offer") or 0 for t in texts
+    )
     assert dispatched >= 1
 
 
@@ -56,8 +60,9 @@ def test_worker_logs_are_json_lines_with_session_and_participant(api, stack):
     session = api.create_session()
     alice = api.join(session, "alice")
     alice.wait_type("sdpAnswer", request_id=alice.offer(read_fixture("chromium-publish.sdp")))
-    entries = [json.loads(line) for w in stack.workers for line in w.log_path.read_text().splitlines()
-               if line.startswith("{")]
+    entries = [
+        json.loads(line) for w in stack.workers for line in w.log_path.read_text().splitlines() if line.startswith("{")
+    ]
     assert entries, "workers write JSON log lines"
     mine = [e for e in entries if e["participant_id"] == alice.participant_id]
     assert mine and all(e["session_id"] == session["session_id"] for e in mine)

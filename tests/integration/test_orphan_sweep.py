@@ -36,8 +36,12 @@ def test_an_unrecorded_endpoint_is_released_after_the_grace_and_nothing_else(api
     sweeper = OrphanSweeper(dataclasses.replace(load_settings(stack.env), orphan_grace_s=5.0))
     now = time.time()
     assert sweeper.sweep(now) == 0  # first sighting starts the grace
-    Endpoint(session_id=session["session_id"], participant_id="late-writer", stream=PUBLISH,
-             kurento=kms.proxy(late.id, kurento.WebRtcEndpoint)).save(force_insert=True)
+    Endpoint(
+        session_id=session["session_id"],
+        participant_id="late-writer",
+        stream=PUBLISH,
+        kurento=kms.proxy(late.id, kurento.WebRtcEndpoint),
+    ).save(force_insert=True)
     assert sweeper.sweep(now + 2) == 0  # still within the grace
     assert sweeper.sweep(now + 6) == 1
 

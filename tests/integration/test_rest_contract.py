@@ -33,12 +33,14 @@ def test_ready_is_503_until_a_worker_answers(run_dir, mongodb_uri, kms_url):
         base = f"http://127.0.0.1:{web.port}"
         ready = requests.get(f"{base}/ready", timeout=30)
         assert ready.status_code == 503, ready.text
-        assert ready.json() == {"status": "unavailable",
-                                "checks": {"broker": True, "database": True, "workers": False}}
+        assert ready.json() == {"status": "unavailable", "checks": {"broker": True, "database": True, "workers": False}}
         assert requests.get(f"{base}/health", timeout=30).status_code == 200  # alive, just not ready
         worker = processes.start_worker(env, log_dir, name=f"{env['SIGNALING_PREFIX']}-worker", concurrency=1)
-        answer = wait_until(lambda: (r := requests.get(f"{base}/ready", timeout=30)).status_code == 200 and r,
-                            "ready once the worker answers", timeout=60)
+        answer = wait_until(
+            lambda: (r := requests.get(f"{base}/ready", timeout=30)).status_code == 200 and r,
+            "ready once the worker answers",
+            timeout=60,
+        )
         assert answer.json() == {"status": "ready", "checks": {"broker": True, "database": True, "workers": True}}
     finally:
         for proc in (worker, web):

@@ -113,10 +113,8 @@ OFFER_CASES = {
     "no sdp": (lambda r: {"stream": PUBLISH}, (422,), "sdp"),
     "no stream": (lambda r: {"sdp": PUBLISH_SDP}, (422,), "stream"),
     "unknown field": (lambda r: {"stream": PUBLISH, "sdp": PUBLISH_SDP, "type": "offer"}, (422,), "type"),
-    "stream is own id": (lambda r: {"stream": r.members[0].participant_id, "sdp": PUBLISH_SDP}, (422,),
-                         "stream"),
-    "stream names an unknown participant": (lambda r: {"stream": uuid.uuid4().hex, "sdp": PUBLISH_SDP},
-                                            (404,), None),
+    "stream is own id": (lambda r: {"stream": r.members[0].participant_id, "sdp": PUBLISH_SDP}, (422,), "stream"),
+    "stream names an unknown participant": (lambda r: {"stream": uuid.uuid4().hex, "sdp": PUBLISH_SDP}, (404,), None),
 }
 
 
@@ -143,8 +141,9 @@ def test_sdp_of_exactly_64_kib_is_accepted(room):
 
 def test_sdp_over_64_kib_says_which_limit(room):
     alice = room.members[0]
-    response = room.api.http.post(f"{alice.base}/offers", json={"stream": PUBLISH, "sdp": sdp_of_size(64 * KIB + 1)},
-                                  headers=alice.headers)
+    response = room.api.http.post(
+        f"{alice.base}/offers", json={"stream": PUBLISH, "sdp": sdp_of_size(64 * KIB + 1)}, headers=alice.headers
+    )
     body = assert_error(response, 422)
     assert "65536 bytes" in json.dumps(body["errors"]), body
 
@@ -163,8 +162,9 @@ def test_every_browser_fixture_sdp_is_accepted(api, fixture):
         subscriber, stream = bob, alice.participant_id
     else:
         subscriber = alice
-    response = api.http.post(f"{subscriber.base}/offers", json={"stream": stream, "sdp": sdp},
-                             headers=subscriber.headers)
+    response = api.http.post(
+        f"{subscriber.base}/offers", json={"stream": stream, "sdp": sdp}, headers=subscriber.headers
+    )
     assert response.status_code == 202, response.text
     request_id = response.json()["request_id"]
     answer = subscriber.wait_type("sdpAnswer", request_id=request_id)
@@ -177,19 +177,26 @@ def test_every_browser_fixture_sdp_is_accepted(api, fixture):
 # --- candidates -----------------------------------------------------------------------------
 
 CANDIDATE_CASES = {
-    "candidate longer than 1 KiB": {"stream": PUBLISH, "candidate": {
-        **CANDIDATE, "candidate": "candidate:" + "1" * (KIB + 10)}},
-    "candidate not starting candidate:": {"stream": PUBLISH, "candidate": {
-        **CANDIDATE, "candidate": "a=" + CANDIDATE["candidate"]}},
-    "candidate without sdpMid and sdpMLineIndex": {"stream": PUBLISH, "candidate": {
-        "candidate": CANDIDATE["candidate"]}},
-    "candidate with null sdpMid and sdpMLineIndex": {"stream": PUBLISH, "candidate": {
-        "candidate": CANDIDATE["candidate"], "sdpMid": None, "sdpMLineIndex": None}},
+    "candidate longer than 1 KiB": {
+        "stream": PUBLISH,
+        "candidate": {**CANDIDATE, "candidate": "candidate:" + "1" * (KIB + 10)},
+    },
+    "candidate not starting candidate:": {
+        "stream": PUBLISH,
+        "candidate": {**CANDIDATE, "candidate": "a=" + CANDIDATE["candidate"]},
+    },
+    "candidate without sdpMid and sdpMLineIndex": {
+        "stream": PUBLISH,
+        "candidate": {"candidate": CANDIDATE["candidate"]},
+    },
+    "candidate with null sdpMid and sdpMLineIndex": {
+        "stream": PUBLISH,
+        "candidate": {"candidate": CANDIDATE["candidate"], "sdpMid": None, "sdpMLineIndex": None},
+    },
     "both candidate and candidates": {"stream": PUBLISH, "candidate": CANDIDATE, "candidates": [CANDIDATE]},
     "neither candidate nor candidates": {"stream": PUBLISH},
     "empty candidates list": {"stream": PUBLISH, "candidates": []},
-    "one bad candidate in a list": {"stream": PUBLISH, "candidates": [CANDIDATE, {
-        **CANDIDATE, "candidate": "bogus"}]},
+    "one bad candidate in a list": {"stream": PUBLISH, "candidates": [CANDIDATE, {**CANDIDATE, "candidate": "bogus"}]},
     "candidate is a string": {"stream": PUBLISH, "candidate": CANDIDATE["candidate"]},
     "unknown field in candidate": {"stream": PUBLISH, "candidate": {**CANDIDATE, "port": 9}},
     "no stream": {"candidate": CANDIDATE},
@@ -214,8 +221,9 @@ def test_bad_candidate_is_refused_and_nothing_is_queued(room, case):
 def test_candidate_for_unknown_or_own_stream(room):
     alice = room.members[0]
     for stream, code in ((uuid.uuid4().hex, 404), (alice.participant_id, 422)):
-        response = room.api.http.post(f"{alice.base}/candidates", json={"stream": stream, "candidate": CANDIDATE},
-                                      headers=alice.headers)
+        response = room.api.http.post(
+            f"{alice.base}/candidates", json={"stream": stream, "candidate": CANDIDATE}, headers=alice.headers
+        )
         assert_error(response, code)
     room.assert_quiet()
 
@@ -226,8 +234,9 @@ def test_candidate_of_exactly_1_kib_is_accepted_and_reaches_the_endpoint(room, d
     alice = room.members[0]
     alice.wait_type("sdpAnswer", request_id=alice.offer(PUBLISH_SDP))
     candidate = candidate_of_size(KIB)
-    response = room.api.http.post(f"{alice.base}/candidates", json={"stream": PUBLISH, "candidate": candidate},
-                                  headers=alice.headers)
+    response = room.api.http.post(
+        f"{alice.base}/candidates", json={"stream": PUBLISH, "candidate": candidate}, headers=alice.headers
+    )
     assert response.status_code == 202, response.text
     endpoint = Endpoint.find(alice.participant_id, PUBLISH).kurento.id
     wait_until(lambda: candidate in emulator_control.remote_candidates(kms_url, endpoint), "candidate applied")
@@ -273,15 +282,18 @@ def test_bad_join_is_refused_and_nobody_joins(api, room, case):
 
 def test_display_name_of_64_characters_is_accepted(api):
     session = api.create_session()
-    response = api.http.post(f"{api.base}/api/v1/sessions/{session['session_id']}/participants",
-                             json={"display_name": "é" * 64, "join_token": session["join_token"]})
+    response = api.http.post(
+        f"{api.base}/api/v1/sessions/{session['session_id']}/participants",
+        json={"display_name": "é" * 64, "join_token": session["join_token"]},
+    )
     assert response.status_code == 201, response.text
     assert response.json()["participants"][0]["display_name"] == "é" * 64
 
 
 def test_joining_an_unknown_session(api):
-    response = api.http.post(f"{api.base}/api/v1/sessions/{uuid.uuid4().hex}/participants",
-                             json={"display_name": "eve", "join_token": "x"})
+    response = api.http.post(
+        f"{api.base}/api/v1/sessions/{uuid.uuid4().hex}/participants", json={"display_name": "eve", "join_token": "x"}
+    )
     assert_error(response, 404)
 
 
@@ -292,13 +304,15 @@ def test_joining_a_closed_session(api, room):
         member.wait_type("sessionClosed")
     before = room.snapshot()
     assert before["state"] == "closed"
-    response = api.http.post(f"{room.url}/participants",
-                             json={"display_name": "late", "join_token": room.session["join_token"]})
+    response = api.http.post(
+        f"{room.url}/participants", json={"display_name": "late", "join_token": room.session["join_token"]}
+    )
     assert_error(response, 409)
     assert room.snapshot() == before
     # Nor does a closed session take offers or messages.
-    assert_error(api.http.post(f"{alice.base}/offers", json={"stream": PUBLISH, "sdp": PUBLISH_SDP},
-                               headers=alice.headers), 409)
+    assert_error(
+        api.http.post(f"{alice.base}/offers", json={"stream": PUBLISH, "sdp": PUBLISH_SDP}, headers=alice.headers), 409
+    )
     assert_error(alice.send({"text": "anyone?"}), 409)
     room.assert_quiet()
 
@@ -313,8 +327,7 @@ def test_sixteen_joins_at_once_into_a_session_of_eight(api):
     def join(i: int) -> None:
         with requests.Session() as http:
             barrier.wait()
-            response = http.post(url, json={"display_name": f"p{i}", "join_token": session["join_token"]},
-                                 timeout=60)
+            response = http.post(url, json={"display_name": f"p{i}", "join_token": session["join_token"]}, timeout=60)
         with lock:
             results.append(response)
 
@@ -331,13 +344,13 @@ def test_sixteen_joins_at_once_into_a_session_of_eight(api):
     first = admitted[0]
     reader = {"Authorization": f"Bearer {first['token']}"}
     detail = api.http.get(f"{api.base}/api/v1/sessions/{session['session_id']}", headers=reader).json()
-    assert sorted(p["participant_id"] for p in detail["participants"]) == sorted(a["participant_id"]
-                                                                                 for a in admitted)
+    assert sorted(p["participant_id"] for p in detail["participants"]) == sorted(a["participant_id"] for a in admitted)
     # The count is exact, not merely capped: one leaves, exactly one more fits.
     leave = api.http.delete(f"{url}/{first['participant_id']}", headers=reader)
     assert leave.status_code == 202
-    again = [api.http.post(url, json={"display_name": f"late{i}", "join_token": session["join_token"]})
-             for i in range(2)]
+    again = [
+        api.http.post(url, json={"display_name": f"late{i}", "join_token": session["join_token"]}) for i in range(2)
+    ]
     assert [r.status_code for r in again] == [201, 409], [r.text for r in again]
 
 
@@ -372,8 +385,10 @@ def test_max_participants_defaults_to_16(api):
     session = api.create_session()  # no max_participants
     for n in range(16):
         api.join(session, f"p{n}")
-    response = api.http.post(f"{api.base}/api/v1/sessions/{session['session_id']}/participants",
-                             json={"display_name": "seventeenth", "join_token": session["join_token"]})
+    response = api.http.post(
+        f"{api.base}/api/v1/sessions/{session['session_id']}/participants",
+        json={"display_name": "seventeenth", "join_token": session["join_token"]},
+    )
     body = assert_error(response, 409)
     assert "full (16 participants)" in body["message"], body
 
@@ -395,8 +410,7 @@ MALFORMED_BODIES = {
 def test_malformed_json_body(stack, api, room, case):
     count = session_documents(stack.env["MONGODB_URI"])
     headers = {"Content-Type": "application/json"}
-    assert_error(api.http.post(f"{api.base}/api/v1/sessions", data=MALFORMED_BODIES[case], headers=headers),
-                 400, 422)
+    assert_error(api.http.post(f"{api.base}/api/v1/sessions", data=MALFORMED_BODIES[case], headers=headers), 400, 422)
     alice = room.members[0]
     for path in (f"{alice.base}/offers", f"{alice.base}/candidates", f"{room.url}/messages"):
         response = api.http.post(path, data=MALFORMED_BODIES[case], headers={**headers, **alice.headers})
@@ -410,8 +424,8 @@ HOSTILE_JSON = {
     "Infinity in a payload": b'{"payload": {"x": [1, -Infinity]}}',
     "lone surrogate in a payload": b'{"payload": {"x": "\\ud800"}}',
     "lone surrogate in a key": b'{"payload": {"\\udfff": 1}}',
-    "payload nested 100 deep": b'{"payload": ' + b'{"x": ' * 100 + b'1' + b'}' * 100 + b'}',
-    "payload nested 990 deep": b'{"payload": ' + b'{"x": ' * 990 + b'1' + b'}' * 990 + b'}',
+    "payload nested 100 deep": b'{"payload": ' + b'{"x": ' * 100 + b"1" + b"}" * 100 + b"}",
+    "payload nested 990 deep": b'{"payload": ' + b'{"x": ' * 990 + b"1" + b"}" * 990 + b"}",
     "array nested 200000 deep": b"[" * 200_000,
 }
 
@@ -429,10 +443,10 @@ def test_hostile_json_is_refused_and_never_relayed(room, case):
     room.assert_quiet()
     # Delivery still works, and every poll answer is strict JSON.
     assert alice.send({"ok": True}, to=bob.participant_id).status_code == 202
-    response = room.api.http.get(f"{bob.base}/messages", params={"after": bob.after, "wait": 5},
-                                 headers=bob.headers)
-    assert json.loads(response.text, parse_constant=lambda c: pytest.fail(f"{c} in a poll answer"))[
-        "messages"][0]["payload"] == {"ok": True}
+    response = room.api.http.get(f"{bob.base}/messages", params={"after": bob.after, "wait": 5}, headers=bob.headers)
+    assert json.loads(response.text, parse_constant=lambda c: pytest.fail(f"{c} in a poll answer"))["messages"][0][
+        "payload"
+    ] == {"ok": True}
 
 
 def test_a_payload_63_levels_deep_is_delivered(room):
@@ -447,15 +461,24 @@ def test_a_payload_63_levels_deep_is_delivered(room):
 def test_body_larger_than_256_kib(stack, api, room):
     count = session_documents(stack.env["MONGODB_URI"])
     big = json.dumps({"name": "x" * (260 * KIB)})
-    assert_error(api.http.post(f"{api.base}/api/v1/sessions", data=big,
-                               headers={"Content-Type": "application/json"}), 413)
+    assert_error(
+        api.http.post(f"{api.base}/api/v1/sessions", data=big, headers={"Content-Type": "application/json"}), 413
+    )
     alice = room.members[0]
     offer = json.dumps({"stream": PUBLISH, "sdp": "v=0\r\n" + "a=x:" + "y" * (300 * KIB)})
-    assert_error(api.http.post(f"{alice.base}/offers", data=offer,
-                               headers={"Content-Type": "application/json", **alice.headers}), 413)
+    assert_error(
+        api.http.post(
+            f"{alice.base}/offers", data=offer, headers={"Content-Type": "application/json", **alice.headers}
+        ),
+        413,
+    )
     message = json.dumps({"payload": {"blob": "z" * (300 * KIB)}})
-    assert_error(api.http.post(f"{room.url}/messages", data=message,
-                               headers={"Content-Type": "application/json", **alice.headers}), 413)
+    assert_error(
+        api.http.post(
+            f"{room.url}/messages", data=message, headers={"Content-Type": "application/json", **alice.headers}
+        ),
+        413,
+    )
     assert session_documents(stack.env["MONGODB_URI"]) == count
     room.assert_quiet()
 
@@ -518,14 +541,19 @@ def test_bad_poll_arguments(room, case):
 
 # --- unknown things, wrong methods ----------------------------------------------------------
 
+
 def test_unknown_participant(stack, room):
     ghost = uuid.uuid4().hex
     token = sign_token(stack.env["SECRET_KEY"], room.sid, ghost)  # valid token, participant never existed
     base = f"{room.url}/participants/{ghost}"
     offer = {"stream": PUBLISH, "sdp": PUBLISH_SDP}
-    for method, path, body in (("GET", f"{base}/messages", None), ("POST", f"{base}/offers", offer),
-                               ("POST", f"{base}/candidates", {"stream": PUBLISH, "candidate": CANDIDATE}),
-                               ("POST", f"{base}/rejoin", None), ("DELETE", base, None)):
+    for method, path, body in (
+        ("GET", f"{base}/messages", None),
+        ("POST", f"{base}/offers", offer),
+        ("POST", f"{base}/candidates", {"stream": PUBLISH, "candidate": CANDIDATE}),
+        ("POST", f"{base}/rejoin", None),
+        ("DELETE", base, None),
+    ):
         response = room.api.http.request(method, path, json=body, headers=bearer(token))
         assert_error(response, 404)
     before = room.snapshot()
@@ -537,12 +565,18 @@ def test_participant_who_left_cannot_offer_or_send(room):
     alice, bob = room.members
     assert alice.leave().status_code == 202
     bob.wait_type("participantLeft", participant_id=alice.participant_id)
-    assert_error(room.api.http.post(f"{alice.base}/offers", json={"stream": PUBLISH, "sdp": PUBLISH_SDP},
-                                    headers=alice.headers), 409)
+    assert_error(
+        room.api.http.post(f"{alice.base}/offers", json={"stream": PUBLISH, "sdp": PUBLISH_SDP}, headers=alice.headers),
+        409,
+    )
     assert_error(alice.send({"text": "ghost"}), 409)
     assert_error(room.api.http.post(f"{alice.base}/rejoin", headers=alice.headers), 409)
-    assert_error(room.api.http.post(f"{bob.base}/offers", json={"stream": alice.participant_id,
-                                                                "sdp": PUBLISH_SDP}, headers=bob.headers), 404)
+    assert_error(
+        room.api.http.post(
+            f"{bob.base}/offers", json={"stream": alice.participant_id, "sdp": PUBLISH_SDP}, headers=bob.headers
+        ),
+        404,
+    )
     room.assert_quiet(bob)
 
 
@@ -571,8 +605,14 @@ def test_wrong_method_is_405(room, method, path):
     assert room.snapshot() == before
 
 
-UNKNOWN_PATHS = ["/api/v1/nothing", "/api/v2/sessions", "/nothing", "/api/v1/sessions/{sid}/participants/{pid}/x",
-                 "/api/v1/sessions/{sid}/.env", "/api/v1/sessions/../../etc/passwd"]
+UNKNOWN_PATHS = [
+    "/api/v1/nothing",
+    "/api/v2/sessions",
+    "/nothing",
+    "/api/v1/sessions/{sid}/participants/{pid}/x",
+    "/api/v1/sessions/{sid}/.env",
+    "/api/v1/sessions/../../etc/passwd",
+]
 
 
 @pytest.mark.parametrize("path", UNKNOWN_PATHS)

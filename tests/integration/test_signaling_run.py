@@ -67,10 +67,14 @@ def waiting_polls(base: str) -> float | None:
 def start_raw_poll(base_port: int, member) -> socket.socket:
     """A long poll on a socket of our own, so we know which connection (and process) holds it."""
     sock = socket.create_connection(("127.0.0.1", base_port), timeout=60)
-    path = (f"/api/v1/sessions/{member.session_id}/participants/{member.participant_id}/messages"
-            f"?after={member.after}&wait=25")
-    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {member.token}\r\n"
-                 "Connection: close\r\n\r\n".encode())
+    path = (
+        f"/api/v1/sessions/{member.session_id}/participants/{member.participant_id}/messages"
+        f"?after={member.after}&wait=25"
+    )
+    sock.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {member.token}\r\n"
+        "Connection: close\r\n\r\n".encode()
+    )
     return sock
 
 
@@ -89,22 +93,42 @@ def test_signaling_run_starts_everything_serves_a_call_and_stops_everything_on_c
     url, vhost = create_vhost(os.environ.get("RABBITMQ_URL", DEFAULT_URL))
     port, flower_port, mongo_port = processes.free_port(), processes.free_port(), processes.free_port()
     env = {
-        **os.environ, "RABBITMQ_URL": url, "SIGNALING_RUN_DIR": str(tmp_path), "SECRET_KEY": "run-test",
-        "WEB": "2", "WORKERS": "2", "KMS_EMULATORS": "2", "KMS_EMULATOR_MODE": "signaling",
-        "PORT": str(port), "FLOWER_PORT": str(flower_port), "MONGODB_PORT": str(mongo_port),
-        "KMS_EMULATOR_PORT": str(free_consecutive_ports(2)), "WORKER_METRICS_PORT": str(free_consecutive_ports(2)),
-        "SHARDS": "2", "SIGNALING_API_KEYS": "",
+        **os.environ,
+        "RABBITMQ_URL": url,
+        "SIGNALING_RUN_DIR": str(tmp_path),
+        "SECRET_KEY": "run-test",
+        "WEB": "2",
+        "WORKERS": "2",
+        "KMS_EMULATORS": "2",
+        "KMS_EMULATOR_MODE": "signaling",
+        "PORT": str(port),
+        "FLOWER_PORT": str(flower_port),
+        "MONGODB_PORT": str(mongo_port),
+        "KMS_EMULATOR_PORT": str(free_consecutive_ports(2)),
+        "WORKER_METRICS_PORT": str(free_consecutive_ports(2)),
+        "SHARDS": "2",
+        "SIGNALING_API_KEYS": "",
     }
     for name in ("MONGODB_URI", "KMS_URLS", "PROMETHEUS_MULTIPROC_DIR"):
         env.pop(name, None)
-    run = subprocess.Popen([sys.executable, "-m", "signaling_cli", "run"], env=env, cwd=processes.ROOT,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    run = subprocess.Popen(
+        [sys.executable, "-m", "signaling_cli", "run"],
+        env=env,
+        cwd=processes.ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     output = Output(run.stdout)
     output.start()
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: "[signaling] ready" in output.text() or run.poll() is not None, 150,
-                   lambda: f"not ready:\n{output.text()}")
+        wait_until(
+            lambda: "[signaling] ready" in output.text() or run.poll() is not None,
+            150,
+            lambda: f"not ready:\n{output.text()}",
+        )
         assert run.poll() is None, output.text()
         supervisor = psutil.Process(run.pid)
         children = supervisor.children()
@@ -115,8 +139,11 @@ def test_signaling_run_starts_everything_serves_a_call_and_stops_everything_on_c
         assert sum(" flower " in c for c in commands) == 1, commands
         (web_master,) = [child for child, c in zip(children, commands, strict=True) if "gunicorn" in c]
         # The master listens before it has forked every worker: give the second one a moment.
-        wait_until(lambda: len(web_master.children()) == 2, 30,
-                   lambda: f"WEB=2: {len(web_master.children())} gunicorn workers behind one port")
+        wait_until(
+            lambda: len(web_master.children()) == 2,
+            30,
+            lambda: f"WEB=2: {len(web_master.children())} gunicorn workers behind one port",
+        )
 
         def ready() -> bool:
             try:
@@ -129,8 +156,12 @@ def test_signaling_run_starts_everything_serves_a_call_and_stops_everything_on_c
         session = api.create_session(name="run test")
         alice = api.join(session, "alice")
         alice.wait_type("participantJoined", participant_id=alice.participant_id)
-        assert requests.get(f"{base}/api/v1/sessions/{session['session_id']}", headers=alice.headers,
-                            timeout=10).json()["participants"][0]["display_name"] == "alice"
+        assert (
+            requests.get(f"{base}/api/v1/sessions/{session['session_id']}", headers=alice.headers, timeout=10).json()[
+                "participants"
+            ][0]["display_name"]
+            == "alice"
+        )
 
         # A waiting long poll counts in the gauge the two web processes share...
         assert waiting_polls(base) == 0
@@ -140,8 +171,9 @@ def test_signaling_run_starts_everything_serves_a_call_and_stops_everything_on_c
         holder = holder_of(held, web_master)
         holder.kill()
         held.close()
-        wait_until(lambda: waiting_polls(base) == 0, 30, lambda: f"a dead process's poll still counts: "
-                                                                 f"{waiting_polls(base)}")
+        wait_until(
+            lambda: waiting_polls(base) == 0, 30, lambda: f"a dead process's poll still counts: {waiting_polls(base)}"
+        )
         wait_until(lambda: len(web_master.children()) == 2, 30, lambda: "gunicorn did not replace its worker")
 
         everything = [supervisor, *supervisor.children(recursive=True)]

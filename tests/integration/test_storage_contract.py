@@ -135,8 +135,9 @@ def test_poll_lease_is_exclusive_until_released():  # findAndModify {lease_until
     # Not with an acknowledgement beyond last_seq, nor for another session.
     assert Participant.acquire_poll_lease(participant.id, "o", now, now + 30, "web-a", 6) is None
     assert Participant.acquire_poll_lease(participant.id, "o", now, now + 30, "web-a", 0, session_id="t") is None
-    taken = race(6, lambda i: Participant.acquire_poll_lease(participant.id, f"o{i}", now, now + 30, "web-a", i,
-                                                             session_id="s"))
+    taken = race(
+        6, lambda i: Participant.acquire_poll_lease(participant.id, f"o{i}", now, now + 30, "web-a", i, session_id="s")
+    )
     winners = [(i, doc) for i, doc in enumerate(taken) if doc is not None]
     assert len(winners) == 1
     index, doc = winners[0]
@@ -199,8 +200,11 @@ def _buffer_and_claim_race(pid: str) -> tuple[list[str], list[str]]:
     lock = threading.Lock()
 
     def send(i):
-        candidate = {"candidate": f"candidate:{i} 1 udp 1 127.0.0.1 {1000 + i} typ host", "sdpMid": "0",
-                     "sdpMLineIndex": 0}
+        candidate = {
+            "candidate": f"candidate:{i} 1 udp 1 127.0.0.1 {1000 + i} typ host",
+            "sdpMid": "0",
+            "sdpMLineIndex": 0,
+        }
         kept = Endpoint.buffer_candidates(pid, PUBLISH, [candidate])
         with lock:
             # Not buffered means the endpoint exists: the caller adds it to the live endpoint.
@@ -244,7 +248,10 @@ def test_one_endpoint_replaces_another_and_claims_its_negotiation():  # findAndM
     stored = Endpoint.find("p-claim", PUBLISH)
     assert stored.kurento.id == contenders[winner].id
     assert (stored.negotiating_request_id, stored.answered_request_id, stored.answer_published) == (
-        f"r{winner + 2}", "", False)
+        f"r{winner + 2}",
+        "",
+        False,
+    )
     assert Participant.mark_publishing("nobody") is None
 
 
@@ -370,6 +377,7 @@ def test_poll_slots_are_exclusive_and_expire():  # insert with unique _id, condi
 
 # --- operations the background loop, the health monitor and the task wrapper rely on -------------
 
+
 def test_kms_sessions_register_heartbeat_go_stale_and_are_claimed_once():  # upsert $set, update_many, $lt
     from models import KmsSession
 
@@ -381,8 +389,11 @@ def test_kms_sessions_register_heartbeat_go_stale_and_are_claimed_once():  # ups
     KmsSession.register(ids[0], FAKE_KMS, owner, 105.0)  # registering again updates, never duplicates
     assert KmsSession.objects(id=ids[0]).count() == 1 and KmsSession.objects(id=ids[0]).first().heartbeat_at == 105.0
     KmsSession.heartbeat(owner, 200.0)  # one write for every session the worker holds
-    assert {s.id: s.heartbeat_at for s in KmsSession.objects(id__in=ids)} == {ids[0]: 200.0, ids[1]: 200.0,
-                                                                              ids[2]: 100.0}
+    assert {s.id: s.heartbeat_at for s in KmsSession.objects(id__in=ids)} == {
+        ids[0]: 200.0,
+        ids[1]: 200.0,
+        ids[2]: 100.0,
+    }
     stale = [s for s in KmsSession.stale(150.0) if s.id in ids]
     assert [(s.id, s.owner, s.heartbeat_at, s.kms_url) for s in stale] == [(ids[2], other, 100.0, FAKE_KMS)]
     # Claimed on the heartbeat it was seen with: one of the racing workers wins.
@@ -448,8 +459,12 @@ def _endpoint(session_id: str, participant_id: str, stream: str, kms_session: st
 def test_detaching_a_participant_takes_its_endpoints_and_its_subscribers():  # find x2, delete by _id
     sid = uuid.uuid4().hex
     alice, bob, carol = (f"{name}-{uuid.uuid4().hex}" for name in ("alice", "bob", "carol"))
-    detached = {_endpoint(sid, alice, PUBLISH), _endpoint(sid, alice, bob), _endpoint(sid, bob, alice),
-                _endpoint(sid, carol, alice)}
+    detached = {
+        _endpoint(sid, alice, PUBLISH),
+        _endpoint(sid, alice, bob),
+        _endpoint(sid, bob, alice),
+        _endpoint(sid, carol, alice),
+    }
     kept = {_endpoint(sid, bob, PUBLISH), _endpoint(sid, carol, bob)}
     Endpoint.ensure(sid, carol, f"never-negotiated-{uuid.uuid4().hex}")
     refs = Endpoint.detach_all_of(sid, alice)
@@ -479,8 +494,9 @@ def test_a_lost_media_server_moves_its_open_sessions_once():  # find {kms_url, s
     for _ in range(3):
         session = Session(max_participants=4)
         session.save(force_insert=True)
-        Session.claim_pipeline(session.id, kurento.get_client(url).proxy(f"{uuid.uuid4()}_kurento.MediaPipeline",
-                                                                       kurento.MediaPipeline))
+        Session.claim_pipeline(
+            session.id, kurento.get_client(url).proxy(f"{uuid.uuid4()}_kurento.MediaPipeline", kurento.MediaPipeline)
+        )
         sessions.append(session.id)
     Session.mark_closed(sessions[2])
     assert sorted(Session.on_server(url)) == sorted(sessions[:2])  # open sessions only
@@ -520,12 +536,21 @@ def test_bulk_updates_and_deletes_by_session():  # update_many {session_id, stat
     Participant.objects(session_id=sid, state=ParticipantState.JOINED).update(set__publishing=False)
     assert [p.publishing for p in Participant.objects(id__in=joined).order_by("display_name")] == [False, False, True]
     # signaling_web.membership.close and media_tasks.membership.finish_close: everyone leaves, once.
-    assert Participant.objects(session_id=sid, state=ParticipantState.JOINED).update(
-        set__state=ParticipantState.LEFT, set__left_reason="session_closed") == 2
-    assert Participant.objects(session_id=sid, state=ParticipantState.JOINED).update(
-        set__state=ParticipantState.LEFT, set__left_reason="session_closed") == 0
+    assert (
+        Participant.objects(session_id=sid, state=ParticipantState.JOINED).update(
+            set__state=ParticipantState.LEFT, set__left_reason="session_closed"
+        )
+        == 2
+    )
+    assert (
+        Participant.objects(session_id=sid, state=ParticipantState.JOINED).update(
+            set__state=ParticipantState.LEFT, set__left_reason="session_closed"
+        )
+        == 0
+    )
     assert [(p.state, p.left_reason) for p in Participant.objects(session_id=sid)] == [
-        (ParticipantState.LEFT, "session_closed")] * 2
+        (ParticipantState.LEFT, "session_closed")
+    ] * 2
     assert Participant.objects(id=joined[2]).first().state == ParticipantState.JOINED
     # finish_close and fail_over: every endpoint record of the session goes in one delete.
     for stream in (PUBLISH, "x"):
@@ -560,8 +585,11 @@ def test_metrics_count_by_state():  # count_documents per state, find all media 
     from observability.web_metrics import StateCollector
 
     def gauges() -> dict:
-        return {(family.name, tuple(sample.labels.values())): sample.value
-                for family in StateCollector().collect() for sample in family.samples}
+        return {
+            (family.name, tuple(sample.labels.values())): sample.value
+            for family in StateCollector().collect()
+            for sample in family.samples
+        }
 
     before = gauges()
     url = f"ws://127.0.0.1:{uuid.uuid4().int % 60000}/kurento"

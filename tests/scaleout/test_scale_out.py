@@ -127,13 +127,15 @@ class RoundRobinHttp(Http):
 
 def rekeyed_offers(client) -> set[str]:
     """request_ids the client got for offers it had to send again under a new key."""
-    return {answer["request_id"] for path, _body, answer in client.http.rekeyed
-            if path.endswith("/offers") and answer}
+    return {answer["request_id"] for path, _body, answer in client.http.rekeyed if path.endswith("/offers") and answer}
 
 
 def rekeyed_chats(client) -> set[tuple[str, int]]:
-    return {(body["payload"]["from"], body["payload"]["n"]) for path, body, _answer in client.http.rekeyed
-            if path.endswith("/messages") and body}
+    return {
+        (body["payload"]["from"], body["payload"]["n"])
+        for path, body, _answer in client.http.rekeyed
+        if path.endswith("/messages") and body
+    }
 
 
 class MemorySampler(threading.Thread):
@@ -212,7 +214,8 @@ def check_delivery(call: Call, before_any_fault: bool) -> dict:
         figures["chats_rekeyed"] += len(rekeyed_chats(c))
         assert len(unknown) <= len(rekeyed_offers(c)), (
             f"{c.name}: {len(unknown)} answers for offers it never made, but only {len(rekeyed_offers(c))} "
-            "offers were re-sent under a new key: a request retried with its Idempotency-Key ran twice")
+            "offers were re-sent under a new key: a request retried with its Idempotency-Key ran twice"
+        )
         assert not c.messages("error"), f"{c.name} got error messages: {c.messages('error')[:2]}"
     bad = [b for c in call.clients for b in c.stats.error_bodies_bad]
     assert not bad, f"5xx answers outside the documented error shape: {bad[:3]}"
@@ -231,9 +234,11 @@ def run_wave(calls: list[Call], bases: list[str], fault=None) -> Call:
     injector = threading.Thread(target=fault, daemon=True) if fault else None
     if injector:
         injector.start()
-    load = [threading.Thread(target=call.subscribe_all, daemon=True),
-            threading.Thread(target=call.chat_round, args=(2,), daemon=True),
-            *[threading.Thread(target=earlier.chat_round, daemon=True) for earlier in calls[:-1]]]
+    load = [
+        threading.Thread(target=call.subscribe_all, daemon=True),
+        threading.Thread(target=call.chat_round, args=(2,), daemon=True),
+        *[threading.Thread(target=earlier.chat_round, daemon=True) for earlier in calls[:-1]],
+    ]
     for thread in load:
         thread.start()
     for thread in load:
@@ -274,7 +279,8 @@ def crash_media_server(stack: FaultStack, calls: list[Call], offsets: dict[str, 
         c.wait_until(lambda cl: cl.messages("mediaServerLost"), 30, "mediaServerLost")
     notified_s = max(c.arrival_of(lambda m: m["type"] == "mediaServerLost") for c in affected) - killed_at
     stack.kms[index], restarted_url = processes.start_emulator(
-        stack.log_dir, mode="signaling", port=port, memory_offset_kib=offsets[url], name=f"{victim.name}-restarted")
+        stack.log_dir, mode="signaling", port=port, memory_offset_kib=offsets[url], name=f"{victim.name}-restarted"
+    )
     assert restarted_url == url
     restarted_at = time.time()
     deadline = time.monotonic() + 30
@@ -288,8 +294,10 @@ def crash_media_server(stack: FaultStack, calls: list[Call], offsets: dict[str, 
     for call in calls:
         call.wait_answers(90)
     events["media_server_crash"] = {
-        "server": "light" if index == 0 else "heavy", "sessions_lost": len(lost),
-        "participants_notified": len(affected), "kill_to_all_notified_s": round(notified_s, 2),
+        "server": "light" if index == 0 else "heavy",
+        "sessions_lost": len(lost),
+        "participants_notified": len(affected),
+        "kill_to_all_notified_s": round(notified_s, 2),
         "kill_to_all_renegotiated_s": round(time.monotonic() - killed_at, 1),
     }
     events["media_server_crash_at"] = time.time() - (time.monotonic() - killed_at)
@@ -327,8 +335,9 @@ def test_two_webs_three_workers_two_media_servers_share_the_load_and_survive_kil
             events["web_killed"] = victim.name
             events["web_killed_at"] = time.monotonic()
             time.sleep(2.0)
-            stack.webs[1] = processes.start_web(stack.env, stack.log_dir, port=victim.port,
-                                                name=f"{victim.name}-restarted")
+            stack.webs[1] = processes.start_web(
+                stack.env, stack.log_dir, port=victim.port, name=f"{victim.name}-restarted"
+            )
             stack.wait_ready(bases=[bases[1]])
             events["web_restarted_after_s"] = 2.0
 
@@ -396,17 +405,21 @@ def test_two_webs_three_workers_two_media_servers_share_the_load_and_survive_kil
         answer_repeats = set().union(*(r["repeats"]["answers"] for r in checked.values()))
         redelivered_names = Counter(redelivered.values())
         assert len(chat_repeats) <= redelivered_names["media.send_message"], (
-            f"chat messages delivered twice {sorted(chat_repeats)[:5]}, redelivered tasks {dict(redelivered_names)}")
+            f"chat messages delivered twice {sorted(chat_repeats)[:5]}, redelivered tasks {dict(redelivered_names)}"
+        )
         assert len(answer_repeats) <= redelivered_names["media.process_offer"], (
-            f"offers answered twice {sorted(answer_repeats)[:5]}, redelivered tasks {dict(redelivered_names)}")
+            f"offers answered twice {sorted(answer_repeats)[:5]}, redelivered tasks {dict(redelivered_names)}"
+        )
 
         # --- every worker did a fair share --------------------------------------------------------
         successor = stack.all_workers[3]  # started by replace_dead_workers
         slots: dict[str, list] = {}
         for worker in stack.all_workers[:3]:
             slots[worker.name] = [worker, successor] if worker is victim else [worker]
-        per_process = {w.name: Counter(t["name"] for t in task_states(w.log_path).values() if t["succeeded"])
-                       for w in stack.all_workers}
+        per_process = {
+            w.name: Counter(t["name"] for t in task_states(w.log_path).values() if t["succeeded"])
+            for w in stack.all_workers
+        }
         per_slot = {name: sum(sum(per_process[w.name].values()) for w in workers) for name, workers in slots.items()}
         total = sum(per_slot.values())
         shares = {name: round(n / total, 3) for name, n in per_slot.items()}
@@ -440,23 +453,30 @@ def test_two_webs_three_workers_two_media_servers_share_the_load_and_survive_kil
 
         figures = {
             "load_s": round(load_s, 1),
-            "sessions": len(merged.sessions), "participants": len(merged.clients),
+            "sessions": len(merged.sessions),
+            "participants": len(merged.clients),
             "tasks_succeeded_total": total,
-            "tasks_per_worker_slot": per_slot, "share_per_worker_slot": shares,
+            "tasks_per_worker_slot": per_slot,
+            "share_per_worker_slot": shares,
             "tasks_per_process_by_name": {k: dict(v) for k, v in per_process.items()},
             "pipelines_per_kms": {"light": by_server[light], "heavy": by_server[heavy]},
             "placement_order": ["L" if url == light else "H" for _at, url, _sid in placed],
             "placement_switches": switches,
             "used_memory_kib_first_last": [sampler.samples[0][1], sampler.samples[-1][1]] if sampler.samples else [],
-            "web_killed": events["web_killed"], "worker_killed": events["worker_killed"],
+            "web_killed": events["web_killed"],
+            "worker_killed": events["worker_killed"],
             "worker_killed_in_flight": len(redelivered),
             "client_connection_errors": sum(c.stats.connection_errors for c in merged.clients),
             "client_retries": sum(c.stats.retries for c in merged.clients),
             "stale_idempotency_claims": sum(c.stats.stale_idempotency for c in merged.clients),
             "media_server_crash": events["media_server_crash"],
-            "repeats": {"chats": len(chat_repeats), "answers": len(answer_repeats),
-                        "redelivered_tasks": dict(redelivered_names)},
-            "delivery": delivery, **state,
+            "repeats": {
+                "chats": len(chat_repeats),
+                "answers": len(answer_repeats),
+                "redelivered_tasks": dict(redelivered_names),
+            },
+            "delivery": delivery,
+            **state,
         }
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         (ARTIFACTS / "scaleout-figures.json").write_text(json.dumps(figures, indent=2, sort_keys=True))

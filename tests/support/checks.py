@@ -25,8 +25,7 @@ def assert_error(response: requests.Response, *codes: int) -> dict:
     """The response is one of `codes`, JSON, in the documented shape, and leaks nothing."""
     text = response.text
     assert response.status_code in codes, f"expected {codes}, got {response.status_code}: {text[:500]}"
-    return assert_error_body(response.status_code, response.headers.get("Content-Type", ""), text,
-                             response.json)
+    return assert_error_body(response.status_code, response.headers.get("Content-Type", ""), text, response.json)
 
 
 def assert_error_body(status_code: int, content_type: str, text: str, parse) -> dict:

@@ -18,8 +18,7 @@ STALE_AFTER_S = 3 * 3600
 
 
 def _rabbitmqctl(*args: str) -> str:
-    return subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, text=True,
-                          timeout=120).stdout
+    return subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, text=True, timeout=120).stdout
 
 
 def sweep_stale_vhosts(now: float | None = None) -> list[str]:
@@ -28,7 +27,7 @@ def sweep_stale_vhosts(now: float | None = None) -> list[str]:
     for name in _rabbitmqctl("list_vhosts", "name").split():
         if not name.startswith(PREFIX):
             continue
-        created = name[len(PREFIX):].split("-")[0]
+        created = name[len(PREFIX) :].split("-")[0]
         if not created.isdigit() or now - int(created) > STALE_AFTER_S:
             subprocess.run(["rabbitmqctl", "-q", "delete_vhost", name], capture_output=True, timeout=120)
             swept.append(name)
@@ -61,8 +60,7 @@ def vhost_of(url: str) -> str:
 
 def bindings(url: str) -> set[tuple[str, str]]:
     """(exchange, queue) pairs bound in the vhost of `url`, as the broker lists them."""
-    out = _rabbitmqctl("list_bindings", "-p", vhost_of(url), "--no-table-headers", "source_name",
-                       "destination_name")
+    out = _rabbitmqctl("list_bindings", "-p", vhost_of(url), "--no-table-headers", "source_name", "destination_name")
     return {(source, destination) for source, _, destination in (line.partition("\t") for line in out.splitlines())}
 
 

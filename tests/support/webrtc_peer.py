@@ -120,7 +120,7 @@ def split_candidates(sdp: str) -> tuple[str, list[dict]]:
             index += 1
             mids.append(str(index))
         elif line.startswith("a=mid:"):
-            mids[index] = line[len("a=mid:"):].strip()
+            mids[index] = line[len("a=mid:") :].strip()
         if line.startswith("a=candidate:"):
             raw.append((index, line[2:].strip()))
             continue
@@ -251,8 +251,16 @@ class StreamLink:
 class WebRtcParticipant:
     """A session member with real media; create it with :meth:`join` inside a running loop."""
 
-    def __init__(self, member: Member, *, width: int = 320, height: int = 240, fps: int = 15,
-                 audio: bool = False, poll_wait: float = 2.0) -> None:
+    def __init__(
+        self,
+        member: Member,
+        *,
+        width: int = 320,
+        height: int = 240,
+        fps: int = 15,
+        audio: bool = False,
+        poll_wait: float = 2.0,
+    ) -> None:
         self.member = member
         self.width, self.height, self.fps, self.audio = width, height, fps, audio
         self.poll_wait = poll_wait

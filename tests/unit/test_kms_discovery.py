@@ -33,11 +33,14 @@ def discovery(dns: LoopbackDns, clock: FakeClock, spec: str = f"{NAME}:8888", in
     return Discovery(Target.parse(spec), interval_s, resolver=dns.resolver(), clock=clock)
 
 
-@pytest.mark.parametrize(("spec", "target"), [
-    (f"{NAME}:8888", Target(NAME, 8888, "kurento")),
-    (NAME, Target(NAME, 8888, "kurento")),
-    (f"{NAME}:9000/kms", Target(NAME, 9000, "kms")),
-])
+@pytest.mark.parametrize(
+    ("spec", "target"),
+    [
+        (f"{NAME}:8888", Target(NAME, 8888, "kurento")),
+        (NAME, Target(NAME, 8888, "kurento")),
+        (f"{NAME}:9000/kms", Target(NAME, 9000, "kms")),
+    ],
+)
 def test_the_setting_names_host_port_and_path(spec, target):
     assert Target.parse(spec) == target
 

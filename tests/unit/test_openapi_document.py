@@ -27,10 +27,14 @@ EXPECTED = {
     ("post", "/api/v1/sessions/{session_id}/participants"): {"403", "404", "409", "422"},
     ("delete", "/api/v1/sessions/{session_id}/participants/{participant_id}"): {"401", "403", "404"},
     ("post", "/api/v1/sessions/{session_id}/participants/{participant_id}/rejoin"): {"401", "403", "404", "409"},
-    ("post", "/api/v1/sessions/{session_id}/participants/{participant_id}/offers"):
-        {"401", "403", "404", "409", "422"},
-    ("post", "/api/v1/sessions/{session_id}/participants/{participant_id}/candidates"):
-        {"401", "403", "404", "409", "422"},
+    ("post", "/api/v1/sessions/{session_id}/participants/{participant_id}/offers"): {"401", "403", "404", "409", "422"},
+    ("post", "/api/v1/sessions/{session_id}/participants/{participant_id}/candidates"): {
+        "401",
+        "403",
+        "404",
+        "409",
+        "422",
+    },
     ("get", "/api/v1/sessions/{session_id}/participants/{participant_id}/messages"): {"401", "403", "404", "422"},
     ("post", "/api/v1/sessions/{session_id}/messages"): {"401", "403", "404", "409", "422"},
 }
@@ -38,8 +42,14 @@ EXPECTED = {
 
 @pytest.fixture(scope="module")
 def app():
-    settings = load_settings({"SECRET_KEY": "openapi-test", "RATE_LIMIT_PER_S": "0",
-                              "MONGODB_URI": "mongodb://127.0.0.1:1/unused", "LOG_FORMAT": "text"})
+    settings = load_settings(
+        {
+            "SECRET_KEY": "openapi-test",
+            "RATE_LIMIT_PER_S": "0",
+            "MONGODB_URI": "mongodb://127.0.0.1:1/unused",
+            "LOG_FORMAT": "text",
+        }
+    )
     return create_app(settings)
 
 
@@ -144,8 +154,9 @@ def test_the_examples_are_what_the_service_sends(app, spec):
     client = app.test_client()
     sessions = "/api/v1/sessions"
     messages = "/api/v1/sessions/{session_id}/participants/{participant_id}/messages"
-    too_big = client.post(sessions, data="x" * (app.extensions["signaling_settings"].max_body_bytes + 1),
-                          content_type="application/json")
+    too_big = client.post(
+        sessions, data="x" * (app.extensions["signaling_settings"].max_body_bytes + 1), content_type="application/json"
+    )
     assert too_big.status_code == 413
     assert too_big.get_json() == documented_example(spec, "post", sessions, "413")
     bad_key = client.post(sessions, json={}, headers={"Idempotency-Key": "k" * 256})

@@ -9,7 +9,9 @@ from signaling_cli.rabbitmq_management import beside_broker, flower_broker_api, 
 BROKER = "amqp://app:s%40cret@rabbit.example:5672/prod"
 
 
-@pytest.mark.parametrize("given", ["http://mq:15672", "http://mq:15672/", "http://mq:15672/api", "http://mq:15672/api/"])
+@pytest.mark.parametrize(
+    "given", ["http://mq:15672", "http://mq:15672/", "http://mq:15672/api", "http://mq:15672/api/"]
+)
 def test_a_bare_or_partial_url_becomes_the_api_root_with_the_broker_credentials(given):
     assert normalise(given, BROKER) == "http://app:s%40cret@mq:15672/api/"
 

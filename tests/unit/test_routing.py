@@ -12,9 +12,14 @@ def test_shard_is_stable_across_processes():
     # Python's hash() is salted per process; the router must not be.
     here = [shard_for(f"session-{i}", 8) for i in range(50)]
     code = "from media_tasks.routing import shard_for; print([shard_for(f'session-{i}', 8) for i in range(50)])"
-    there = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                           env={"PYTHONHASHSEED": "123", "PATH": ""},
-                           cwd=Path(__file__).resolve().parents[2]).stdout.strip()
+    there = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONHASHSEED": "123", "PATH": ""},
+        cwd=Path(__file__).resolve().parents[2],
+    ).stdout.strip()
     assert str(here) == there
 
 

@@ -23,14 +23,17 @@ def test_every_real_chromium_candidate_is_accepted(path):
         validate_candidate(candidate["candidate"], 1024)
 
 
-@pytest.mark.parametrize("sdp, reason", [
-    ("", "v=0"),
-    ("o=- 1 1 IN IP4 0.0.0.0\r\nv=0\r\n", "v=0"),
-    ("v=0\r\ns=-\r\n", "no m= line"),
-    ("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n", "exactly one a=mid"),
-    ("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=mid:1\r\n", "exactly one a=mid"),
-    ("v=0\r\nm=audio 9 X 1\r\na=mid:0\r\nm=video 9 X 2\r\n", "m-line 1"),
-])
+@pytest.mark.parametrize(
+    "sdp, reason",
+    [
+        ("", "v=0"),
+        ("o=- 1 1 IN IP4 0.0.0.0\r\nv=0\r\n", "v=0"),
+        ("v=0\r\ns=-\r\n", "no m= line"),
+        ("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n", "exactly one a=mid"),
+        ("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=mid:1\r\n", "exactly one a=mid"),
+        ("v=0\r\nm=audio 9 X 1\r\na=mid:0\r\nm=video 9 X 2\r\n", "m-line 1"),
+    ],
+)
 def test_malformed_offers_are_refused(sdp, reason):
     with pytest.raises(ValidationError, match=reason):
         validate_sdp(sdp, 64 * 1024)

@@ -20,17 +20,34 @@ def test_dumps_sorts_keys_compactly() -> None:
         (protocol.invalid_request(), {"code": -32600, "message": "Invalid JSON-RPC request."}),
         (protocol.method_not_found(), {"code": -32601, "message": "Method not found."}),
         (protocol.missing_param("object"), {"code": -32000, "message": "'object' parameter is required"}),
-        (protocol.operation_not_found("foo", 2), {"code": 40008, "data": {"type": "MALFORMED_TRANSACTION"},
-                                                  "message": "Method 'foo' with 2 parameters not found"}),
-        (protocol.factory_not_found("X"), {"code": 40108, "data": {"type": "MEDIA_OBJECT_NOT_AVAILABLE"},
-                                           "message": "Factory 'X' not found"}),
-        (protocol.object_not_found("o"), {"code": 40101, "data": {"type": "MEDIA_OBJECT_NOT_FOUND"},
-                                          "message": "Object 'o' not found"}),
-        (protocol.event_not_supported("OnIceCandidate"),
-         {"code": 40106, "data": {"type": "MEDIA_OBJECT_EVENT_NOT_SUPPORTED"},
-          "message": "Event 'OnIceCandidate' not supported"}),
-        (protocol.invalid_session(), {"code": 40007, "data": {"type": "INVALID_SESSION"},
-                                      "message": "Invalid session"}),
+        (
+            protocol.operation_not_found("foo", 2),
+            {
+                "code": 40008,
+                "data": {"type": "MALFORMED_TRANSACTION"},
+                "message": "Method 'foo' with 2 parameters not found",
+            },
+        ),
+        (
+            protocol.factory_not_found("X"),
+            {"code": 40108, "data": {"type": "MEDIA_OBJECT_NOT_AVAILABLE"}, "message": "Factory 'X' not found"},
+        ),
+        (
+            protocol.object_not_found("o"),
+            {"code": 40101, "data": {"type": "MEDIA_OBJECT_NOT_FOUND"}, "message": "Object 'o' not found"},
+        ),
+        (
+            protocol.event_not_supported("OnIceCandidate"),
+            {
+                "code": 40106,
+                "data": {"type": "MEDIA_OBJECT_EVENT_NOT_SUPPORTED"},
+                "message": "Event 'OnIceCandidate' not supported",
+            },
+        ),
+        (
+            protocol.invalid_session(),
+            {"code": 40007, "data": {"type": "INVALID_SESSION"}, "message": "Invalid session"},
+        ),
     ],
 )
 def test_error_objects(error: RpcError, expected: dict) -> None:
@@ -43,7 +60,8 @@ def test_newref_outside_transaction_is_40109() -> None:
 
 def test_error_response_shape() -> None:
     assert protocol.dumps(protocol.error_response(None, protocol.invalid_request())) == (
-        '{"error":{"code":-32600,"message":"Invalid JSON-RPC request."},"id":null,"jsonrpc":"2.0"}')
+        '{"error":{"code":-32600,"message":"Invalid JSON-RPC request."},"id":null,"jsonrpc":"2.0"}'
+    )
 
 
 @pytest.mark.parametrize("frame", ["{bad", b"\xff\xfe"])
@@ -53,8 +71,16 @@ def test_decode_parse_errors(frame: str | bytes) -> None:
     assert raised.value.code == -32700
 
 
-@pytest.mark.parametrize("frame", ['[{"jsonrpc":"2.0","id":1,"method":"ping"}]', '{"id":1,"method":"ping"}',
-                                   '{"jsonrpc":"2.0","id":1}', '{"jsonrpc":"2.0","id":[1],"method":"ping"}', "5"])
+@pytest.mark.parametrize(
+    "frame",
+    [
+        '[{"jsonrpc":"2.0","id":1,"method":"ping"}]',
+        '{"id":1,"method":"ping"}',
+        '{"jsonrpc":"2.0","id":1}',
+        '{"jsonrpc":"2.0","id":[1],"method":"ping"}',
+        "5",
+    ],
+)
 def test_decode_invalid_requests(frame: str) -> None:
     with pytest.raises(RpcError) as raised:
         protocol.decode_request(frame)
@@ -67,8 +93,11 @@ def test_decode_accepts_string_ids() -> None:
 
 def test_event_notification_has_no_id_nor_subscription() -> None:
     message = protocol.event_notification("o", "IceGatheringDone", {"type": "IceGatheringDone"})
-    assert message == {"jsonrpc": "2.0", "method": "onEvent", "params": {"value": {
-        "data": {"type": "IceGatheringDone"}, "object": "o", "type": "IceGatheringDone"}}}
+    assert message == {
+        "jsonrpc": "2.0",
+        "method": "onEvent",
+        "params": {"value": {"data": {"type": "IceGatheringDone"}, "object": "o", "type": "IceGatheringDone"}},
+    }
 
 
 def test_timestamp_millis_is_a_digit_string() -> None:
@@ -85,4 +114,8 @@ def test_complex_values() -> None:
 def test_replace_newrefs_recursively() -> None:
     params = {"object": "newref:1", "list": ["newref:0", "x"], "nested": {"p": "newref:7"}, "n": 3}
     assert protocol.replace_newrefs(params, {0: "P", 1: "E"}) == {
-        "object": "E", "list": ["P", "x"], "nested": {"p": "newref:7"}, "n": 3}
+        "object": "E",
+        "list": ["P", "x"],
+        "nested": {"p": "newref:7"},
+        "n": 3,
+    }

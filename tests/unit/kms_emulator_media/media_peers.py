@@ -127,7 +127,7 @@ class ClientPeer:
     async def add_candidate(self, cand: dict) -> None:
         text = cand["candidate"]
         if text.startswith("candidate:"):
-            text = text[len("candidate:"):]
+            text = text[len("candidate:") :]
         c = candidate_from_sdp(text)
         c.sdpMid = cand.get("sdpMid")
         c.sdpMLineIndex = cand.get("sdpMLineIndex")

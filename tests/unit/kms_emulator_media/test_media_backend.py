@@ -34,10 +34,7 @@ class Recorder:
         return [t for t, _ in self.events]
 
     def has(self, event_type: str, **match) -> bool:
-        return any(
-            t == event_type and all(f.get(k) == v for k, v in match.items())
-            for t, f in self.events
-        )
+        return any(t == event_type and all(f.get(k) == v for k, v in match.items()) for t, f in self.events)
 
     async def wait_for(self, event_type: str, timeout: float = 10.0, **match) -> None:
         deadline = asyncio.get_running_loop().time() + timeout
@@ -202,6 +199,7 @@ def test_generate_offer_and_process_answer():
             class Trickle:
                 async def add_candidate(self, cand):
                     from media_peers import ClientPeer as _C
+
                     await _C.add_candidate(type("X", (), {"pc": client})(), cand)
 
             rec_b.peer = Trickle()
