@@ -1,37 +1,43 @@
-"""Celery configuration under Celery's own names, from the one Settings object."""
+"""Celery configuration under Celery's own names, built from the one Settings object.
 
-from media_tasks.routing import dead_letter_queue, shard_name, shard_queues
-from settings import load_settings
+`media_tasks.celery_app.create_celery_app(settings)` applies it; nothing here reads the
+environment.
+"""
 
-_settings = load_settings()
+from __future__ import annotations
 
-broker_url = _settings.rabbitmq_url
-# Quorum queues need publisher confirms; they also make a refused publish an error.
-broker_transport_options = {"confirm_publish": True}
-broker_connection_retry_on_startup = True
-broker_heartbeat = 30
+from typing import Any
 
-task_queues = [*shard_queues(_settings), dead_letter_queue(_settings)]
-task_default_queue = shard_name(_settings, 0)
-task_routes = ("media_tasks.routing.route_by_session",)
-task_create_missing_queues = False
+from media_tasks.routing import ShardRouter, dead_letter_queue, shard_name, shard_queues
+from settings import Settings
 
-task_serializer = "json"
-accept_content = ["json"]
-result_backend = None
-task_ignore_result = True
 
-# A task is acknowledged only once done, and requeued if its worker dies mid-way: every
-# task is written to be safe to run twice.
-task_acks_late = True
-task_reject_on_worker_lost = True
-worker_prefetch_multiplier = 1
-worker_concurrency = _settings.worker_concurrency
-worker_pool = "threads"
-
-# Task events for Flower. No `task-sent` events: each would be one more confirmed publish in
-# every web request; Flower shows a task from `task-received` on, and workers measure the
-# dispatch delay from the `enqueued_at` header (signaling_task_dispatch_seconds).
-worker_send_task_events = True
-task_send_sent_event = False
-worker_hijack_root_logger = False
+def celery_config(settings: Settings) -> dict[str, Any]:
+    return {
+        "broker_url": settings.rabbitmq_url,
+        # Quorum queues need publisher confirms; they also make a refused publish an error.
+        "broker_transport_options": {"confirm_publish": True},
+        "broker_connection_retry_on_startup": True,
+        "broker_heartbeat": 30,
+        "task_queues": [*shard_queues(settings), dead_letter_queue(settings)],
+        "task_default_queue": shard_name(settings, 0),
+        "task_routes": (ShardRouter(settings),),
+        "task_create_missing_queues": False,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "result_backend": None,
+        "task_ignore_result": True,
+        # A task is acknowledged only once done, and requeued if its worker dies mid-way: every
+        # task is written to be safe to run twice.
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "worker_concurrency": settings.worker_concurrency,
+        "worker_pool": "threads",
+        # Task events for Flower. No `task-sent` events: each would be one more confirmed publish in
+        # every web request; Flower shows a task from `task-received` on, and workers measure the
+        # dispatch delay from the `enqueued_at` header (signaling_task_dispatch_seconds).
+        "worker_send_task_events": True,
+        "task_send_sent_event": False,
+        "worker_hijack_root_logger": False,
+    }

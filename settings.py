@@ -1,14 +1,15 @@
 """One settings object for every tier, read from the environment in one place.
 
-The Flask app, celeryconfig.py, the workers and the CLI all take their values from
-`load_settings()`; nothing else reads `os.environ`.
+Each process builds its `Settings` once, at its entry point (`signaling_web.wsgi`, the Celery
+entry point `media_tasks.app`, the `signaling` command), and passes it down: nothing reads the
+environment at import, and two apps with different settings can live in one process.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -21,9 +22,9 @@ class Settings:
     """Broker for Celery tasks and for delivery to participants (RABBITMQ_URL)."""
     mongodb_uri: str = "mongodb://127.0.0.1:27017/signaling"
     """All session state (MONGODB_URI); production needs a replica set."""
-    kms_urls: Sequence[str] = ("ws://127.0.0.1:8888/kurento",)
+    kms_urls: tuple[str, ...] = ("ws://127.0.0.1:8888/kurento",)
     """Kurento media servers, comma separated (KMS_URLS). With KMS_DISCOVERY_DNS: these (none
-    unless given) followed by the discovered ones, re-read on every use."""
+    unless given) come first, then the discovered ones (media_tasks.kms_discovery.media_servers)."""
     kms_discovery_dns: str = ""
     """`host[:port][/path]` whose A records are media servers, ws://<ip>:<port>/<path> each (port 8888 and
     path kurento by default), e.g. the KMS StatefulSet's headless Service (KMS_DISCOVERY_DNS); "" = off."""
@@ -143,12 +144,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             values[f.name] = _convert(raw, f.default)
     if not values.get("secret_key"):
         values["secret_key"] = _dev_secret_key()
-    if values.get("kms_discovery_dns"):
-        from media_tasks.kms_discovery import kms_urls
-
-        values["kms_urls"] = kms_urls(
-            values.get("kms_urls", ()),
-            values["kms_discovery_dns"],
-            values.get("kms_discovery_interval_s", Settings.kms_discovery_interval_s),
-        )
-    return Settings(**values)
+    if values.get("kms_discovery_dns") and "kms_urls" not in values:
+        values["kms_urls"] = ()  # discovered servers only, unless KMS_URLS names some too
+    return Settings(**values)  # type: ignore[arg-type]  # each value was converted to its field's type

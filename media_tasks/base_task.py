@@ -11,24 +11,26 @@ cost nothing.
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
-import uuid
+from typing import TYPE_CHECKING, Any
 
 from celery import Task
 from celery.exceptions import Reject
+from kombu.exceptions import OperationalError as KombuOperationalError
+from pymongo.errors import ConnectionFailure
 
-from messaging.publisher import IDEMPOTENT_ROOT, get_publisher, publishing_for_task
+import kurento
+from media_tasks.kms_pool import NoMediaServer
+from messaging.publisher import get_publisher
+from messaging.rerun_identity import publishing_for_task, task_seed
 from models.task_start import TaskStart
-from settings import load_settings
+from settings import Settings
+
+if TYPE_CHECKING:
+    from media_tasks.celery_app import MediaCelery
 
 log = logging.getLogger(__name__)
-
-
-@functools.cache
-def _settings():
-    return load_settings()
 
 
 # Redelivered tasks run one at a time in a process. The tasks fetched together with a poison
@@ -39,18 +41,40 @@ _one_redelivered_at_a_time = threading.Lock()
 
 
 class MediaTask(Task):
-    def __call__(self, *args, **kwargs):
+    """Every task's retry policy: failures worth another try a little later (the media server,
+    broker or database away for a moment), with backoff."""
+
+    autoretry_for = (
+        kurento.KurentoUnavailable,
+        NoMediaServer,
+        ConnectionError,
+        OSError,
+        ConnectionFailure,
+        KombuOperationalError,
+    )
+    retry_backoff = 0.5
+    retry_backoff_max = 5
+    max_retries = 5
+    retry_jitter = True
+
+    app: MediaCelery
+
+    @property
+    def settings(self) -> Settings:
+        return self.app.settings
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
         if not redelivered:
             return self._run_and_flush(args, kwargs)
         with _one_redelivered_at_a_time:
             return self._run_redelivered(args, kwargs)
 
-    def _run_redelivered(self, args, kwargs):
+    def _run_redelivered(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         # A redelivery means every earlier start ended without an ack: this is start number
         # (redeliveries counted so far) + 1.
         starts = TaskStart.count_start(self.request.id, self.name) + 1
-        limit = _settings().task_start_limit
+        limit = self.settings.task_start_limit
         if starts > limit:
             log.error(
                 "task %s[%s] started %d times and never finished: dead-lettering it as poison",
@@ -65,20 +89,12 @@ class MediaTask(Task):
         return result
 
     def _message_seed(self) -> str:
-        """What this run's message ids derive from: the same for every run of the same work.
+        return task_seed(self.request.id, self.request.root_id, self.request.parent_id)
 
-        A redelivery or a retry keeps the task id; a request enqueued again under its
-        Idempotency-Key is a new task with the same key-derived root id.
-        """
-        root = self.request.root_id or ""
-        if root.startswith(IDEMPOTENT_ROOT) and not self.request.parent_id:
-            return root
-        return self.request.id or uuid.uuid4().hex
-
-    def _run_and_flush(self, args, kwargs):
+    def _run_and_flush(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         with publishing_for_task(self._message_seed()):
             result = super().__call__(*args, **kwargs)
         # The task is acknowledged after this returns: first make sure the broker has every
         # message the task published (messaging.publisher defers confirms to here).
-        get_publisher(_settings()).flush()
+        get_publisher(self.settings).flush()
         return result

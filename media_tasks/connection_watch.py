@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from typing import Any
 
 from messaging import messages
 from messaging.publisher import get_publisher
@@ -23,12 +25,18 @@ _BAD = {"FAILED", "DISCONNECTED", "NOT_FLOWING"}
 _GOOD = {"CONNECTED", "READY", "FLOWING"}
 
 
-def _state(event_type: str, data: dict) -> str | None:
+def _state(event_type: str, data: dict[str, Any]) -> str | None:
     return data.get("newState") if event_type == "ConnectionStateChanged" else data.get("state")
 
 
 def on_state_event(
-    settings: Settings, session_id: str, participant_id: str, stream: str, event_type: str, data: dict, schedule_check
+    settings: Settings,
+    session_id: str,
+    participant_id: str,
+    stream: str,
+    event_type: str,
+    data: dict[str, Any],
+    schedule_check: Callable[[float], None],
 ) -> None:
     if event_type == "MediaFlowInStateChanged" and stream != PUBLISH:
         return  # a subscriber endpoint only sends; nothing flows in by design

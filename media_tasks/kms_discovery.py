@@ -4,9 +4,9 @@ In Kubernetes the KMS StatefulSet's headless Service has one A record per ready 
 KMS_DISCOVERY_DNS=kms-headless.<namespace>.svc.cluster.local:8888 lists them all and follows
 scaling without restarting anything: each address becomes ws://<ip>:8888/kurento.
 
-`settings.kms_urls` is then a `KmsUrls`: the KMS_URLS given (if any) followed by what the name
+`media_servers(settings).urls()` is then the KMS_URLS given (if any) followed by what the name
 resolves to, re-resolved at most every KMS_DISCOVERY_INTERVAL_S when it is read. So the pool's
-selection and the health monitor, which only iterate `settings.kms_urls`, see servers come and
+selection and the health monitor, which ask for the list on every use, see servers come and
 go. A server whose record disappears (its pod died or is no longer ready) stays listed for
 FORGET_AFTER_S: long enough for the health monitor to find it dead and move its sessions to
 `mediaServerLost`, which it would never do for a server it no longer checks. A failed lookup
@@ -18,11 +18,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import dns.exception
 import dns.resolver
+
+from settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -109,42 +111,49 @@ class Discovery:
         self._last_seen = last_seen
 
 
-def _address_order(url: str) -> tuple:
+def _address_order(url: str) -> tuple[int | str, ...]:
     host = url.split("://", 1)[1].rsplit(":", 1)[0]
     return tuple(int(part) if part.isdigit() else part for part in host.split("."))
 
 
-class KmsUrls(Sequence[str]):
-    """The configured KMS_URLS followed by the discovered ones, read afresh on every use."""
+class MediaServers:
+    """The media servers to use: KMS_URLS, then (with KMS_DISCOVERY_DNS) the discovered ones.
 
-    def __init__(self, static: Sequence[str], discovery: Discovery) -> None:
+    A component of its own rather than part of Settings: it resolves DNS and remembers what it
+    has seen, while Settings stays plain values.
+    """
+
+    def __init__(self, static: Sequence[str], discovery: Discovery | None = None) -> None:
         self.static = tuple(static)
         self.discovery = discovery
 
-    def _current(self) -> list[str]:
+    def urls(self) -> list[str]:
+        """Read afresh on every use, so servers come and go without a restart."""
+        if self.discovery is None:
+            return list(self.static)
         return [*self.static, *(url for url in self.discovery.urls() if url not in self.static)]
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._current())
-
-    def __len__(self) -> int:
-        return len(self._current())
-
-    def __getitem__(self, index):  # noqa: ANN001 - int or slice, as for any sequence
-        return self._current()[index]
-
     def __repr__(self) -> str:
-        return f"KmsUrls(static={self.static!r}, dns={self.discovery.target.host!r})"
+        host = self.discovery.target.host if self.discovery else None
+        return f"MediaServers(static={self.static!r}, dns={host!r})"
 
 
 _discoveries: dict[tuple[Target, float], Discovery] = {}
 _discoveries_lock = threading.Lock()
 
 
-def kms_urls(static: Sequence[str], spec: str, interval_s: float) -> KmsUrls:
-    """The process's one Discovery per target, so every settings object shares what it has seen."""
-    key = (Target.parse(spec), interval_s)
+def register_discovery(discovery: Discovery) -> None:
+    """Makes `discovery` (with its own resolver, say) the one its target and interval use."""
+    with _discoveries_lock:
+        _discoveries[(discovery.target, discovery.interval_s)] = discovery
+
+
+def media_servers(settings: Settings) -> MediaServers:
+    """The process's one Discovery per target, so every user of the same settings shares what it has seen."""
+    if not settings.kms_discovery_dns:
+        return MediaServers(settings.kms_urls)
+    key = (Target.parse(settings.kms_discovery_dns), settings.kms_discovery_interval_s)
     with _discoveries_lock:
         if key not in _discoveries:
             _discoveries[key] = Discovery(*key)
-        return KmsUrls(static, _discoveries[key])
+        return MediaServers(settings.kms_urls, _discoveries[key])

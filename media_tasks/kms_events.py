@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+import kurento
 from media_tasks import connection_watch
+from media_tasks.dispatch import task_queue
 from messaging import messages
 from messaging.publisher import get_publisher
 from settings import Settings
@@ -22,15 +24,9 @@ def candidate_for_browser(candidate: dict) -> dict:
     }
 
 
-def _schedule_check(session_id: str, participant_id: str, stream: str) -> Callable[[float], None]:
+def _schedule_check(settings: Settings, session_id: str, participant_id: str, stream: str) -> Callable[[float], None]:
     def schedule(delay: float) -> None:
-        from media_tasks.app import app
-
-        app.send_task(
-            "media.check_connection",
-            countdown=delay,
-            kwargs={"session_id": session_id, "participant_id": participant_id, "stream": stream},
-        )
+        task_queue(settings).check_connection(session_id, participant_id, stream, delay_s=delay)
 
     return schedule
 
@@ -57,7 +53,7 @@ def event_handlers(
             stream,
             event_type,
             data,
-            _schedule_check(session_id, participant_id, stream),
+            _schedule_check(settings, session_id, participant_id, stream),
         )
 
     handlers = {"IceCandidateFound": on_candidate, "IceGatheringDone": on_gathering_done}
@@ -65,7 +61,9 @@ def event_handlers(
     return handlers
 
 
-def relay_endpoint_events(settings: Settings, endpoint, session_id: str, participant_id: str, stream: str) -> None:
+def relay_endpoint_events(
+    settings: Settings, endpoint: kurento.WebRtcEndpoint, session_id: str, participant_id: str, stream: str
+) -> None:
     """Subscribes before gatherCandidates is called, so no candidate event can be missed.
 
     All event types in one round trip to the media server.
@@ -74,7 +72,12 @@ def relay_endpoint_events(settings: Settings, endpoint, session_id: str, partici
 
 
 def listen_endpoint_events(
-    settings: Settings, client, endpoint_id: str, session_id: str, participant_id: str, stream: str
+    settings: Settings,
+    client: kurento.KurentoClient,
+    endpoint_id: str,
+    session_id: str,
+    participant_id: str,
+    stream: str,
 ) -> None:
     """After taking a KMS session over: the subscriptions exist server-side, only routing is needed."""
     for event_type, handler in event_handlers(settings, session_id, participant_id, stream).items():

@@ -12,6 +12,7 @@ import logging
 import time
 
 import kurento
+from media_tasks.kms_discovery import media_servers
 from messaging import messages
 from messaging.publisher import get_publisher
 from models import Endpoint, MediaServer, Participant, ParticipantState, Session
@@ -30,7 +31,7 @@ class HealthMonitor:
         self._failures: dict[str, int] = {}
 
     def check_all(self) -> None:
-        for url in self.settings.kms_urls:
+        for url in media_servers(self.settings).urls():
             self.check(url)
 
     def check(self, url: str) -> None:

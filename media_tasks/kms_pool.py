@@ -13,6 +13,7 @@ import time
 import uuid
 
 import kurento
+from media_tasks.kms_discovery import media_servers
 from models import MediaServer, Session, SessionState
 from settings import Settings
 
@@ -56,11 +57,11 @@ def select_kms(settings: Settings, prefer: str | None = None) -> str:
     """
     if prefer and probe(prefer) is not None:
         return prefer
-    fresh = MediaServer.objects(url__in=list(settings.kms_urls), checked_at__gt=time.time() - HEALTH_STALE_S)
+    fresh = MediaServer.objects(url__in=media_servers(settings).urls(), checked_at__gt=time.time() - HEALTH_STALE_S)
     alive = [server for server in fresh if server.alive and server.url != prefer]
     if alive:
         return min(alive, key=lambda server: server.used_memory_kib).url
-    loads = {url: used for url in settings.kms_urls if url != prefer and (used := probe(url)) is not None}
+    loads = {url: used for url in media_servers(settings).urls() if url != prefer and (used := probe(url)) is not None}
     if not loads:
         raise NoMediaServer("no Kurento media server is reachable")
     return min(loads, key=loads.__getitem__)
@@ -72,10 +73,10 @@ CLAIM_POLL_S = 0.02
 
 def claim_ttl_s(settings: Settings) -> float:
     """The longest a creation takes: probing the preferred server and every other, then `create`."""
-    return PROBE_TIMEOUT_S * (len(settings.kms_urls) + 1) + settings.kms_request_timeout_s + 1.0
+    return PROBE_TIMEOUT_S * (len(media_servers(settings).urls()) + 1) + settings.kms_request_timeout_s + 1.0
 
 
-def ensure_pipeline(settings: Settings, session_id: str):
+def ensure_pipeline(settings: Settings, session_id: str) -> kurento.MediaPipeline:
     """The session's pipeline, created on the least loaded server by the one caller that claims it."""
     claimer = uuid.uuid4().hex
     while True:
@@ -90,7 +91,9 @@ def ensure_pipeline(settings: Settings, session_id: str):
         time.sleep(CLAIM_POLL_S)
 
 
-def _create_pipeline(settings: Settings, session_id: str, lost_kms_url: str | None, claimer: str):
+def _create_pipeline(
+    settings: Settings, session_id: str, lost_kms_url: str | None, claimer: str
+) -> kurento.MediaPipeline:
     try:
         url = select_kms(settings, prefer=lost_kms_url)
         pipeline = kurento.get_client(url).create_pipeline(timeout=settings.kms_request_timeout_s)
@@ -109,7 +112,7 @@ def _create_pipeline(settings: Settings, session_id: str, lost_kms_url: str | No
     return pipeline
 
 
-def release_quietly(media_object) -> None:
+def release_quietly(media_object: kurento.MediaObject | None) -> None:
     """Releases a Kurento object; a server that is gone has released it already."""
     if media_object is None:
         return

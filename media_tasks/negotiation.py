@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import kurento
 from media_tasks import kms_sessions
@@ -35,16 +36,26 @@ def _is_active(participant_id: str) -> bool:
 
 def _stored_endpoint(session_id: str, participant_id: str, stream: str) -> Endpoint:
     # A fresh stream costs two round trips (find, insert), a known one a single find.
-    return (
+    stored = (
         Endpoint.find(participant_id, stream)
         or Endpoint.ensure(session_id, participant_id, stream)
         or Endpoint.find(participant_id, stream)
     )
+    if stored is None:
+        # The record was deleted between our insert and the read: the participant left or the
+        # session closed meanwhile (both delete endpoint records). Nothing to negotiate.
+        raise NegotiationRefused(409, "the participant left while its offer was processed")
+    return stored
 
 
 def _install_endpoint(
-    settings: Settings, session_id: str, participant_id: str, stream: str, request_id: str, replacing
-):
+    settings: Settings,
+    session_id: str,
+    participant_id: str,
+    stream: str,
+    request_id: str,
+    replacing: kurento.WebRtcEndpoint | None,
+) -> tuple[kurento.WebRtcEndpoint, list[dict[str, Any]]] | None:
     """A fresh Kurento endpoint, stored in place of `replacing` and claimed for `request_id`.
 
     Returns (endpoint, candidates that waited for it), or None when another worker changed the
@@ -61,14 +72,14 @@ def _install_endpoint(
     return endpoint, pending
 
 
-def _publisher_endpoint(stream: str):
+def _publisher_endpoint(stream: str) -> kurento.WebRtcEndpoint:
     publisher = Endpoint.find(stream, PUBLISH)
     if publisher is None or publisher.kurento is None or not _is_active(stream):
         raise NegotiationRefused(409, f"participant {stream} is not publishing")
     return publisher.kurento
 
 
-def _apply_candidates(endpoint, candidates: list[dict]) -> None:
+def _apply_candidates(endpoint: kurento.WebRtcEndpoint, candidates: list[dict[str, Any]]) -> None:
     wire = [
         (c["candidate"], c.get("sdpMid") or "", int(c.get("sdpMLineIndex") or 0))
         for c in candidates
@@ -104,7 +115,9 @@ def process_offer(
         Endpoint.forget(participant_id, stream, endpoint)
 
 
-def _answer_offer(settings: Settings, session_id: str, participant_id: str, stream: str, sdp: str, request_id: str):
+def _answer_offer(
+    settings: Settings, session_id: str, participant_id: str, stream: str, sdp: str, request_id: str
+) -> kurento.WebRtcEndpoint:
     source = _publisher_endpoint(stream) if stream != PUBLISH else None
     for _attempt in range(3):
         stored = _stored_endpoint(session_id, participant_id, stream)
@@ -128,7 +141,7 @@ def _answer_offer(settings: Settings, session_id: str, participant_id: str, stre
     raise NegotiationRefused(409, "the stream could not be renegotiated")
 
 
-def _process_offer(endpoint, sdp: str) -> str:
+def _process_offer(endpoint: kurento.WebRtcEndpoint, sdp: str) -> str:
     try:
         return endpoint.process_offer(sdp)
     except kurento.KurentoError as exc:
@@ -143,9 +156,9 @@ def _deliver_answer(
     participant_id: str,
     stream: str,
     request_id: str,
-    endpoint,
+    endpoint: kurento.WebRtcEndpoint,
     answer: str,
-    pending: list[dict],
+    pending: list[dict[str, Any]],
 ) -> None:
     # The answer first: it is what the client waits for. A crash before the record below makes
     # a redelivery send the same answer again (see _finish_duplicate), never lose it.
@@ -160,7 +173,13 @@ DUPLICATE_WAIT_S = 3.0
 
 
 def _finish_duplicate(
-    settings: Settings, session_id: str, participant_id: str, stream: str, request_id: str, endpoint, sdp: str
+    settings: Settings,
+    session_id: str,
+    participant_id: str,
+    stream: str,
+    request_id: str,
+    endpoint: kurento.WebRtcEndpoint,
+    sdp: str,
 ) -> None:
     """Another delivery of this same request claimed the endpoint.
 
@@ -174,6 +193,8 @@ def _finish_duplicate(
             return
         time.sleep(0.05)
     stored = Endpoint.find(participant_id, stream)
+    if stored is None:
+        return  # the participant left meanwhile: nobody waits for this answer
     if stored.answered_request_id == request_id and stored.answer_sdp:
         answer = stored.answer_sdp
     else:
@@ -185,7 +206,7 @@ def _finish_duplicate(
 
 
 def add_candidates(
-    settings: Settings, session_id: str, participant_id: str, stream: str, candidates: list[dict]
+    settings: Settings, session_id: str, participant_id: str, stream: str, candidates: list[dict[str, Any]]
 ) -> None:
     # The usual case, candidates trickled after the offer: one read, then one round trip to the KMS.
     stored = Endpoint.find(participant_id, stream)

@@ -17,6 +17,7 @@ shared KMS are never touched.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import kurento
 from models import Endpoint, Session, SessionState
@@ -74,7 +75,9 @@ class OrphanSweeper:
                 by_server.setdefault(raw.client.url, []).append(raw.id)
         children: set[str] = set()
         for url, pipeline_ids in by_server.items():
-            calls = [("invoke", {"object": pid, "operation": "getChildren"}) for pid in pipeline_ids]
+            calls: list[tuple[str, dict[str, Any] | None]] = [
+                ("invoke", {"object": pid, "operation": "getChildren"}) for pid in pipeline_ids
+            ]
             try:
                 results = kurento.get_client(url).request_many(calls)
             except kurento.KurentoError as exc:

@@ -7,12 +7,11 @@ web instance; every worker consumes every shard, so this gives locality, not own
 from __future__ import annotations
 
 import zlib
+from typing import Any
 
 from kombu import Exchange, Queue
 
-from settings import Settings, load_settings
-
-_settings = load_settings()
+from settings import Settings
 
 
 def shard_exchange(settings: Settings) -> Exchange:
@@ -55,12 +54,20 @@ def dead_letter_queue(settings: Settings) -> Queue:
     return Queue(name, exchange=Exchange(name, type="direct", durable=True), routing_key=name, durable=True)
 
 
-def route_by_session(name, args, kwargs, options, task=None, **kw):
+class ShardRouter:
     """Celery router: the task's `session_id` argument picks the shard."""
-    session_id = kwargs.get("session_id") if kwargs else None
-    if session_id is None and args:
-        session_id = args[0]
-    if session_id is None:
-        return None
-    queue = shard_name(_settings, shard_for(str(session_id), _settings.shards))
-    return {"queue": queue, "exchange": shard_exchange(_settings).name, "routing_key": queue}
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.exchange = shard_exchange(settings).name
+
+    def __call__(
+        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any], **_kw: Any
+    ) -> dict[str, str] | None:
+        session_id = kwargs.get("session_id") if kwargs else None
+        if session_id is None and args:
+            session_id = args[0]
+        if session_id is None:
+            return None
+        queue = shard_name(self.settings, shard_for(str(session_id), self.settings.shards))
+        return {"queue": queue, "exchange": self.exchange, "routing_key": queue}

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 from messaging import topology
 from messaging.delivery_hub import BrokerUnavailable, DeliveryHub, QueueGone
-from models import OutboxMessage, Participant
+from models import OutboxMessage, Participant, bound_to, database_alias
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -64,8 +64,9 @@ class Delivery:
 class LeaseRenewer:
     """Renews the leases of this web process's waiting polls, in one write per LEASE_RENEW_S."""
 
-    def __init__(self, instance: str) -> None:
+    def __init__(self, instance: str, database: str) -> None:
         self.instance = instance
+        self.database = database  # the alias of the app's database (models.connection)
         self._waiting: dict[str, str] = {}  # participant id -> owner of the lease its poll holds
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -91,7 +92,8 @@ class LeaseRenewer:
                 continue
             now = time.time()
             try:
-                Participant.renew_poll_leases(owners, now, now + LEASE_S)
+                with bound_to(self.database):
+                    Participant.renew_poll_leases(owners, now, now + LEASE_S)
             except Exception:
                 # A lease that lapses meanwhile is safe: the unique seq index refuses a second mover.
                 log.warning("renewing the poll leases of %s failed", self.instance, exc_info=True)
@@ -108,7 +110,8 @@ class Mailbox:
     def renewer(self) -> LeaseRenewer:
         # Per process: the app may be created before a server forks its workers.
         if self._renewer_pid != os.getpid():
-            self._renewer = LeaseRenewer(f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+            instance = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            self._renewer = LeaseRenewer(instance, database_alias(self.settings))
             self._renewer_pid = os.getpid()
         return self._renewer
 

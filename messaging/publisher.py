@@ -9,62 +9,28 @@ outstanding confirm, and tasks call it before they are acknowledged (media_tasks
 a task is done only once everything it published is safe, and a broker refusal or crash
 makes the task run again rather than lose a message.
 
-A task that runs again publishes again. Inside a task (`publishing_for_task`), a message's id
-is derived from the task's seed (its id, or for a request enqueued under an Idempotency-Key
-the key-derived root id), its place among the task's publishes and its content, so the copy a
-second run publishes has the id of the first and the participant's outbox drops it
-(messaging.mailbox); a second run that publishes something else publishes it under a new id.
-Outside tasks (Kurento events) ids are random.
+A task that runs again publishes again, under the same message ids (messaging.rerun_identity),
+so participants' outboxes drop the copies.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import logging
 import os
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 
 from amqp.exceptions import NotFound
 from kombu import Connection, Exchange, Producer
 
-from messaging import topology
+from messaging import rerun_identity, topology
 from settings import Settings
 
 log = logging.getLogger(__name__)
 
 _DIRECT = Exchange("", type="direct")
 FLUSH_TIMEOUT_S = 10.0
-
-
-# Root id of a task the web tier enqueued under an Idempotency-Key (signaling_web.dispatch):
-# every enqueue of the same request has the same one, and its messages derive their ids from it.
-IDEMPOTENT_ROOT = "idem-"
-
-_task = threading.local()
-
-
-@contextlib.contextmanager
-def publishing_for_task(task_id: str) -> Iterator[None]:
-    """Messages published by this thread meanwhile get ids a re-run of the task reproduces."""
-    _task.id, _task.published = task_id, 0
-    try:
-        yield
-    finally:
-        _task.id = None
-
-
-def _message_id(exchange: str, routing_key: str, body: str) -> str:
-    task_id = getattr(_task, "id", None)
-    if task_id is None:
-        return uuid.uuid4().hex
-    _task.published += 1
-    seed = f"{task_id}\n{_task.published}\n{exchange}\n{routing_key}\n{body}".encode()
-    return hashlib.sha256(seed).hexdigest()[:32]
 
 
 class PublishNotConfirmed(ConnectionError):
@@ -91,7 +57,7 @@ class Publisher:
 
     def _publish(self, message: dict, exchange: Exchange, routing_key: str) -> None:
         body = json.dumps(message, separators=(",", ":"))
-        message_id = _message_id(exchange.name, routing_key, body)
+        message_id = rerun_identity.message_id(exchange.name, routing_key, body)
         with self._lock:
             for attempt in range(3):
                 try:

@@ -1,6 +1,6 @@
 """MongoEngine documents and the atomic operations the service performs on them."""
 
-from models.connection import connect_db, ping_db
+from models.connection import bound_to, connect_db, current_db, database_alias, ping_db
 from models.endpoint import PUBLISH, Endpoint
 from models.fields import KurentoObjectField, KurentoRef
 from models.idempotency import IdempotencyRecord
@@ -27,6 +27,9 @@ __all__ = [
     "Session",
     "SessionState",
     "TaskStart",
+    "bound_to",
     "connect_db",
+    "current_db",
+    "database_alias",
     "ping_db",
 ]

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 
-from mongoengine import BooleanField, Document, FloatField, ListField, NotUniqueError, StringField
+from mongoengine import BooleanField, FloatField, ListField, NotUniqueError, StringField
 
+from models.base import Document
 from models.fields import KurentoObjectField
 
 PUBLISH = "publish"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import time
 
-from mongoengine import Document, FloatField, IntField, NotUniqueError, StringField
+from mongoengine import FloatField, IntField, NotUniqueError, StringField
+
+from models.base import Document
 
 PENDING_TIMEOUT_S = 30.0
 

@@ -8,7 +8,9 @@ worker died), another worker claims the session and reconnects to it with
 
 from __future__ import annotations
 
-from mongoengine import Document, FloatField, StringField
+from mongoengine import FloatField, StringField
+
+from models.base import Document
 
 
 class KmsSession(Document):

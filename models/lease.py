@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from mongoengine import Document, FloatField, NotUniqueError, StringField
+from mongoengine import FloatField, NotUniqueError, StringField
+
+from models.base import Document
 
 
 class Lease(Document):

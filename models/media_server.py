@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from mongoengine import BooleanField, Document, FloatField, IntField, StringField
+from mongoengine import BooleanField, FloatField, IntField, StringField
+
+from models.base import Document
 
 
 class MediaServer(Document):

@@ -11,8 +11,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from mongoengine import Document, FloatField, IntField, StringField
+from mongoengine import FloatField, IntField, StringField
 from pymongo.errors import BulkWriteError
+
+from models.base import Document
 
 DUPLICATE_KEY = 11000
 

@@ -7,7 +7,9 @@ import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from mongoengine import BooleanField, DateTimeField, Document, FloatField, IntField, ListField, StringField
+from mongoengine import BooleanField, DateTimeField, FloatField, IntField, ListField, StringField
+
+from models.base import Document
 
 
 class ParticipantState(StrEnum):

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mongoengine import Document, FloatField, NotUniqueError, StringField
+from mongoengine import FloatField, NotUniqueError, StringField
+
+from models.base import Document
 
 # Buckets idle this long are full again and slots this far past their lease are dead: both are
 # deleted by the periodic sweep (nx-27017 does not apply TTL indexes, so no TTL index is used).

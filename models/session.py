@@ -7,8 +7,9 @@ import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from mongoengine import DateTimeField, Document, FloatField, IntField, ListField, Q, StringField
+from mongoengine import DateTimeField, FloatField, IntField, ListField, Q, StringField
 
+from models.base import Document
 from models.fields import KurentoObjectField
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import time
 
-from mongoengine import Document, FloatField, IntField, StringField
+from mongoengine import FloatField, IntField, StringField
+
+from models.base import Document
 
 
 class TaskStart(Document):

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from media_tasks.kms_discovery import MediaServers, media_servers
 from settings import Settings, load_settings
 
 
@@ -83,11 +84,12 @@ def check_media_server(url: str) -> Check:
     )
 
 
-def check_kms_discovery(settings: Settings) -> Check:
+def check_kms_discovery(settings: Settings, servers: MediaServers | None = None) -> Check:
     """Resolves KMS_DISCOVERY_DNS now, with the resolver the KMS pool uses (DNS, not /etc/hosts)."""
     from media_tasks.kms_discovery import LOOKUP_TIMEOUT_S
 
-    discovery = settings.kms_urls.discovery
+    discovery = (servers or media_servers(settings)).discovery
+    assert discovery is not None  # only called with KMS_DISCOVERY_DNS set
     target = discovery.target
 
     def action() -> str:
@@ -107,9 +109,9 @@ def check_kms_discovery(settings: Settings) -> Check:
 
 def check_workers(settings: Settings) -> Check:
     def action() -> str:
-        from media_tasks.app import app
+        from media_tasks.dispatch import sending_app
 
-        replies = app.control.ping(timeout=2.0)
+        replies = sending_app(settings).control.ping(timeout=2.0)
         if not replies:
             raise RuntimeError("no worker answered a ping within 2 s")
         return f"{len(replies)} worker(s): " + ", ".join(name for reply in replies for name in reply)
@@ -131,7 +133,7 @@ def iter_checks(settings: Settings | None = None) -> Iterator[Check]:
     yield check_database(settings)
     if settings.kms_discovery_dns:
         yield check_kms_discovery(settings)
-    for url in settings.kms_urls:
+    for url in media_servers(settings).urls():
         yield check_media_server(url)
     if broker.ok:
         yield check_workers(settings)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask
+from flask import Flask, g
 
+from media_tasks.dispatch import TaskQueue, sending_app
 from messaging.mailbox import Mailbox
-from models import connect_db
+from models import bound_to, connect_db
 from observability.logs import use_json_logs
 from observability.web_metrics import init_metrics
 from settings import Settings, load_settings
@@ -15,7 +16,7 @@ from signaling_web import apidocs
 from signaling_web.cors import init_cors
 from signaling_web.errors import register_error_handlers
 from signaling_web.extensions import Api
-from signaling_web.idempotency import init_idempotency
+from signaling_web.idempotency import init_idempotency, next_root_id
 from signaling_web.openapi import init_openapi
 from signaling_web.ratelimit import init_rate_limits
 
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings | None = None) -> Flask:
+    """The web app for these settings (read from the environment only when none are given)."""
     settings = settings or load_settings()
     app = Flask(__name__)
     app.config.update(
@@ -37,11 +39,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     app.extensions["signaling_settings"] = settings
     app.extensions["signaling_mailbox"] = Mailbox(settings)
+    app.extensions["signaling_tasks"] = TaskQueue(sending_app(settings), next_root_id=next_root_id)
     if settings.log_format == "json":
         use_json_logs()
     if not settings.api_keys:
         log.warning("SIGNALING_API_KEYS is not set: anyone can create sessions")
-    connect_db(settings)
+    bind_database(app, connect_db(settings))
     api = Api(app)
     init_openapi(api)
     register_blueprints(app, api)
@@ -53,6 +56,23 @@ def create_app(settings: Settings | None = None) -> Flask:
     init_idempotency(app)
     init_metrics(app)
     return app
+
+
+def bind_database(app: Flask, alias: str) -> None:
+    """Every request of this app works on this app's database, whatever else the process holds."""
+
+    def bind() -> None:
+        g.database_binding = bound_to(alias)
+        g.database_binding.__enter__()
+
+    def unbind(_exc: BaseException | None) -> None:
+        binding = g.pop("database_binding", None)
+        if binding is not None:
+            binding.__exit__(None, None, None)
+
+    # First in, last out: the idempotency and rate-limit hooks registered later use it too.
+    app.before_request(bind)
+    app.teardown_request(unbind)
 
 
 def register_blueprints(app: Flask, api: Api) -> None:

@@ -6,10 +6,10 @@ import time
 
 from flask import Blueprint, current_app, jsonify
 
-from media_tasks.app import app as celery_app
 from messaging.broker import broker_reachable
 from models import ping_db
 from observability import web_metrics
+from signaling_web.dispatch import task_queue
 
 blp = Blueprint("health", __name__)
 
@@ -22,7 +22,7 @@ def _workers_answer() -> bool:
     now = time.monotonic()
     if now - _worker_check["at"] > WORKER_CHECK_TTL_S or not _worker_check["ok"]:
         try:
-            _worker_check["ok"] = bool(celery_app.control.ping(timeout=1.0))
+            _worker_check["ok"] = bool(task_queue().celery.control.ping(timeout=1.0))
         except Exception:
             _worker_check["ok"] = False
         _worker_check["at"] = now

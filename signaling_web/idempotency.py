@@ -14,9 +14,10 @@ from __future__ import annotations
 import hashlib
 import json
 
-from flask import Flask, Response, g, request
+from flask import Flask, Response, g, has_request_context, request
 from flask_smorest import abort
 
+from messaging.rerun_identity import enqueue_root_id
 from models import IdempotencyRecord
 from signaling_web.extensions import strict_json_loads
 
@@ -81,6 +82,18 @@ def _teardown(_exc) -> None:
     scoped = g.pop("idempotency_key", None)
     if scoped is not None:
         IdempotencyRecord.abandon(scoped)
+
+
+def next_root_id() -> str | None:
+    """The root id of the next task this request enqueues: derived from its Idempotency-Key and the
+    task's place among the request's enqueues, so a repeat of the request enqueues tasks with the
+    same roots (messaging.rerun_identity); None without a key (Celery's own ids)."""
+    key = g.get("idempotency_key") if has_request_context() else None
+    if key is None:
+        return None
+    index = g.get("tasks_enqueued", 0)
+    g.tasks_enqueued = index + 1
+    return enqueue_root_id(key, index)
 
 
 def init_idempotency(app: Flask) -> None:

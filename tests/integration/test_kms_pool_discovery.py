@@ -13,7 +13,7 @@ import time
 import pytest
 
 import kurento
-from media_tasks.kms_discovery import Discovery, KmsUrls, Target
+from media_tasks.kms_discovery import Discovery, Target, media_servers, register_discovery
 from media_tasks.kms_health import HealthMonitor
 from media_tasks.kms_pool import select_kms
 from models import MediaServer, connect_db
@@ -61,9 +61,11 @@ def cluster(run_dir, mongodb_uri):
     database = mongodb_uri.rsplit("/", 1)[0] + f"/signaling_discovery_{secrets.token_hex(3)}"
     settings = dataclasses.replace(
         load_settings({"MONGODB_URI": database, "SECRET_KEY": "x"}),
-        kms_urls=KmsUrls((), discovery),
+        kms_urls=(),
         kms_discovery_dns=f"{NAME}:{port}",
+        kms_discovery_interval_s=0.0,
     )
+    register_discovery(discovery)
     connect_db(settings)
     try:
         yield settings, dns, port, light, heavy
@@ -76,7 +78,7 @@ def cluster(run_dir, mongodb_uri):
 def test_the_pool_selects_and_monitors_the_media_servers_dns_names(cluster):
     settings, dns, port, light, heavy = cluster
     light_url, heavy_url = f"ws://127.0.0.2:{port}/kurento", f"ws://127.0.0.3:{port}/kurento"
-    assert list(settings.kms_urls) == [light_url, heavy_url]
+    assert media_servers(settings).urls() == [light_url, heavy_url]
 
     monitor = HealthMonitor(settings)
     monitor.check_all()
@@ -89,7 +91,7 @@ def test_the_pool_selects_and_monitors_the_media_servers_dns_names(cluster):
     # recorded dead (and its sessions would get mediaServerLost); then selection avoids it.
     light.kill()
     dns.records[NAME] = ["127.0.0.3"]
-    assert light_url in settings.kms_urls
+    assert light_url in media_servers(settings).urls()
     for _ in range(3):
         monitor.check_all()
     assert not MediaServer.objects(url=light_url).first().alive

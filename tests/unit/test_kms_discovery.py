@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from media_tasks.kms_discovery import FORGET_AFTER_S, Discovery, KmsUrls, Target
+from media_tasks.kms_discovery import FORGET_AFTER_S, Discovery, MediaServers, Target, media_servers
 from settings import load_settings
 from tests.support.dns_server import LoopbackDns
 from tests.support.fake_clock import FakeClock
@@ -87,20 +87,23 @@ def test_a_failing_dns_keeps_the_last_answer_and_a_name_without_records_means_no
 
 
 def test_kms_urls_are_the_configured_ones_then_the_discovered_ones(dns, clock):
-    urls = KmsUrls(("ws://static:8888/kurento", "ws://127.0.0.3:8888/kurento"), discovery(dns, clock))
-    assert list(urls) == ["ws://static:8888/kurento", "ws://127.0.0.3:8888/kurento", "ws://127.0.0.2:8888/kurento"]
-    assert len(urls) == 3 and urls[2] == "ws://127.0.0.2:8888/kurento" and "ws://127.0.0.2:8888/kurento" in urls
+    servers = MediaServers(("ws://static:8888/kurento", "ws://127.0.0.3:8888/kurento"), discovery(dns, clock))
+    assert servers.urls() == ["ws://static:8888/kurento", "ws://127.0.0.3:8888/kurento", "ws://127.0.0.2:8888/kurento"]
 
 
 def test_settings_use_discovery_only_when_asked_and_keep_kms_urls_working():
     plain = load_settings({"SECRET_KEY": "x", "KMS_URLS": "ws://a:8888/kurento,ws://b:8888/kurento"})
     assert plain.kms_urls == ("ws://a:8888/kurento", "ws://b:8888/kurento")
-    discovered = load_settings({"SECRET_KEY": "x", "KMS_DISCOVERY_DNS": f"{NAME}:8888"})
-    assert isinstance(discovered.kms_urls, KmsUrls) and discovered.kms_urls.static == ()
-    assert discovered.kms_urls.discovery.target == Target(NAME, 8888, "kurento")
-    both = load_settings({"SECRET_KEY": "x", "KMS_DISCOVERY_DNS": NAME, "KMS_URLS": "ws://a:8888/kurento"})
-    assert both.kms_urls.static == ("ws://a:8888/kurento",)
-    assert both.kms_urls.discovery is discovered.kms_urls.discovery, "one discovery per name in a process"
+    assert media_servers(plain).discovery is None
+    assert media_servers(plain).urls() == ["ws://a:8888/kurento", "ws://b:8888/kurento"]
+    discovered = media_servers(load_settings({"SECRET_KEY": "x", "KMS_DISCOVERY_DNS": f"{NAME}:8888"}))
+    assert discovered.static == () and discovered.discovery is not None
+    assert discovered.discovery.target == Target(NAME, 8888, "kurento")
+    both = media_servers(
+        load_settings({"SECRET_KEY": "x", "KMS_DISCOVERY_DNS": NAME, "KMS_URLS": "ws://a:8888/kurento"})
+    )
+    assert both.static == ("ws://a:8888/kurento",)
+    assert both.discovery is discovered.discovery, "one discovery per name in a process"
 
 
 def test_doctor_reports_what_the_name_resolves_to_and_how_to_fix_a_missing_one(dns, clock):
@@ -108,11 +111,11 @@ def test_doctor_reports_what_the_name_resolves_to_and_how_to_fix_a_missing_one(d
 
     from signaling_cli.doctor import check_kms_discovery
 
-    base = load_settings({"SECRET_KEY": "x"})
-    settings = dataclasses.replace(base, kms_discovery_dns=NAME, kms_urls=KmsUrls((), discovery(dns, clock)))
-    check = check_kms_discovery(settings)
+    settings = dataclasses.replace(load_settings({"SECRET_KEY": "x"}), kms_discovery_dns=NAME, kms_urls=())
+    servers = MediaServers((), discovery(dns, clock))
+    check = check_kms_discovery(settings, servers)
     assert check.ok and check.name == f"kms discovery {NAME}"
     assert check.detail.startswith("2 media server(s): 127.0.0.2, 127.0.0.3")
     del dns.records[NAME]
-    check = check_kms_discovery(settings)
+    check = check_kms_discovery(settings, servers)
     assert not check.ok and "NXDOMAIN" in check.detail and "headless Service" in check.fix

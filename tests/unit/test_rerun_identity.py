@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from flask import Flask, g
 
-from media_tasks.tasks import send_message
-from messaging.publisher import IDEMPOTENT_ROOT, _message_id, publishing_for_task
-from signaling_web.dispatch import _root_id
+from messaging.rerun_identity import IDEMPOTENT_ROOT, message_id, publishing_for_task, task_seed
+from signaling_web.idempotency import next_root_id
 
 
 def _ids_of_a_run(task_id: str, bodies: list[str]) -> list[str]:
     with publishing_for_task(task_id):
-        return [_message_id("signaling.session.s1", "", body) for body in bodies]
+        return [message_id("signaling.session.s1", "", body) for body in bodies]
 
 
 def test_a_rerun_reproduces_the_ids_of_what_it_publishes_again():
@@ -25,7 +24,7 @@ def test_a_rerun_reproduces_the_ids_of_what_it_publishes_again():
 
 
 def test_outside_a_task_every_message_is_new():
-    assert _message_id("x", "", "{}") != _message_id("x", "", "{}")
+    assert message_id("x", "", "{}") != message_id("x", "", "{}")
 
 
 def test_a_request_repeated_under_its_key_enqueues_tasks_with_the_same_root():
@@ -35,7 +34,7 @@ def test_a_request_repeated_under_its_key_enqueues_tasks_with_the_same_root():
         with app.test_request_context("/"):
             if key is not None:
                 g.idempotency_key = key
-            return [_root_id(), _root_id()]
+            return [next_root_id(), next_root_id()]
 
     first = enqueued_roots("scoped-key")
     assert first == enqueued_roots("scoped-key") and first[0] != first[1]
@@ -44,12 +43,8 @@ def test_a_request_repeated_under_its_key_enqueues_tasks_with_the_same_root():
     assert enqueued_roots(None) == [None, None]  # no key: Celery's own ids
 
 
-def _seed(**request) -> str:
-    send_message.push_request(**request)
-    try:
-        return send_message._message_seed()
-    finally:
-        send_message.pop_request()
+def _seed(id: str, root_id: str, parent_id: str | None = None) -> str:
+    return task_seed(id, root_id, parent_id)
 
 
 def test_what_a_task_derives_its_message_ids_from():
