@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from settings import Settings, load_settings
 
@@ -48,7 +49,9 @@ def check_database(settings: Settings) -> Check:
     import pymongo
 
     def action() -> str:
-        client = pymongo.MongoClient(settings.mongodb_uri, serverSelectionTimeoutMS=3000)
+        client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
+            settings.mongodb_uri, serverSelectionTimeoutMS=3000
+        )
         try:
             info = client.server_info()
             return f"MongoDB-compatible server {info.get('version', '?')}"
@@ -85,8 +88,16 @@ def check_media_server(url: str) -> Check:
 
 def check_kms_discovery(settings: Settings) -> Check:
     """Resolves KMS_DISCOVERY_DNS now, with the resolver the KMS pool uses (DNS, not /etc/hosts)."""
-    from media_tasks.kms_discovery import LOOKUP_TIMEOUT_S
+    from media_tasks.kms_discovery import LOOKUP_TIMEOUT_S, KmsUrls
 
+    if not isinstance(settings.kms_urls, KmsUrls):
+        # load_settings() makes one whenever KMS_DISCOVERY_DNS is set; a hand-built Settings may not.
+        return Check(
+            f"kms discovery {settings.kms_discovery_dns}",
+            False,
+            "KMS_URLS is a fixed list: nothing resolves KMS_DISCOVERY_DNS",
+            "Build the settings with load_settings() so that KMS_DISCOVERY_DNS is used.",
+        )
     discovery = settings.kms_urls.discovery
     target = discovery.target
 
