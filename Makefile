@@ -37,9 +37,10 @@ test: deps rabbitmq ## Run the whole test suite (unit, integration, media, refer
 test-fast: deps rabbitmq ## Unit tests only
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
-lint: venv ## ruff check and format check
+lint: venv ## ruff check, format check and mypy (files and options in pyproject.toml)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 fmt: venv ## Format the code
 	$(VENV)/bin/ruff check --fix .

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import signal
 import sys
+from typing import Any
 
 from kms_emulator.server import EmulatorConfig, MediaBackend, run_server
 
@@ -46,20 +47,26 @@ def create_backend(mode: str) -> MediaBackend:
 
         return SignalingBackend()
     try:
-        from kms_emulator.media import AiortcBackend  # type: ignore[import-not-found,unused-ignore]
+        from kms_emulator.media import AiortcBackend
     except ImportError as error:
         raise SystemExit(f"--mode media needs kms_emulator/media.py (AiortcBackend), not available: {error}") from error
-    return AiortcBackend()  # type: ignore[no-any-return,unused-ignore]
+    return AiortcBackend()
 
 
 async def main(config: EmulatorConfig) -> None:
     loop = asyncio.get_running_loop()
     stop: asyncio.Future[None] = loop.create_future()
+
+    def request_stop() -> None:
+        if not stop.done():
+            stop.set_result(None)
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, lambda: stop.done() or stop.set_result(None))
+        loop.add_signal_handler(signum, request_stop)
     ready: asyncio.Future[int] = loop.create_future()
     task = loop.create_task(run_server(config, create_backend(config.mode), ready, stop))
-    await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+    started: set[asyncio.Future[Any]] = {task, ready}
+    await asyncio.wait(started, return_when=asyncio.FIRST_COMPLETED)
     if ready.done():
         port = ready.result()
         print(f"kms_emulator listening on ws://{config.host}:{port}/{config.path} mode={config.mode}", flush=True)

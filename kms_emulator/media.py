@@ -19,16 +19,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Coroutine
+from typing import Any
 
 import aioice.ice
 from aiortc import (
     RTCConfiguration,
     RTCPeerConnection,
+    RTCRtpTransceiver,
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import SessionDescription, candidate_from_sdp
+from av.frame import Frame
+from av.packet import Packet
+
+from kms_emulator.registry import Emit, EndpointMedia
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +46,8 @@ FLOW_CHECK_INTERVAL = 0.25
 # Frames kept per outgoing track when the encoder is slower than the source.
 OUT_QUEUE_SIZE = {"audio": 10, "video": 2}
 
-Emit = Callable[[str, dict], None]
+# What an incoming track yields and an outgoing one sends on, unchanged.
+Media = Frame | Packet
 
 
 def _loopback_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
@@ -105,9 +112,10 @@ class _OutTrack(MediaStreamTrack):
         super().__init__()
         self.kind = kind
         self._endpoint = endpoint
-        self._queue: asyncio.Queue = asyncio.Queue(maxsize=OUT_QUEUE_SIZE[kind])
+        # None is the stop() sentinel that wakes a pending recv().
+        self._queue: asyncio.Queue[Media | None] = asyncio.Queue(maxsize=OUT_QUEUE_SIZE[kind])
 
-    def push(self, frame) -> None:
+    def push(self, frame: Media) -> None:
         if self.readyState != "live":
             return
         if self._queue.full():
@@ -117,7 +125,7 @@ class _OutTrack(MediaStreamTrack):
                 pass
         self._queue.put_nowait(frame)
 
-    async def recv(self):
+    async def recv(self) -> Media:
         if self.readyState != "live":
             raise MediaStreamError
         frame = await self._queue.get()
@@ -169,7 +177,7 @@ class AiortcEndpoint:
         # receiving side: sink endpoints per kind, and our own source per kind
         self._sinks: dict[str, list[AiortcEndpoint]] = {k: [] for k in KINDS}
         self._source: dict[str, AiortcEndpoint | None] = {k: None for k in KINDS}
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._flow = {("in", k): _FlowState() for k in KINDS} | {("out", k): _FlowState() for k in KINDS}
         self._ice_state: str | None = None
         self._connected = False
@@ -181,7 +189,7 @@ class AiortcEndpoint:
         self._spawn(self._flow_monitor())
 
     # ------------------------------------------------------------------ helpers
-    def _emit(self, event_type: str, fields: dict) -> None:
+    def _emit(self, event_type: str, fields: dict[str, Any]) -> None:
         if self._released:
             return
         try:
@@ -189,7 +197,7 @@ class AiortcEndpoint:
         except Exception:  # the server's callback must never break media handling
             logger.exception("emit(%s) failed for %s", event_type, self.endpoint_id)
 
-    def _spawn(self, coro) -> asyncio.Task:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -247,7 +255,7 @@ class AiortcEndpoint:
         self._set_not_flowing("in", kind)
 
     # ------------------------------------------------------------------ SDP
-    def _attach_out_track(self, transceiver) -> None:
+    def _attach_out_track(self, transceiver: RTCRtpTransceiver) -> None:
         kind = transceiver.kind
         if kind in KINDS:
             transceiver.sender.replaceTrack(self._out_track(kind))
@@ -257,8 +265,9 @@ class AiortcEndpoint:
         self._remote_mids = [m.rtp.muxId or str(i) for i, m in enumerate(desc.media)]
         for group in desc.group:
             if group.semantic == "BUNDLE" and group.items:
+                # aiortc types group items as int | str; BUNDLE items are mids, parsed as str.
                 for mid in group.items:
-                    self._remote_bundle_first[mid] = group.items[0]
+                    self._remote_bundle_first[str(mid)] = str(group.items[0])
 
     async def _set_remote(self, sdp: str, type_: str) -> None:
         try:
@@ -386,7 +395,7 @@ class AiortcEndpoint:
         except Exception:
             logger.warning("%s: remote candidate %r rejected", self.endpoint_id, candidate, exc_info=True)
 
-    def _ice_connection(self):
+    def _ice_connection(self) -> aioice.ice.Connection | None:
         for transceiver in self._pc.getTransceivers():
             transport = transceiver.receiver.transport
             if transport is not None:
@@ -473,7 +482,7 @@ class AiortcEndpoint:
             return ("video",)
         return ()  # DATA: nothing to forward
 
-    def connect(self, sink: AiortcEndpoint, media_type: str | None) -> None:
+    def connect(self, sink: EndpointMedia, media_type: str | None) -> None:
         if not isinstance(sink, AiortcEndpoint):
             return  # e.g. a signaling-only element: no real media to forward
         if self._released or sink._released:
@@ -487,7 +496,7 @@ class AiortcEndpoint:
             sink._source[kind] = self
             self._sinks[kind].append(sink)
 
-    def disconnect(self, sink: AiortcEndpoint, media_type: str | None) -> None:
+    def disconnect(self, sink: EndpointMedia, media_type: str | None) -> None:
         if not isinstance(sink, AiortcEndpoint):
             return
         for kind in self._kinds(media_type):

@@ -17,7 +17,7 @@ import psutil
 
 from kms_emulator import protocol
 from kms_emulator.protocol import RpcError, complex_value
-from kms_emulator.registry import READ_ONLY_PROPERTIES, MediaObject
+from kms_emulator.registry import READ_ONLY_PROPERTIES, EndpointMedia, MediaObject
 
 if TYPE_CHECKING:
     from kms_emulator.server import Emulator
@@ -192,7 +192,7 @@ class Operations:
             raise RpcError(protocol.SDP_PARSE_ERROR, "Empty offer not valid")
         obj.remote_sdp = offer  # claimed before awaiting, so a concurrent second offer gets 40208
         try:
-            answer = await obj.media.process_offer(offer)
+            answer = await _media(obj).process_offer(offer)
         except ValueError:
             obj.remote_sdp = None
             raise RpcError(protocol.SDP_PARSE_ERROR, "Invalid SDP") from None
@@ -205,7 +205,7 @@ class Operations:
             raise protocol.marshall_wrong_type("options", "OfferOptions")
         _check_not_negotiated(obj)
         obj.offer_generated = True
-        obj.local_sdp = await obj.media.generate_offer()
+        obj.local_sdp = await _media(obj).generate_offer()
         return obj.local_sdp
 
     async def _processAnswer(self, obj: MediaObject, p: Params) -> str:
@@ -221,7 +221,7 @@ class Operations:
             raise RpcError(protocol.SDP_PARSE_ERROR, "Empty answer not valid")
         obj.answer_processed = True
         try:
-            obj.local_sdp = await obj.media.process_answer(answer)
+            obj.local_sdp = await _media(obj).process_answer(answer)
         except ValueError:
             obj.answer_processed = False
             raise RpcError(protocol.SDP_PARSE_ERROR, "Invalid SDP") from None
@@ -233,7 +233,7 @@ class Operations:
         self.emulator.emit(obj, "MediaSessionStarted", {})
         pending, obj.pending_candidates = obj.pending_candidates, []
         for candidate in pending:
-            await obj.media.add_ice_candidate(*candidate)
+            await _media(obj).add_ice_candidate(*candidate)
 
     async def _getLocalSessionDescriptor(self, obj: MediaObject, p: Params) -> str:
         if obj.local_sdp is None:
@@ -261,7 +261,7 @@ class Operations:
             raise RpcError(protocol.ICE_GATHER_CANDIDATES_ERROR, "Error gathering candidates")
         if not obj.gathering_started:
             obj.gathering_started = True
-            await obj.media.gather_candidates()
+            await _media(obj).gather_candidates()
 
     async def _addIceCandidate(self, obj: MediaObject, p: Params) -> None:
         raw = protocol.strip_complex(_arg(p, "candidate", dict))
@@ -274,7 +274,7 @@ class Operations:
         if obj.remote_sdp is None or obj.local_sdp is None:
             obj.pending_candidates.append((candidate, sdp_mid, index))
             return
-        await obj.media.add_ice_candidate(candidate, sdp_mid, index)
+        await _media(obj).add_ice_candidate(candidate, sdp_mid, index)
 
     async def _createDataChannel(self, obj: MediaObject, p: Params) -> None:
         return None
@@ -424,6 +424,12 @@ def _media_type(p: Params) -> str | None:
 def _check_not_negotiated(obj: MediaObject) -> None:
     if obj.local_sdp is not None or obj.remote_sdp is not None or obj.offer_generated:
         raise RpcError(protocol.SDP_END_POINT_ALREADY_NEGOTIATED, "Endpoint already negotiated")
+
+
+def _media(obj: MediaObject) -> EndpointMedia:
+    """The backend media of an SdpEndpoint, which every one gets when created (Emulator._rpc_create)."""
+    assert obj.media is not None, f"{obj.id} has no media"
+    return obj.media
 
 
 def _connection_fields(sink_id: str, media_type: str) -> dict[str, Any]:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 SERVER_MANAGER_ID = "manager_ServerManager"
 
@@ -104,6 +105,31 @@ def normalise_type(type_name: str) -> str | None:
     return None
 
 
+# How an element's media reports an event: (event type, event fields).
+Emit = Callable[[str, dict[str, Any]], None]
+
+
+class EndpointMedia(Protocol):
+    """What the server asks of a backend's media for one element (signaling.py, media.py)."""
+
+    async def process_offer(self, offer: str) -> str: ...
+
+    async def generate_offer(self) -> str: ...
+
+    async def process_answer(self, answer: str) -> str: ...
+
+    async def gather_candidates(self) -> None: ...
+
+    async def add_ice_candidate(self, candidate: str, sdp_mid: str, sdp_mline_index: int) -> None: ...
+
+    # A sink from another backend is ignored: there is no media to forward between them.
+    def connect(self, sink: EndpointMedia, media_type: str | None) -> None: ...
+
+    def disconnect(self, sink: EndpointMedia, media_type: str | None) -> None: ...
+
+    async def release(self) -> None: ...
+
+
 @dataclass(eq=False)
 class MediaObject:
     id: str
@@ -130,7 +156,7 @@ class MediaObject:
     pending_candidates: list[tuple[str, str, int]] = field(default_factory=list)
     # Every non-empty addIceCandidate in arrival order; only the test control reads it.
     remote_candidates: list[tuple[str, str, int]] = field(default_factory=list)
-    media: Any = None
+    media: EndpointMedia | None = None
     released: bool = False
 
     def is_a(self, level: str) -> bool:

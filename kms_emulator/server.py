@@ -21,7 +21,7 @@ from kms_emulator import protocol
 from kms_emulator.control import CONTROL_PATH, serve_control
 from kms_emulator.operations import Operations
 from kms_emulator.protocol import RpcError
-from kms_emulator.registry import MediaObject, Registry, normalise_type
+from kms_emulator.registry import Emit, EndpointMedia, MediaObject, Registry, normalise_type
 from kms_emulator.sessions import SessionManager
 
 log = logging.getLogger("kms_emulator")
@@ -69,8 +69,8 @@ class EmulatorConfig:
 
 class MediaBackend(Protocol):
     def create_endpoint(
-        self, endpoint_id: str, emit: Any, *, recvonly: bool = False, sendonly: bool = False
-    ) -> Any: ...
+        self, endpoint_id: str, emit: Emit, *, recvonly: bool = False, sendonly: bool = False
+    ) -> EndpointMedia: ...
 
     async def close(self) -> None: ...
 
@@ -225,7 +225,7 @@ class Emulator:
             raise protocol.marshall_wrong_type(key, expected)
         return parent
 
-    def _create_media(self, obj: MediaObject, *, recvonly: bool, sendonly: bool) -> Any:
+    def _create_media(self, obj: MediaObject, *, recvonly: bool, sendonly: bool) -> EndpointMedia:
         from kms_emulator.signaling import SignalingBackend
 
         backend = self.backend if obj.type == "WebRtcEndpoint" else SignalingBackend()

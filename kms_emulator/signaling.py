@@ -18,11 +18,11 @@ import os
 import random
 import secrets
 import string
-from collections.abc import Callable
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-Emit = Callable[[str, dict[str, Any]], None]
+from kms_emulator.registry import Emit, EndpointMedia
 
 _ICE_CHARS = string.ascii_letters + string.digits + "+/"
 _MIRROR = {"sendrecv": "sendrecv", "sendonly": "recvonly", "recvonly": "sendonly", "inactive": "inactive"}
@@ -346,9 +346,9 @@ class SignalingEndpoint:
         assert self._local_sdp is not None
         for media_type in receiving_media(self._local_sdp):
             self._flow_in(media_type)
-        for source, media_type in list(self._sources.values()):
+        for source, source_type in list(self._sources.values()):
             for flowing in source._flowing_in:
-                if media_type in (None, flowing):
+                if source_type in (None, flowing):
                     self._flow_out(flowing)
 
     # -- element connections and flow events ------------------------------------------------------------------
@@ -369,7 +369,7 @@ class SignalingEndpoint:
         self._flowing_out.add(media_type)
         self._emit("MediaFlowOutStateChanged", {"state": "FLOWING", "padName": "default", "mediaType": media_type})
 
-    def connect(self, sink: Any, media_type: str | None) -> None:
+    def connect(self, sink: EndpointMedia, media_type: str | None) -> None:
         if not isinstance(sink, SignalingEndpoint):
             return
         self._sinks[id(sink)] = (sink, media_type)
@@ -379,7 +379,7 @@ class SignalingEndpoint:
                 if media_type in (None, flowing):
                     sink._flow_out(flowing)
 
-    def disconnect(self, sink: Any, media_type: str | None) -> None:
+    def disconnect(self, sink: EndpointMedia, media_type: str | None) -> None:
         if isinstance(sink, SignalingEndpoint):
             self._sinks.pop(id(sink), None)
             sink._sources.pop(id(self), None)
@@ -395,7 +395,7 @@ class SignalingEndpoint:
         for task in list(self._tasks):
             task.cancel()
 
-    def _spawn(self, coroutine: Any) -> None:
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

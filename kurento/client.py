@@ -12,7 +12,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -197,18 +197,20 @@ class KurentoClient:
         """
         listeners = {event: self._add_listener(object_id, event, cb) for event, cb in callbacks.items()}
         calls = [("subscribe", {"object": object_id, "type": event}) for event in callbacks]
-        results = self.request_many(calls)
-        failure = next((r for r in results if isinstance(r, BaseException)), None)
-        if failure is not None:
-            for listener in listeners.values():
-                self._remove_listener(listener)
-            raise failure
-        for listener, result in zip(listeners.values(), results, strict=True):
-            listener.subscription_id = result["value"]
-        return {event: listener.subscription_id for event, listener in listeners.items()}
+        answers: list[dict[str, Any]] = []
+        for result in self.request_many(calls):
+            if isinstance(result, KurentoError):
+                for listener in listeners.values():
+                    self._remove_listener(listener)
+                raise result
+            answers.append(result)
+        subscription_ids: dict[str, str] = {}
+        for (event, listener), answer in zip(listeners.items(), answers, strict=True):
+            listener.subscription_id = subscription_ids[event] = answer["value"]
+        return subscription_ids
 
     def request_many(
-        self, calls: list[tuple[str, dict[str, Any] | None]], timeout: float | None = None
+        self, calls: Sequence[tuple[str, dict[str, Any] | None]], timeout: float | None = None
     ) -> list[dict[str, Any] | KurentoError]:
         """Sends every request before waiting for any answer: one round trip for the lot.
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from kombu import Connection
 from kombu.pools import connections
 
 from settings import Settings
+
+if TYPE_CHECKING:
+    from kombu.transport.virtual import Channel
 
 _connections: dict[str, Connection] = {}
 
@@ -20,7 +24,7 @@ def _connection(settings: Settings) -> Connection:
 
 
 @contextmanager
-def broker_channel(settings: Settings) -> Iterator:
+def broker_channel(settings: Settings) -> Iterator[Channel]:
     with connections[_connection(settings)].acquire(block=True, timeout=10) as conn:
         try:
             conn.ensure_connection(max_retries=2)

@@ -24,8 +24,13 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
+# py-amqp has no type information: these names are Any to mypy and only document what is passed.
+from amqp import Channel as AmqpChannel
+from amqp import Message as AmqpMessage
 from amqp.exceptions import NotFound
+from amqp.transport import _AbstractTransport as AmqpTransport
 from kombu import Connection
 
 log = logging.getLogger(__name__)
@@ -35,6 +40,8 @@ CHANNELS_PER_CONNECTION = 1500
 # Idle channels a connection keeps for the next polls; more than this are closed.
 IDLE_CHANNELS = 64
 COMMAND_TIMEOUT_S = 10.0
+
+T = TypeVar("T")
 
 
 class BrokerUnavailable(ConnectionError):
@@ -50,38 +57,39 @@ class Subscription:
     """Deliveries from one queue to one waiting poll, on a channel of its own."""
 
     queue: str
-    channel: object = None
+    channel: AmqpChannel
     consumer_tag: str = ""
     prefetch: int | None = None  # the channel's basic.qos, kept with it when the channel is reused
-    received: list = field(default_factory=list)
+    received: list[AmqpMessage] = field(default_factory=list)
     arrived: threading.Event = field(default_factory=threading.Event)
     broken: bool = False
     # The broker cancelled the consumer: the queue was deleted under it.
     cancelled: bool = False
     # Delivery tags on the (reused) channel: every one received, and acknowledged up to.
-    tags: list = field(default_factory=list)
+    tags: list[int] = field(default_factory=list)
     acked_tag: int = 0
 
-    def take(self) -> list:
+    def take(self) -> list[AmqpMessage]:
         taken, self.received = self.received, []
         self.arrived.clear()
         return taken
 
-    def on_message(self, message) -> None:  # runs on the hub thread
+    def on_message(self, message: AmqpMessage) -> None:  # runs on the hub thread
         self.received.append(message)
         self.tags.append(message.delivery_tag)
         self.arrived.set()
 
-    def on_cancel(self, _consumer_tag) -> None:  # runs on the hub thread
+    def on_cancel(self, _consumer_tag: str) -> None:  # runs on the hub thread
         self.cancelled = True
         self.arrived.set()
 
 
 class _Command:
-    def __init__(self, action: Callable[[Connection], object], wait: bool) -> None:
+    """An action for the connection's thread; `done` is set after it ran (or failed) when someone waits."""
+
+    def __init__(self, action: Callable[[Connection], object], done: threading.Event | None) -> None:
         self.action = action
-        self.done = threading.Event() if wait else None
-        self.result: object = None
+        self.done = done
         self.error: BaseException | None = None
 
 
@@ -93,7 +101,8 @@ class HubConnection:
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         self._subscriptions: set[Subscription] = set()
-        self._idle_channels: list = []  # open channels no poll uses, each with its prefetch
+        # Open channels no poll uses, each with its prefetch.
+        self._idle_channels: list[tuple[AmqpChannel, int | None]] = []
         self._start_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closing = False
@@ -102,12 +111,12 @@ class HubConnection:
     # -- API for polls (any thread or greenlet) -----------------------------------------------
     def subscribe(self, queue: str, prefetch: int, skip_if_empty: bool) -> Subscription | None:
         """Starts deliveries from `queue`; None when the queue is empty and `skip_if_empty`."""
-        subscription = Subscription(queue)
 
         def start_consuming(conn: Connection) -> Subscription | None:
             channel, channel_prefetch = (
                 self._idle_channels.pop() if self._idle_channels else (conn.connection.channel(), None)
             )
+            subscription = Subscription(queue, channel)
             try:
                 if skip_if_empty:
                     _name, ready, _consumers = channel.queue_declare(queue, passive=True)
@@ -122,7 +131,6 @@ class HubConnection:
                 )
             except NotFound:
                 raise QueueGone(queue) from None  # the 404 closed that channel only
-            subscription.channel = channel
             self._subscriptions.add(subscription)
             return subscription
 
@@ -131,7 +139,7 @@ class HubConnection:
     def ack(self, subscription: Subscription, delivery_tag: int) -> None:
         """Acknowledges everything up to `delivery_tag` (queued; runs before a later unsubscribe)."""
         subscription.acked_tag = max(subscription.acked_tag, delivery_tag)
-        self._call(lambda _conn: subscription.channel.basic_ack(delivery_tag, multiple=True), wait=False)
+        self._post(lambda _conn: subscription.channel.basic_ack(delivery_tag, multiple=True))
 
     def unsubscribe(self, subscription: Subscription) -> None:
         """Ends the deliveries and requeues whatever the poll did not acknowledge."""
@@ -155,7 +163,7 @@ class HubConnection:
         except BrokerUnavailable:
             pass  # the connection is gone, and with it the channel: the broker requeued already
 
-    def _keep_idle(self, channel, prefetch: int | None) -> None:
+    def _keep_idle(self, channel: AmqpChannel, prefetch: int | None) -> None:
         if len(self._idle_channels) < IDLE_CHANNELS and channel.is_open:
             self._idle_channels.append((channel, prefetch))
         else:
@@ -173,18 +181,26 @@ class HubConnection:
         return len(self._subscriptions)
 
     # -- internals -----------------------------------------------------------------------------
-    def _call(self, action: Callable[[Connection], object], wait: bool = True) -> object:
-        self._ensure_thread()
-        command = _Command(action, wait)
-        self._commands.append(command)
-        os.write(self._wake_w, b"x")
-        if not wait:
-            return None
-        if not command.done.wait(COMMAND_TIMEOUT_S):
+    def _call(self, action: Callable[[Connection], T]) -> T:
+        """Runs `action` on the connection's thread and returns its result."""
+        results: list[T] = []
+        done = threading.Event()
+        command = self._submit(_Command(lambda conn: results.append(action(conn)), done))
+        if not done.wait(COMMAND_TIMEOUT_S):
             raise BrokerUnavailable("the broker did not answer in time")
         if command.error is not None:
             raise command.error
-        return command.result
+        return results[0]
+
+    def _post(self, action: Callable[[Connection], object]) -> None:
+        """Queues `action` for the connection's thread without waiting for it."""
+        self._submit(_Command(action, None))
+
+    def _submit(self, command: _Command) -> _Command:
+        self._ensure_thread()
+        self._commands.append(command)
+        os.write(self._wake_w, b"x")
+        return command
 
     def _ensure_thread(self) -> None:
         with self._start_lock:
@@ -226,7 +242,7 @@ class HubConnection:
             if transport.sock in readable:
                 self._drain(conn, transport)
 
-    def _drain(self, conn: Connection, transport) -> None:
+    def _drain(self, conn: Connection, transport: AmqpTransport) -> None:
         """Reads every frame that has arrived; deliveries go to their subscription's callback."""
         while True:
             try:
@@ -240,7 +256,7 @@ class HubConnection:
         while self._commands:
             command = self._commands.popleft()
             try:
-                command.result = command.action(conn)
+                command.action(conn)
             except (QueueGone, NotFound) as exc:
                 command.error = exc
             except Exception as exc:

@@ -32,9 +32,10 @@ import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import Any
 
 from messaging import topology
-from messaging.delivery_hub import BrokerUnavailable, DeliveryHub, QueueGone
+from messaging.delivery_hub import AmqpMessage, BrokerUnavailable, DeliveryHub, QueueGone, Subscription
 from models import OutboxMessage, Participant, bound_to, database_alias
 from settings import Settings
 
@@ -55,9 +56,13 @@ class UnknownParticipant(LookupError):
     """No such participant in the session."""
 
 
+# A message as the client receives it: its seq plus the published message's fields.
+DeliveredMessage = dict[str, Any]
+
+
 @dataclass
 class Delivery:
-    messages: list[dict]
+    messages: list[DeliveredMessage]
     last_seq: int
 
 
@@ -109,7 +114,7 @@ class Mailbox:
     @property
     def renewer(self) -> LeaseRenewer:
         # Per process: the app may be created before a server forks its workers.
-        if self._renewer_pid != os.getpid():
+        if self._renewer is None or self._renewer_pid != os.getpid():
             instance = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
             self._renewer = LeaseRenewer(instance, database_alias(self.settings))
             self._renewer_pid = os.getpid()
@@ -122,7 +127,7 @@ class Mailbox:
         after: int,
         wait: float,
         limit: int,
-        beside_another: Callable[[], AbstractContextManager] = contextlib.nullcontext,
+        beside_another: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext,
     ) -> Delivery:
         """The participant's messages after `after`, waiting up to `wait` seconds for the first.
 
@@ -159,7 +164,7 @@ class Mailbox:
                 after = leased.acked_seq  # what was acknowledged before is never served again
                 moved = _Moved(leased.last_seq)
                 try:
-                    delivered = []
+                    delivered: list[DeliveredMessage] = []
                     if leased.last_seq > after:
                         # Stored earlier and not acknowledged (a response lost in transit): again,
                         # with whatever the queue holds right now, up to the limit.
@@ -213,7 +218,7 @@ class Mailbox:
 
     def _move_to_outbox(
         self, participant: Participant, moved: _Moved, deadline: float, limit: int, immediate: bool
-    ) -> list[dict]:
+    ) -> list[DeliveredMessage]:
         """The messages moved from the queue into the outbox, as delivered to the client."""
         queue = topology.participant_queue(self.settings, participant.session_id, participant.id).name
         connection = self.hub.connection_for(participant.id)
@@ -248,7 +253,7 @@ class Mailbox:
             connection.unsubscribe(subscription)
 
     @staticmethod
-    def _wait_for_first(subscription, deadline: float) -> None:
+    def _wait_for_first(subscription: Subscription, deadline: float) -> None:
         while not subscription.received:
             if subscription.broken:
                 raise BrokerUnavailable("the broker connection dropped")
@@ -260,7 +265,7 @@ class Mailbox:
             subscription.arrived.wait(remaining)
 
     @staticmethod
-    def _store(participant_id: str, moved: _Moved, received: list) -> list[dict] | None:
+    def _store(participant_id: str, moved: _Moved, received: list[AmqpMessage]) -> list[DeliveredMessage] | None:
         """Numbers and stores the messages after the lease's last_seq; None if a seq was taken.
 
         No reservation write: the lease holder alone numbers messages, and the unique index on

@@ -2,50 +2,133 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any, Literal, TypedDict
 
-def sdp_answer(stream: str, sdp: str, request_id: str) -> dict:
+
+class SdpAnswer(TypedDict):
+    type: Literal["sdpAnswer"]
+    stream: str
+    sdp: str
+    request_id: str
+
+
+class IceCandidate(TypedDict):
+    type: Literal["iceCandidate"]
+    stream: str
+    candidate: Mapping[str, Any]  # RTCIceCandidateInit's fields (media_tasks.kms_events)
+
+
+class IceGatheringDone(TypedDict):
+    type: Literal["iceGatheringDone"]
+    stream: str
+
+
+class ParticipantJoined(TypedDict):
+    type: Literal["participantJoined"]
+    participant_id: str
+    display_name: str
+
+
+class ParticipantLeft(TypedDict):
+    type: Literal["participantLeft"]
+    participant_id: str
+    reason: str
+
+
+class StreamPublished(TypedDict):
+    type: Literal["streamPublished"]
+    participant_id: str
+
+
+class StreamUnpublished(TypedDict):
+    type: Literal["streamUnpublished"]
+    participant_id: str
+
+
+class ConnectionFailed(TypedDict):
+    type: Literal["connectionFailed"]
+    stream: str
+
+
+class MediaServerLost(TypedDict):
+    type: Literal["mediaServerLost"]
+
+
+class SessionClosed(TypedDict):
+    type: Literal["sessionClosed"]
+
+
+# The functional form because "from" is a keyword.
+ChatMessage = TypedDict("ChatMessage", {"type": Literal["message"], "from": str, "payload": dict[str, Any]})
+
+
+class Error(TypedDict):
+    type: Literal["error"]
+    request_id: str | None
+    code: int
+    message: str
+
+
+Message = (
+    SdpAnswer
+    | IceCandidate
+    | IceGatheringDone
+    | ParticipantJoined
+    | ParticipantLeft
+    | StreamPublished
+    | StreamUnpublished
+    | ConnectionFailed
+    | MediaServerLost
+    | SessionClosed
+    | ChatMessage
+    | Error
+)
+
+
+def sdp_answer(stream: str, sdp: str, request_id: str) -> SdpAnswer:
     return {"type": "sdpAnswer", "stream": stream, "sdp": sdp, "request_id": request_id}
 
 
-def ice_candidate(stream: str, candidate: dict) -> dict:
+def ice_candidate(stream: str, candidate: Mapping[str, Any]) -> IceCandidate:
     return {"type": "iceCandidate", "stream": stream, "candidate": candidate}
 
 
-def ice_gathering_done(stream: str) -> dict:
+def ice_gathering_done(stream: str) -> IceGatheringDone:
     return {"type": "iceGatheringDone", "stream": stream}
 
 
-def participant_joined(participant_id: str, display_name: str) -> dict:
+def participant_joined(participant_id: str, display_name: str) -> ParticipantJoined:
     return {"type": "participantJoined", "participant_id": participant_id, "display_name": display_name}
 
 
-def participant_left(participant_id: str, reason: str) -> dict:
+def participant_left(participant_id: str, reason: str) -> ParticipantLeft:
     return {"type": "participantLeft", "participant_id": participant_id, "reason": reason}
 
 
-def stream_published(participant_id: str) -> dict:
+def stream_published(participant_id: str) -> StreamPublished:
     return {"type": "streamPublished", "participant_id": participant_id}
 
 
-def stream_unpublished(participant_id: str) -> dict:
+def stream_unpublished(participant_id: str) -> StreamUnpublished:
     return {"type": "streamUnpublished", "participant_id": participant_id}
 
 
-def connection_failed(stream: str) -> dict:
+def connection_failed(stream: str) -> ConnectionFailed:
     return {"type": "connectionFailed", "stream": stream}
 
 
-def media_server_lost() -> dict:
+def media_server_lost() -> MediaServerLost:
     return {"type": "mediaServerLost"}
 
 
-def session_closed() -> dict:
+def session_closed() -> SessionClosed:
     return {"type": "sessionClosed"}
 
 
-def chat_message(sender: str, payload: dict) -> dict:
+def chat_message(sender: str, payload: dict[str, Any]) -> ChatMessage:
     return {"type": "message", "from": sender, "payload": payload}
 
 
-def error(request_id: str | None, code: int, message: str) -> dict:
+def error(request_id: str | None, code: int, message: str) -> Error:
     return {"type": "error", "request_id": request_id, "code": code, "message": message}

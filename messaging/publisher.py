@@ -25,6 +25,7 @@ from amqp.exceptions import NotFound
 from kombu import Connection, Exchange, Producer
 
 from messaging import rerun_identity, topology
+from messaging.messages import Message
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -48,14 +49,14 @@ class Publisher:
         self._nacked = False
 
     # -- publishing --------------------------------------------------------------------------
-    def to_session(self, session_id: str, message: dict) -> None:
+    def to_session(self, session_id: str, message: Message) -> None:
         self._publish(message, topology.session_exchange(self.settings, session_id), "")
 
-    def to_participant(self, session_id: str, participant_id: str, message: dict) -> None:
+    def to_participant(self, session_id: str, participant_id: str, message: Message) -> None:
         queue = topology.participant_queue(self.settings, session_id, participant_id)
         self._publish(message, _DIRECT, queue.name)
 
-    def _publish(self, message: dict, exchange: Exchange, routing_key: str) -> None:
+    def _publish(self, message: Message, exchange: Exchange, routing_key: str) -> None:
         body = json.dumps(message, separators=(",", ":"))
         message_id = rerun_identity.message_id(exchange.name, routing_key, body)
         with self._lock:

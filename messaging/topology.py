@@ -7,9 +7,15 @@ to it. The queue has `x-expires` so abandoned participants clean up by themselve
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from kombu import Exchange, Queue
 
 from settings import Settings
+
+if TYPE_CHECKING:
+    # What kombu's annotations call a channel (Connection.default_channel), whatever the transport.
+    from kombu.transport.virtual import Channel
 
 
 def session_exchange(settings: Settings, session_id: str) -> Exchange:
@@ -29,21 +35,21 @@ def participant_queue(settings: Settings, session_id: str, participant_id: str) 
     )
 
 
-def declare_session(channel, settings: Settings, session_id: str) -> None:
+def declare_session(channel: Channel, settings: Settings, session_id: str) -> None:
     session_exchange(settings, session_id)(channel).declare()
 
 
-def declare_participant(channel, settings: Settings, session_id: str, participant_id: str) -> None:
+def declare_participant(channel: Channel, settings: Settings, session_id: str, participant_id: str) -> None:
     """Declares the session exchange and the participant queue, and binds them (idempotent)."""
     queue = participant_queue(settings, session_id, participant_id)(channel)
     queue.exchange.declare()
     queue.declare()
 
 
-def unbind_participant(channel, settings: Settings, session_id: str, participant_id: str) -> None:
+def unbind_participant(channel: Channel, settings: Settings, session_id: str, participant_id: str) -> None:
     queue = participant_queue(settings, session_id, participant_id)(channel)
     queue.unbind_from(exchange=session_exchange(settings, session_id))
 
 
-def delete_session_exchange(channel, settings: Settings, session_id: str) -> None:
+def delete_session_exchange(channel: Channel, settings: Settings, session_id: str) -> None:
     session_exchange(settings, session_id)(channel).delete()

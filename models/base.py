@@ -17,7 +17,7 @@ from models.connection import current_alias
 
 
 class Document(mongoengine.Document):
-    meta = {"abstract": True}
+    meta: dict[str, Any] = {"abstract": True}
 
     @classmethod
     def _get_db(cls) -> Database[Any]:

@@ -8,10 +8,29 @@ worker that never saw the object can still drive it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mongoengine.base import BaseField
 
+if TYPE_CHECKING:
+    from kurento import MediaObject
+
 SEPARATOR = "#"
+
+
+class _Located(Protocol):
+    @property
+    def url(self) -> str: ...
+
+
+class KurentoProxy(Protocol):
+    """Anything with .client.url and .id: a kurento proxy (kurento.MediaObject) or a stand-in."""
+
+    @property
+    def client(self) -> _Located: ...
+
+    @property
+    def id(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -34,14 +53,14 @@ class KurentoRef:
         """Kurento ids end with `_kurento.<Type>`; the proxy class follows from it."""
         return self.object_id.rsplit("_kurento.", 1)[-1]
 
-    def proxy(self):
+    def proxy(self) -> MediaObject:
         import kurento
 
         cls = getattr(kurento, self.type_name, None) or kurento.MediaObject
         return kurento.get_client(self.kms_url).proxy(self.object_id, cls)
 
 
-def ref_of(value) -> KurentoRef | None:
+def ref_of(value: KurentoRef | KurentoProxy | str | None) -> KurentoRef | None:
     """Accepts a KurentoRef, a proxy (anything with .client.url and .id) or a stored string."""
     if value is None or isinstance(value, KurentoRef):
         return value
@@ -50,20 +69,21 @@ def ref_of(value) -> KurentoRef | None:
     return KurentoRef(value.client.url, value.id)
 
 
+# MongoEngine has no types and hands these methods whatever was assigned or queried, hence Any.
 class KurentoObjectField(BaseField):
-    def to_mongo(self, value):
+    def to_mongo(self, value: Any) -> str | None:
         ref = ref_of(value)
         return None if ref is None else ref.encode()
 
-    def to_python(self, value):
+    def to_python(self, value: Any) -> Any:
         if value is None or not isinstance(value, str):
             return value
         return KurentoRef.decode(value).proxy()
 
-    def prepare_query_value(self, op, value):
+    def prepare_query_value(self, op: str, value: Any) -> str | None:
         return self.to_mongo(value)
 
-    def validate(self, value):
+    def validate(self, value: Any) -> None:
         try:
             ref_of(value)
         except (ValueError, AttributeError):

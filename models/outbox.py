@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 from mongoengine import FloatField, IntField, StringField
 from pymongo.errors import BulkWriteError
@@ -25,6 +26,16 @@ class StoredBatch:
 
     stored: list[tuple[int, str]] = field(default_factory=list)
     seq_taken: bool = False
+
+
+class _OutboxDocument(TypedDict):
+    """An entry as `store_many` inserts it, bypassing MongoEngine."""
+
+    participant_id: str
+    seq: int
+    message_id: str
+    body: str
+    acked_at: float
 
 
 class OutboxMessage(Document):
@@ -57,7 +68,7 @@ class OutboxMessage(Document):
         batch = StoredBatch()
         seq = after_seq
         while entries:
-            docs = [
+            docs: list[_OutboxDocument] = [
                 {
                     "participant_id": participant_id,
                     "seq": seq + 1 + i,

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 
 from mongoengine import BooleanField, DateTimeField, FloatField, IntField, ListField, StringField
+from mongoengine.queryset import QuerySet
 
 from models.base import Document
 
@@ -48,7 +49,7 @@ class Participant(Document):
         return self.state == ParticipantState.JOINED
 
     @classmethod
-    def active_in(cls, session_id: str):
+    def active_in(cls, session_id: str) -> QuerySet:
         return cls.objects(session_id=session_id, state=ParticipantState.JOINED).order_by("joined_at")
 
     @classmethod

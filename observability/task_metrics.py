@@ -6,7 +6,9 @@ Each worker process serves its own on WORKER_METRICS_PORT (0 = off).
 from __future__ import annotations
 
 import time
+from typing import Any
 
+from celery import Task
 from celery.signals import task_postrun, task_prerun
 from prometheus_client import Counter, Histogram, start_http_server
 
@@ -64,10 +66,11 @@ KMS_SECONDS = Histogram(
 _started: dict[str, float] = {}
 
 
+# Celery sends task_id and task with both signals (docs/userguide/signals.rst); the rest is in _extra.
 @task_prerun.connect
-def _on_prerun(task_id=None, task=None, kwargs=None, **_extra) -> None:
+def _on_prerun(task_id: str, task: Task, kwargs: dict[str, Any] | None = None, **_extra: Any) -> None:
     _started[task_id] = time.perf_counter()
-    enqueued_at = task.request.get("enqueued_at") if task is not None else None
+    enqueued_at = task.request.get("enqueued_at")
     if enqueued_at is not None and not task.request.get("retries"):
         DISPATCH_SECONDS.labels(task.name).observe(max(0.0, time.time() - float(enqueued_at)))
     kwargs = kwargs or {}
@@ -75,7 +78,7 @@ def _on_prerun(task_id=None, task=None, kwargs=None, **_extra) -> None:
 
 
 @task_postrun.connect
-def _on_postrun(task_id=None, task=None, state=None, **_extra) -> None:
+def _on_postrun(task_id: str, task: Task, state: str | None = None, **_extra: Any) -> None:
     # The one place a run is counted: postrun comes once per run with its final state (success,
     # failure, retry, rejected ...); task_failure and task_retry come in addition to it.
     started = _started.pop(task_id, None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 
 from flask import Flask, Response, g, request
 from prometheus_client import (
@@ -16,7 +17,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily, Metric
 
 from observability import logs
 
@@ -32,11 +33,11 @@ POLL_ENDPOINT = "messages.ParticipantMessages"
 class StateCollector:
     """Sessions and participants by state, media servers' health and memory, from MongoDB."""
 
-    def describe(self):
+    def describe(self) -> list[Metric]:
         # Without it, registering calls collect(): the app could not start while MongoDB is away.
         return []
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         from models import MediaServer, Participant, Session
 
         sessions = GaugeMetricFamily("signaling_sessions", "Sessions by state", labels=["state"])
@@ -73,7 +74,7 @@ def _after(response: Response) -> Response:
     return response
 
 
-def _teardown(_exc) -> None:
+def _teardown(_exc: BaseException | None) -> None:
     if g.pop("counted_poll", False):
         POLLS_WAITING.dec()
     logs.bind(None, None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from media_tasks.kms_discovery import MediaServers, media_servers
 from settings import Settings, load_settings
@@ -49,7 +50,9 @@ def check_database(settings: Settings) -> Check:
     import pymongo
 
     def action() -> str:
-        client = pymongo.MongoClient(settings.mongodb_uri, serverSelectionTimeoutMS=3000)
+        client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
+            settings.mongodb_uri, serverSelectionTimeoutMS=3000
+        )
         try:
             info = client.server_info()
             return f"MongoDB-compatible server {info.get('version', '?')}"
@@ -89,7 +92,13 @@ def check_kms_discovery(settings: Settings, servers: MediaServers | None = None)
     from media_tasks.kms_discovery import LOOKUP_TIMEOUT_S
 
     discovery = (servers or media_servers(settings)).discovery
-    assert discovery is not None  # only called with KMS_DISCOVERY_DNS set
+    if discovery is None:
+        return Check(
+            f"kms discovery {settings.kms_discovery_dns}",
+            False,
+            "KMS_DISCOVERY_DNS is not set: nothing to resolve",
+            "Set KMS_DISCOVERY_DNS to the KMS headless Service (host[:port][/path]).",
+        )
     target = discovery.target
 
     def action() -> str:

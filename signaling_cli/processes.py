@@ -76,10 +76,17 @@ class ManagedProcess:
 def spawn(name: str, argv: list[str], env: dict[str, str], log_dir: Path, port: int | None = None) -> ManagedProcess:
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
-    log_file = open(log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
-    popen = subprocess.Popen(
-        argv, env={**os.environ, **env}, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-    )
+    # The child gets its own copy of the descriptor; ours is closed at once (it used to stay open
+    # for the life of the parent, one leaked file per process started).
+    with open(log_path, "ab") as log_file:
+        popen = subprocess.Popen(
+            argv,
+            env={**os.environ, **env},
+            cwd=ROOT,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
     return ManagedProcess(name, popen, log_path, port)
 
 

@@ -45,7 +45,11 @@ def beside_broker(broker_url: str) -> str:
 def answers(api_url: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
     """GET <api>/overview with the URL's credentials answers 200."""
     parts = urlsplit(api_url)
-    bare = urlunsplit((parts.scheme, parts.hostname + (f":{parts.port}" if parts.port else ""), parts.path, "", ""))
+    # The credentials go in a header: urllib does not take them from the URL. Cutting them off the
+    # netloc (not rebuilding it from .hostname) keeps an IPv6 host's brackets, and a URL without a
+    # host fails as a ValueError below rather than a TypeError here.
+    host = parts.netloc.rpartition("@")[2]
+    bare = urlunsplit((parts.scheme, host, parts.path, "", ""))
     request = urllib.request.Request(bare + "overview")
     if parts.username:
         credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"

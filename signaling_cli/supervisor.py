@@ -14,6 +14,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from types import FrameType
 
 from signaling_cli import processes
 from signaling_cli.rabbitmq_management import without_password
@@ -91,7 +92,7 @@ def run() -> int:
     started: list[processes.ManagedProcess] = []
     stopping = False
 
-    def _stop(*_args) -> None:
+    def _stop(_signum: int, _frame: FrameType | None) -> None:
         nonlocal stopping
         stopping = True
 

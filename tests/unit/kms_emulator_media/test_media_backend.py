@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import glob
 import os
+from pathlib import Path
 
 import pytest
 from media_peers import ClientPeer
@@ -236,7 +237,7 @@ def test_browser_offers_get_answers(path):
         events = []
         try:
             ep = backend.create_endpoint("X", lambda t, f: events.append((t, f)))
-            offer = open(path).read()
+            offer = Path(path).read_text()
             answer = await ep.process_offer(offer)
             assert answer.startswith("v=0")
             assert "a=candidate" not in answer and "a=end-of-candidates" not in answer
@@ -256,7 +257,7 @@ def test_browser_offers_get_answers(path):
 
             cpath = path[: -len(".sdp")] + ".candidates.json"
             if os.path.exists(cpath):
-                for c in json.load(open(cpath)):
+                for c in json.loads(Path(cpath).read_text()):
                     await ep.add_ice_candidate(c["candidate"], c["sdpMid"], c["sdpMLineIndex"])
         finally:
             await backend.close()
@@ -333,8 +334,8 @@ def test_answer_directions_follow_offer_and_flags():
         backend = AiortcBackend()
         base = FIXTURE_DIR + "/"
         try:
-            publish = open(base + "chromium-publish.sdp").read()
-            subscribe = open(base + "chromium-subscribe.sdp").read()
+            publish = Path(base + "chromium-publish.sdp").read_text()
+            subscribe = Path(base + "chromium-subscribe.sdp").read_text()
             plain_a = backend.create_endpoint("a", lambda t, f: None)
             assert dirs(await plain_a.process_offer(publish)) == ["sendrecv"] * 2
             plain_b = backend.create_endpoint("b", lambda t, f: None)

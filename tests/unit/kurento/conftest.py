@@ -42,11 +42,13 @@ class FakeKms:
         self._run(self._start(port))
 
     def stop(self) -> None:
-        if not self._loop.is_running():
-            return
-        self._run(self._stop())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
+        if self._loop.is_running():
+            self._run(self._stop())
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5)
+        if not self._loop.is_running() and not self._loop.is_closed():
+            # An unclosed loop leaks its self-pipe sockets: a ResourceWarning, so a test error.
+            self._loop.close()
 
     def drop_connections(self) -> None:
         """Close every client socket, as a network blip or a proxy restart would."""
