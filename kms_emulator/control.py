@@ -7,7 +7,9 @@ One JSON object per frame, `{"command": name, ...}`; the answer is `{"ok": true,
 
 - `dropConnections {sessionId?}`: aborts the TCP connection of every client socket (or of the one
   bound to `sessionId`) without a close frame, as a network failure does. Sessions, objects and
-  subscriptions stay, so a client can resume its session with `connect {sessionId}`.
+  subscriptions stay, so a client can resume its session with `connect {sessionId}`. With
+  `graceful: true` the sockets are closed with a close frame instead (a proxy restarting), and the
+  answer comes once the client has acknowledged it, so the client knows by then.
 - `expireSession {sessionId}`: drops the session's socket and collects the session as KMS's garbage
   collector does once a session stays unbound for two periods (its objects that no other session
   references are released). A client resuming it with `connect {sessionId}` then gets 40007.
@@ -79,6 +81,8 @@ async def serve_control(emulator: Emulator, websocket: ServerConnection) -> None
 async def run_command(emulator: Emulator, request: dict[str, Any]) -> dict[str, Any]:
     command = request.get("command")
     if command == "dropConnections":
+        if request.get("graceful") is True:
+            return {"dropped": await close_connections(emulator, request.get("sessionId"))}
         return {"dropped": drop_connections(emulator, request.get("sessionId"))}
     if command == "expireSession":
         session_id = str(request["sessionId"])
@@ -132,6 +136,14 @@ def _record(emulator: Emulator) -> ControlRecord:
     if emulator.control is None:
         raise ValueError("the emulator runs without --test-control")
     return emulator.control
+
+
+async def close_connections(emulator: Emulator, session_id: str | None = None) -> int:
+    """Closes client sockets (all, or the one bound to session_id) with the close handshake."""
+    doomed = [conn for conn in emulator.connections if session_id is None or conn.session_id == session_id]
+    for conn in doomed:
+        await conn.websocket.close()
+    return len(doomed)
 
 
 def drop_connections(emulator: Emulator, session_id: str | None = None) -> int:

@@ -189,7 +189,7 @@ def test_reconnect_resumes_the_session(kms: InProcessEmulator) -> None:
 
 def test_requests_during_a_reconnect_wait_for_the_new_socket(kms: InProcessEmulator, client: KurentoClient) -> None:
     pipeline = client.create_pipeline()
-    kms.control("dropConnections")
+    kms.control("dropConnections", graceful=True)
     # Issued at once, before (or while) the reconnect happens; it must not fail.
     assert pipeline.invoke("getId") == pipeline.id
 
