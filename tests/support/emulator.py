@@ -36,6 +36,7 @@ class EmulatorProcess:
         test_control: bool = False,
         memory_offset_kib: int = 0,
         name: str = "kms",
+        extra_args: tuple[str, ...] = (),
         command: list[str] | None = None,
     ) -> None:
         self.log_dir = log_dir
@@ -45,6 +46,7 @@ class EmulatorProcess:
         self.test_control = test_control
         self.memory_offset_kib = memory_offset_kib
         self.name = name
+        self.extra_args = extra_args
         # Another server's command line in place of the emulator's ({port} is substituted).
         self.command = command
         self.process: processes.ManagedProcess | None = None
@@ -62,7 +64,7 @@ class EmulatorProcess:
             argv.append("--test-control")
         if self.memory_offset_kib:
             argv += ["--memory-offset-kib", str(self.memory_offset_kib)]
-        return argv
+        return argv + list(self.extra_args)
 
     def start(self) -> EmulatorProcess:
         self.process = processes.spawn(self.name, self.argv(), {}, self.log_dir, self.port)
@@ -92,6 +94,13 @@ class EmulatorProcess:
         """SIGKILL, as a media server that crashes."""
         if self.process is not None:
             self.process.kill()
+
+
+def start_emulator(log_dir: Path, mode: str = "signaling", **options: Any) -> tuple[processes.ManagedProcess, str]:
+    """A started emulator subprocess as (process, url), for stacks that keep their processes in a list."""
+    server = EmulatorProcess(log_dir, mode, **options).start()
+    assert server.process is not None
+    return server.process, server.url
 
 
 @contextmanager
