@@ -106,3 +106,12 @@ def new_participant(session: Session, name: str = "alice") -> Participant:
     participant.save(force_insert=True)
     Session.reserve_slot(session.id)
     return participant
+
+
+def endpoint_id(participant_id: str, stream: str) -> str:
+    """The Kurento id of the stored endpoint of (participant, stream); it must exist."""
+    from models import Endpoint
+
+    stored = Endpoint.find(participant_id, stream)
+    assert stored is not None and stored.kurento is not None, (participant_id, stream)
+    return str(stored.kurento.id)

@@ -10,7 +10,7 @@ from media_tasks import membership, negotiation
 from models import PUBLISH, Endpoint, Participant, ParticipantState, Session
 from settings import Settings
 from tests.support.emulator import InProcessEmulator
-from tests.unit.media.conftest import RecordingChannel, RecordingPublisher, new_participant, new_session
+from tests.unit.media.conftest import RecordingChannel, RecordingPublisher, endpoint_id, new_participant, new_session
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -38,7 +38,7 @@ def test_leaving_releases_own_and_subscriber_endpoints_and_unbinds_the_queue(
     alice, bob = new_participant(session, "alice"), new_participant(session, "bob")
     negotiation.process_offer(settings, session.id, alice.id, PUBLISH, OFFER, "a1")
     negotiation.process_offer(settings, session.id, bob.id, alice.id, SUBSCRIBE, "b1")  # bob watches alice
-    endpoints = [Endpoint.find(alice.id, PUBLISH).kurento.id, Endpoint.find(bob.id, alice.id).kurento.id]
+    endpoints = [endpoint_id(alice.id, PUBLISH), endpoint_id(bob.id, alice.id)]
     Participant.mark_left(alice.id, "left")
     membership.finish_leave(settings, session.id, alice.id, "left", was_publishing=True)
     assert [kms.emulator.registry.get(e) for e in endpoints] == [None, None]

@@ -11,7 +11,7 @@ from media_tasks import negotiation
 from models import PUBLISH, Endpoint
 from settings import Settings
 from tests.support.emulator import InProcessEmulator
-from tests.unit.media.conftest import RecordingPublisher, new_participant, new_session
+from tests.unit.media.conftest import RecordingPublisher, endpoint_id, new_participant, new_session
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -52,10 +52,10 @@ def test_candidates_before_the_endpoint_wait_for_it_and_after_go_straight_to_it(
     buffered = Endpoint.find(alice.id, PUBLISH)
     assert buffered is not None and buffered.kurento is None and len(buffered.pending_candidates) == 1
     negotiation.process_offer(settings, session.id, alice.id, PUBLISH, OFFER, "r1")
-    endpoint_id = Endpoint.find(alice.id, PUBLISH).kurento.id
-    assert received_candidates(kms, endpoint_id) == [early[0]["candidate"]]
+    first_id = endpoint_id(alice.id, PUBLISH)
+    assert received_candidates(kms, first_id) == [early[0]["candidate"]]
     negotiation.add_candidates(settings, session.id, alice.id, PUBLISH, late)
-    assert received_candidates(kms, endpoint_id) == [early[0]["candidate"], late[0]["candidate"]]
+    assert received_candidates(kms, first_id) == [early[0]["candidate"], late[0]["candidate"]]
 
 
 def test_a_reoffer_replaces_the_endpoint_and_releases_the_old_one(
@@ -64,9 +64,9 @@ def test_a_reoffer_replaces_the_endpoint_and_releases_the_old_one(
     session = new_session()
     alice = new_participant(session)
     negotiation.process_offer(settings, session.id, alice.id, PUBLISH, OFFER, "r1")
-    first = Endpoint.find(alice.id, PUBLISH).kurento.id
+    first = endpoint_id(alice.id, PUBLISH)
     negotiation.process_offer(settings, session.id, alice.id, PUBLISH, OFFER, "r2")
-    second = Endpoint.find(alice.id, PUBLISH).kurento.id
+    second = endpoint_id(alice.id, PUBLISH)
     assert second != first
     assert [m["request_id"] for _, _, m in published.of_type("sdpAnswer")] == ["r1", "r2"]
     assert kms.emulator.registry.get(first) is None and kms.emulator.registry.get(second) is not None
@@ -80,9 +80,9 @@ def test_the_same_request_delivered_twice_answers_with_the_same_endpoint(
     session = new_session()
     alice = new_participant(session)
     negotiation.process_offer(settings, session.id, alice.id, PUBLISH, OFFER, "r1")
-    endpoint_id = Endpoint.find(alice.id, PUBLISH).kurento.id
+    first_id = endpoint_id(alice.id, PUBLISH)
     negotiation.process_offer(settings, session.id, alice.id, PUBLISH, OFFER, "r1")
-    assert Endpoint.find(alice.id, PUBLISH).kurento.id == endpoint_id
+    assert endpoint_id(alice.id, PUBLISH) == first_id
     answers = [m["sdp"] for _, _, m in published.of_type("sdpAnswer")]
     assert len(answers) >= 1 and len(set(answers)) == 1
 
