@@ -7,7 +7,9 @@ One JSON object per frame, `{"command": name, ...}`; the answer is `{"ok": true,
 
 - `dropConnections {sessionId?}`: aborts the TCP connection of every client socket (or of the one
   bound to `sessionId`) without a close frame, as a network failure does. Sessions, objects and
-  subscriptions stay, so a client can resume its session with `connect {sessionId}`.
+  subscriptions stay, so a client can resume its session with `connect {sessionId}`. With
+  `graceful: true` the sockets are closed with a close frame instead (a proxy restarting), and the
+  answer comes once the client has acknowledged it, so the client knows by then.
 - `expireSession {sessionId}`: drops the session's socket and collects the session as KMS's garbage
   collector does once a session stays unbound for two periods (its objects that no other session
   references are released). A client resuming it with `connect {sessionId}` then gets 40007.
@@ -22,11 +24,18 @@ One JSON object per frame, `{"command": name, ...}`; the answer is `{"ok": true,
   signaling-mode endpoint (no network, so nothing to fail) never does by itself. It goes the
   way every event goes: to the connection bound to each KMS session subscribed to it.
   Answers `{delivered}`, the number of sessions it reached.
+- `requests`: every request received on /kurento, as the client sent it (before the session is
+  injected), and `connections`, the number of client sockets accepted; tests check the wire
+  format of a client with these.
+- `withholdResponses {operation}`: from now on, an `invoke` of that operation runs but is never
+  answered, as by a KMS that stalls; other requests on the same socket are answered as usual.
 """
 
 from __future__ import annotations
 
+import copy
 import json
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import ServerConnection
@@ -36,6 +45,22 @@ if TYPE_CHECKING:
     from kms_emulator.server import Emulator
 
 CONTROL_PATH = "_emulator/control"
+
+
+@dataclass
+class ControlRecord:
+    """What the control socket reports and changes about /kurento; kept only with `--test-control`."""
+
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    connections: int = 0
+    withheld: set[str] = field(default_factory=set)
+
+    def received(self, request: dict[str, Any]) -> bool:
+        """Records a decoded request before it runs; False when its response must be withheld."""
+        self.requests.append(copy.deepcopy(request))
+        params = request.get("params")
+        operation = params.get("operation") if isinstance(params, dict) else None
+        return not (request.get("method") == "invoke" and operation in self.withheld)
 
 
 async def serve_control(emulator: Emulator, websocket: ServerConnection) -> None:
@@ -56,6 +81,8 @@ async def serve_control(emulator: Emulator, websocket: ServerConnection) -> None
 async def run_command(emulator: Emulator, request: dict[str, Any]) -> dict[str, Any]:
     command = request.get("command")
     if command == "dropConnections":
+        if request.get("graceful") is True:
+            return {"dropped": await close_connections(emulator, request.get("sessionId"))}
         return {"dropped": drop_connections(emulator, request.get("sessionId"))}
     if command == "expireSession":
         session_id = str(request["sessionId"])
@@ -96,7 +123,27 @@ async def run_command(emulator: Emulator, request: dict[str, Any]) -> dict[str, 
         if not obj.supports_event(event_type) or not isinstance(data, dict):
             raise ValueError(f"{obj.type} raises no {event_type!r} event with data {data!r}")
         return {"delivered": emulator.emit(obj, event_type, data)}
+    if command == "requests":
+        record = _record(emulator)
+        return {"requests": record.requests, "connections": record.connections}
+    if command == "withholdResponses":
+        _record(emulator).withheld.add(str(request["operation"]))
+        return {}
     raise ValueError(f"unknown command {command!r}")
+
+
+def _record(emulator: Emulator) -> ControlRecord:
+    if emulator.control is None:
+        raise ValueError("the emulator runs without --test-control")
+    return emulator.control
+
+
+async def close_connections(emulator: Emulator, session_id: str | None = None) -> int:
+    """Closes client sockets (all, or the one bound to session_id) with the close handshake."""
+    doomed = [conn for conn in emulator.connections if session_id is None or conn.session_id == session_id]
+    for conn in doomed:
+        await conn.websocket.close()
+    return len(doomed)
 
 
 def drop_connections(emulator: Emulator, session_id: str | None = None) -> int:

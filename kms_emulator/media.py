@@ -25,6 +25,7 @@ from typing import Any
 import aioice.ice
 from aiortc import (
     RTCConfiguration,
+    RTCIceCandidate,
     RTCPeerConnection,
     RTCRtpTransceiver,
     RTCSessionDescription,
@@ -61,14 +62,55 @@ def _install_loopback_only() -> None:
     aioice.ice.get_host_addresses = _loopback_host_addresses
 
 
+def parse_candidate(text: str, sdp_mid: str | None = None, sdp_mline_index: int | None = None) -> RTCIceCandidate:
+    """One ICE candidate line (`candidate:...`, with or without `a=`) as aiortc's RTCIceCandidate.
+
+    The one parser of candidate lines: the emulator's endpoints and the tests' peers use it.
+    ValueError when the line is not a candidate.
+    """
+    body = text.strip().removeprefix("a=").removeprefix("candidate:")
+    try:
+        candidate = candidate_from_sdp(body)
+    except Exception as exc:  # aiortc raises IndexError/ValueError on a short or garbled line
+        raise ValueError(f"invalid ICE candidate {text!r}: {exc}") from exc
+    candidate.sdpMid = sdp_mid
+    candidate.sdpMLineIndex = sdp_mline_index
+    return candidate
+
+
+def split_candidates(sdp: str) -> tuple[str, list[dict]]:
+    """The SDP without its candidate lines, and those candidates as browser-style dicts.
+
+    With BUNDLE aiortc repeats the same candidates under every m-line; each is kept once,
+    under the first m-line that carries it.
+    """
+    lines: list[str] = []
+    raw: list[tuple[int, str]] = []
+    mids: list[str] = []
+    index = -1
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            index += 1
+            mids.append(str(index))
+        elif line.startswith("a=mid:") and index >= 0:
+            mids[index] = line[len("a=mid:") :].strip()
+        if line.startswith("a=candidate:"):
+            raw.append((index, line[2:].strip()))
+        elif not line.startswith("a=end-of-candidates"):
+            lines.append(line)
+    found: list[dict] = []
+    seen: set[str] = set()
+    for line_index, text in raw:
+        if text not in seen:
+            seen.add(text)
+            mid = mids[line_index] if 0 <= line_index < len(mids) else None
+            found.append({"candidate": text, "sdpMid": mid, "sdpMLineIndex": line_index})
+    return "\r\n".join(lines) + "\r\n", found
+
+
 def strip_candidates(sdp: str) -> str:
     """Remove a=candidate and a=end-of-candidates lines from an SDP."""
-    lines = [
-        line
-        for line in sdp.splitlines()
-        if not (line.startswith("a=candidate:") or line.startswith("a=end-of-candidates"))
-    ]
-    return "\r\n".join(lines) + "\r\n"
+    return split_candidates(sdp)[0]
 
 
 def local_candidates_from_sdp(sdp: str) -> list[dict]:
@@ -77,22 +119,11 @@ def local_candidates_from_sdp(sdp: str) -> list[dict]:
     m-lines bundled behind another m-line share its transport, so their (repeated)
     candidates are reported only for the first mid of the BUNDLE group.
     """
-    desc = SessionDescription.parse(sdp)
     bundled_followers: set[str] = set()
-    for group in desc.group:
+    for group in SessionDescription.parse(sdp).group:
         if group.semantic == "BUNDLE" and group.items:
-            bundled_followers.update(group.items[1:])
-    mids = [m.rtp.muxId or str(i) for i, m in enumerate(desc.media)]
-    result = []
-    index = -1
-    for line in sdp.splitlines():
-        if line.startswith("m="):
-            index += 1
-        elif line.startswith("a=candidate:") and 0 <= index < len(mids):
-            mid = mids[index]
-            if mid not in bundled_followers:
-                result.append({"candidate": line[2:].strip(), "sdpMid": mid, "sdpMLineIndex": index})
-    return result
+            bundled_followers.update(str(item) for item in group.items[1:])
+    return [c for c in split_candidates(sdp)[1] if c["sdpMid"] not in bundled_followers]
 
 
 class _FlowState:
@@ -366,15 +397,7 @@ class AiortcEndpoint:
         await self._add_candidate(candidate, sdp_mid, sdp_mline_index)
 
     async def _add_candidate(self, candidate: str, sdp_mid, sdp_mline_index) -> None:
-        text = candidate.strip()
-        if text.startswith("a="):
-            text = text[2:]
-        if text.startswith("candidate:"):
-            text = text[len("candidate:") :]
-        try:
-            cand = candidate_from_sdp(text)
-        except Exception as exc:
-            raise ValueError(f"invalid ICE candidate {candidate!r}: {exc}") from exc
+        cand = parse_candidate(candidate)
         if cand.ip.endswith(".local"):
             # Resolving mDNS names would send multicast off the loopback interface; the
             # remote's own checks still reach us and yield a peer-reflexive candidate.

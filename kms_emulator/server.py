@@ -18,7 +18,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
 from kms_emulator import protocol
-from kms_emulator.control import CONTROL_PATH, serve_control
+from kms_emulator.control import CONTROL_PATH, ControlRecord, serve_control
 from kms_emulator.operations import Operations
 from kms_emulator.protocol import RpcError
 from kms_emulator.registry import Emit, EndpointMedia, MediaObject, Registry, normalise_type
@@ -109,6 +109,7 @@ class Emulator:
         self.operations = Operations(self)
         # Open client sockets, so the test-only control can drop them.
         self.connections: set[WsConnection] = set()
+        self.control = ControlRecord() if config.test_control else None
 
     # -- frames -----------------------------------------------------------------------------------------------
     async def handle_frame(self, conn: WsConnection, frame: str | bytes) -> dict[str, Any] | None:
@@ -117,11 +118,12 @@ class Emulator:
             request = protocol.decode_request(frame)
         except RpcError as error:
             return protocol.error_response(_scalar_id(frame), error)
+        answered = self.control is None or self.control.received(request)
         response = await self.process(conn, request, cache=True)
         result = response.get("result")
         if isinstance(result, dict) and isinstance(result.get("sessionId"), str):
             self.sessions.bind(conn, result["sessionId"])
-        return response if "id" in request else None
+        return response if "id" in request and answered else None
 
     async def process(
         self, conn: WsConnection | None, request: dict[str, Any], *, cache: bool, transaction: bool = False
@@ -446,9 +448,12 @@ async def run_server(
     backend: MediaBackend,
     ready: asyncio.Future[int] | None = None,
     stop: asyncio.Future[None] | None = None,
+    emulator: Emulator | None = None,
 ) -> None:
-    """Serve until `stop` resolves (or forever); `ready` receives the bound port."""
-    emulator = Emulator(config, backend)
+    """Serve until `stop` resolves (or forever); `ready` receives the bound port.
+
+    `emulator`: one built by the caller, who keeps it to look inside (tests run one in-process)."""
+    emulator = emulator if emulator is not None else Emulator(config, backend)
 
     async def handler(websocket: ServerConnection) -> None:
         path = _path_of(websocket.request.path if websocket.request else "")
@@ -460,6 +465,8 @@ async def run_server(
             return
         conn = WsConnection(websocket)
         emulator.connections.add(conn)
+        if emulator.control is not None:
+            emulator.control.connections += 1
         writer = asyncio.get_running_loop().create_task(conn.write_loop())
         try:
             async for frame in websocket:

@@ -16,6 +16,7 @@ import requests
 
 from signaling_cli import processes
 from tests.support.api import Api
+from tests.support.emulator import EmulatorProcess, emulator_process
 from tests.support.rabbit import create_vhost, delete_vhost, sweep_stale_vhosts
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,13 +56,9 @@ def mongodb_uri(run_dir):
 
 @pytest.fixture(scope="session")
 def kms_url(run_dir):
-    # --test-control: tests ask the emulator what endpoints received (tests.support.emulator_control).
-    port = processes.free_port()
-    argv = [processes.PYTHON, "-m", "kms_emulator", "--port", str(port), "--mode", "signaling", "--test-control"]
-    proc = processes.spawn("kms-signaling", argv, {}, run_dir / "logs", port)
-    processes.wait_for_port(port, 30, proc)
-    yield f"ws://127.0.0.1:{port}/kurento"
-    proc.stop()
+    # test_control: tests ask the emulator what endpoints received (tests.support.emulator_control).
+    with emulator_process(run_dir / "logs", "signaling", test_control=True, name="kms-signaling") as kms:
+        yield kms.url
 
 
 @dataclass
@@ -188,9 +185,9 @@ def media_mode_stack(run_dir: Path, mongodb_uri: str, name: str):
     """A whole stack on an emulator in media mode (real WebRTC), in a vhost of its own."""
     url, vhost = create_vhost(os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//"))
     log_dir = run_dir / f"logs-{name}"
-    kms, kms_url = processes.start_emulator(log_dir, mode="media", name="kms-media")
+    kms = EmulatorProcess(log_dir, "media", name="kms-media").start()
     try:
-        stack = start_stack(stack_env(url, mongodb_uri, [kms_url]), log_dir)
+        stack = start_stack(stack_env(url, mongodb_uri, [kms.url]), log_dir)
     except Exception:
         kms.stop()
         delete_vhost(vhost)

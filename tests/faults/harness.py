@@ -25,6 +25,7 @@ import requests
 
 from signaling_cli import processes
 from signaling_cli.processes import ManagedProcess, free_port
+from tests.support.emulator import start_emulator
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "tests" / "artifacts"
@@ -276,7 +277,7 @@ class FaultStack:
 
     def _start_kms(self, index: int, port: int | None = None) -> tuple[ManagedProcess, str]:
         offset = self.kms_memory_offsets[index] if index < len(self.kms_memory_offsets) else 0
-        return processes.start_emulator(
+        return start_emulator(
             self.log_dir,
             mode="signaling",
             name=f"kms{index + 1}",

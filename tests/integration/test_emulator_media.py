@@ -13,14 +13,14 @@ import asyncio
 import itertools
 import json
 import os
-import socket
-import subprocess
 import sys
 import threading
 import time
 
 import pytest
 import websocket
+
+from tests.support.emulator import emulator_process
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "unit", "kms_emulator_media"))
@@ -29,47 +29,13 @@ from media_peers import ClientPeer  # noqa: E402
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
-def media_server():
+def media_server(run_dir):
     # KMS_EMULATOR_MEDIA_CMD: another command line to start the server ({port} is substituted).
     custom = os.environ.get("KMS_EMULATOR_MEDIA_CMD")
-    port = _free_port()
-    if custom:
-        cmd = [part.format(port=port) for part in custom.split()]
-    else:
-        cmd = [sys.executable, "-m", "kms_emulator", "--port", str(port), "--mode", "media"]
-    proc = subprocess.Popen(
-        cmd,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.time() + 15
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            out = proc.stdout.read().decode(errors="replace")
-            pytest.fail(f"emulator exited with {proc.returncode}:\n{out}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    else:
-        proc.kill()
-        pytest.fail("emulator did not listen")
-    yield f"ws://127.0.0.1:{port}/kurento", proc
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    command = custom.split() if custom else None
+    with emulator_process(run_dir / "logs", "media", name="kms-media-emulator", command=command) as kms:
+        yield kms.url, kms
 
 
 class RpcClient:

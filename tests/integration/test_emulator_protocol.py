@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,28 +18,21 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
+from tests.support.emulator import EmulatorProcess
+
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "browser-sdp"
 OFFER = (FIXTURES / "chromium-publish.sdp").read_text()
 CANDIDATES = json.loads((FIXTURES / "chromium-publish.candidates.json").read_text())
+LOG_DIR = Path(tempfile.mkdtemp(prefix="emulator-protocol-tests-"))
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 
 
-class Emulator:
-    def __init__(self, *args: str) -> None:
-        cmd = [sys.executable, "-m", "kms_emulator", "--port", "0", "--mode", "signaling", *args]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        match = re.search(r"ws://\S+", line)
-        assert match, f"emulator did not start: {line!r}"
-        self.url = match.group(0)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
+def start_emulator(*args: str) -> EmulatorProcess:
+    """A signaling-mode emulator subprocess with extra command-line options."""
+    return EmulatorProcess(LOG_DIR, "signaling", extra_args=args).start()
 
 
 class Rpc:
@@ -103,14 +95,14 @@ class Rpc:
 
 
 @pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
-    server = Emulator()
+def emulator() -> Iterator[EmulatorProcess]:
+    server = start_emulator()
     yield server
     server.stop()
 
 
 @pytest.fixture
-def rpc(emulator: Emulator) -> Iterator[Rpc]:
+def rpc(emulator: EmulatorProcess) -> Iterator[Rpc]:
     client = Rpc(emulator.url)
     yield client
     client.close()
@@ -128,7 +120,7 @@ def new_pipeline_and_endpoint(rpc: Rpc) -> tuple[str, str]:
 
 
 # -- transport -------------------------------------------------------------------------------------------------
-def test_wrong_path_is_closed_with_invalid_path(emulator: Emulator) -> None:
+def test_wrong_path_is_closed_with_invalid_path(emulator: EmulatorProcess) -> None:
     ws = connect(emulator.url.replace("/kurento", "/other")).__enter__()
     with pytest.raises(ConnectionClosed) as closed:
         ws.recv(5)
@@ -136,13 +128,13 @@ def test_wrong_path_is_closed_with_invalid_path(emulator: Emulator) -> None:
     assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (1002, "Invalid path")
 
 
-def test_control_path_exists_only_with_test_control(emulator: Emulator) -> None:
+def test_control_path_exists_only_with_test_control(emulator: EmulatorProcess) -> None:
     # Without --test-control the emulator serves /kurento alone, as KMS does.
     ws = connect(emulator.url.replace("/kurento", "/_emulator/control")).__enter__()
     with pytest.raises(ConnectionClosed) as closed:
         ws.recv(5)
     assert closed.value.rcvd is not None and closed.value.rcvd.reason == "Invalid path"
-    server = Emulator("--test-control")
+    server = start_emulator("--test-control")
     try:
         client = Rpc(server.url)
         pipeline, endpoint = new_pipeline_and_endpoint(client)
@@ -198,7 +190,7 @@ def test_control_path_exists_only_with_test_control(emulator: Emulator) -> None:
         server.stop()
 
 
-def test_query_string_is_ignored(emulator: Emulator) -> None:
+def test_query_string_is_ignored(emulator: EmulatorProcess) -> None:
     client = Rpc(emulator.url + "?access_token=abc")
     assert client.call("ping")["result"] == {"value": "pong"}
     client.close()
@@ -254,7 +246,7 @@ def test_session_created_lazily_bound_and_injected(rpc: Rpc) -> None:
     )
 
 
-def test_connect_semantics(emulator: Emulator, rpc: Rpc) -> None:
+def test_connect_semantics(emulator: EmulatorProcess, rpc: Rpc) -> None:
     first = rpc.call("connect")["result"]
     assert set(first) == {"serverId", "sessionId"}
     other = Rpc(emulator.url)
@@ -269,7 +261,7 @@ def test_connect_semantics(emulator: Emulator, rpc: Rpc) -> None:
     other.close()
 
 
-def test_events_follow_the_connection_that_reconnects(emulator: Emulator, rpc: Rpc) -> None:
+def test_events_follow_the_connection_that_reconnects(emulator: EmulatorProcess, rpc: Rpc) -> None:
     pipeline, endpoint = new_pipeline_and_endpoint(rpc)
     session = rpc.call("ping")["result"]["sessionId"]
     rpc.value("subscribe", {"object": endpoint, "type": "IceCandidateFound"})
@@ -286,7 +278,7 @@ def test_events_follow_the_connection_that_reconnects(emulator: Emulator, rpc: R
     takeover.close()
 
 
-def test_events_are_routed_by_session_not_by_object(emulator: Emulator, rpc: Rpc) -> None:
+def test_events_are_routed_by_session_not_by_object(emulator: EmulatorProcess, rpc: Rpc) -> None:
     _, endpoint = new_pipeline_and_endpoint(rpc)
     other = Rpc(emulator.url)
     other.value("subscribe", {"object": endpoint, "type": "IceGatheringDone"})
@@ -322,12 +314,12 @@ def test_request_cache_replays_response(rpc: Rpc) -> None:
 
 
 def test_invalid_session_after_restart() -> None:
-    server = Emulator()
+    server = start_emulator()
     client = Rpc(server.url)
     session = client.call("connect")["result"]["sessionId"]
     client.close()
     server.stop()
-    server = Emulator()
+    server = start_emulator()
     client = Rpc(server.url)
     assert error_of(client.call("connect", {"sessionId": session}))["code"] == 40007
     # like KMS, the next request naming that session recreates it under the same id
@@ -338,7 +330,7 @@ def test_invalid_session_after_restart() -> None:
 
 
 def test_gc_collects_unbound_sessions_and_their_objects() -> None:
-    server = Emulator("--gc-period", "0.3")
+    server = start_emulator("--gc-period", "0.3")
     client = Rpc(server.url)
     pipeline, _ = new_pipeline_and_endpoint(client)
     client.close()
@@ -490,7 +482,7 @@ def test_server_manager(rpc: Rpc) -> None:
 
 
 def test_memory_offset_option() -> None:
-    server = Emulator("--memory-offset-kib", "5000000")
+    server = start_emulator("--memory-offset-kib", "5000000")
     client = Rpc(server.url)
     assert client.invoke("manager_ServerManager", "getUsedMemory") > 5_000_000
     client.close()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
-import time
 
 import pytest
 
@@ -20,32 +19,17 @@ from models import MediaServer, connect_db
 from settings import load_settings
 from signaling_cli import processes
 from tests.support.dns_server import LoopbackDns
+from tests.support.emulator import EmulatorProcess
 
 pytestmark = pytest.mark.integration
 
 NAME = "kms-headless.rtc.svc.cluster.local"
 
 
-def start_emulator_on(address: str, port: int, log_dir, memory_offset_kib: int = 0) -> processes.ManagedProcess:
-    argv = [
-        processes.PYTHON,
-        "-m",
-        "kms_emulator",
-        "--host",
-        address,
-        "--port",
-        str(port),
-        "--mode",
-        "signaling",
-        "--memory-offset-kib",
-        str(memory_offset_kib),
-    ]
-    proc = processes.spawn(f"kms-{address}", argv, {}, log_dir, port)
-    deadline = time.monotonic() + 30
-    while not processes.port_open(port, address):
-        assert proc.alive() and time.monotonic() < deadline, f"emulator on {address}:{port}; see {proc.log_path}"
-        time.sleep(0.05)
-    return proc
+def start_emulator_on(address: str, port: int, log_dir, memory_offset_kib: int = 0) -> EmulatorProcess:
+    return EmulatorProcess(
+        log_dir, "signaling", host=address, port=port, memory_offset_kib=memory_offset_kib, name=f"kms-{address}"
+    ).start()
 
 
 @pytest.fixture

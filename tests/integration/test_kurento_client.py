@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
-import subprocess
-import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,60 +24,14 @@ from kurento import (
 )
 from kurento import client as kurento_client
 from tests.support import emulator_control
+from tests.support.emulator import EmulatorProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
-REPO = Path(__file__).resolve().parents[2]
+LOG_DIR = Path(tempfile.mkdtemp(prefix="kurento-client-tests-"))
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "browser-sdp"
 OFFER = (FIXTURES / "chromium-publish.sdp").read_text()
 CANDIDATES = json.loads((FIXTURES / "chromium-publish.candidates.json").read_text())
-
-
-class Emulator:
-    """A kms_emulator subprocess on a fixed port, restartable on the same port."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.url = f"ws://127.0.0.1:{port}/kurento"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        command = [
-            sys.executable,
-            "-m",
-            "kms_emulator",
-            "--port",
-            str(self.port),
-            "--mode",
-            "signaling",
-            "--test-control",
-        ]
-        self.process = subprocess.Popen(command, cwd=REPO)
-        deadline = time.monotonic() + 20
-        while not _port_open(self.port):
-            if self.process.poll() is not None:
-                raise RuntimeError(f"kms_emulator exited with {self.process.returncode}")
-            assert time.monotonic() < deadline, "kms_emulator did not start listening"
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 def _wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -89,21 +41,20 @@ def _wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
         time.sleep(0.02)
 
 
-def _start_emulator() -> Emulator:
-    emulator = Emulator(_free_port())
-    emulator.start()
-    return emulator
+def _start_emulator() -> EmulatorProcess:
+    # Killed and started again on its port by the tests of a media server that restarts.
+    return EmulatorProcess(LOG_DIR, "signaling", test_control=True).start()
 
 
 @pytest.fixture(scope="module")
-def emulator() -> Iterator[Emulator]:
+def emulator() -> Iterator[EmulatorProcess]:
     server = _start_emulator()
     yield server
-    server.stop()
+    server.kill()
 
 
 @pytest.fixture
-def client(emulator: Emulator) -> Iterator[KurentoClient]:
+def client(emulator: EmulatorProcess) -> Iterator[KurentoClient]:
     kurento = KurentoClient(emulator.url, request_timeout=10.0)
     yield kurento
     kurento.close()
@@ -172,7 +123,9 @@ def test_pipeline_and_endpoint_lifecycle(client: KurentoClient) -> None:
     client.proxy("no-such-object").release()
 
 
-def test_candidates_in_one_round_trip_reach_the_endpoint_in_order(emulator: Emulator, client: KurentoClient) -> None:
+def test_candidates_in_one_round_trip_reach_the_endpoint_in_order(
+    emulator: EmulatorProcess, client: KurentoClient
+) -> None:
     endpoint = client.create_pipeline().create_webrtc_endpoint()
     endpoint.process_offer(OFFER)
     endpoint.add_ice_candidates([(c["candidate"], c["sdpMid"], c["sdpMLineIndex"]) for c in CANDIDATES])
@@ -210,7 +163,7 @@ def test_ice_events_after_gather_candidates(client: KurentoClient) -> None:
     endpoint.unsubscribe(found)
 
 
-def test_takeover_receives_the_first_clients_events(emulator: Emulator, client: KurentoClient) -> None:
+def test_takeover_receives_the_first_clients_events(emulator: EmulatorProcess, client: KurentoClient) -> None:
     endpoint = client.create_pipeline().create_webrtc_endpoint()
     first_log, heir_log = EventLog(), EventLog()
     endpoint.subscribe("IceCandidateFound", first_log.recorder("IceCandidateFound"))
@@ -232,7 +185,7 @@ def test_takeover_receives_the_first_clients_events(emulator: Emulator, client: 
         heir.close()
 
 
-def test_reconnects_to_its_session_after_the_server_drops_the_socket(emulator: Emulator) -> None:
+def test_reconnects_to_its_session_after_the_server_drops_the_socket(emulator: EmulatorProcess) -> None:
     reconnects: list[bool] = []
     lost: list[str] = []
     client = KurentoClient(
@@ -279,7 +232,7 @@ def test_restart_loses_the_session_and_recovers() -> None:
     try:
         kurento.create_pipeline()
         old_session = kurento.session_id
-        server.stop()
+        server.kill()
         server.start()  # same port, empty state
         _wait_for(lambda: calls == ["lost", False], timeout=20)
         pipeline = kurento.create_pipeline()
@@ -287,7 +240,7 @@ def test_restart_loses_the_session_and_recovers() -> None:
         assert pipeline.id in kurento.server_manager.get_pipelines()
     finally:
         kurento.close()
-        server.stop()
+        server.kill()
 
 
 def test_a_request_uses_a_server_that_came_back_without_waiting_out_the_back_off(monkeypatch, caplog) -> None:
@@ -298,14 +251,14 @@ def test_a_request_uses_a_server_that_came_back_without_waiting_out_the_back_off
     kurento = KurentoClient(server.url, request_timeout=10.0)
     try:
         kurento.create_pipeline()
-        server.stop()
+        server.kill()
         _wait_for(lambda: "reconnect to" in caplog.text)  # the first attempt failed: the back-off runs
         server.start()  # same port, a restarted server
         pipeline = kurento.create_pipeline()
         assert pipeline.id in kurento.server_manager.get_pipelines()
     finally:
         kurento.close()
-        server.stop()
+        server.kill()
 
 
 def test_many_threads_one_client(client: KurentoClient) -> None:
@@ -330,7 +283,7 @@ def test_many_threads_one_client(client: KurentoClient) -> None:
     assert isinstance(client.get_object(pipeline.id), MediaObject)
 
 
-def test_many_requests_share_one_round_trip_and_keep_their_own_errors(emulator: Emulator):
+def test_many_requests_share_one_round_trip_and_keep_their_own_errors(emulator: EmulatorProcess):
     client = KurentoClient(emulator.url)
     try:
         pipeline = client.create_pipeline()

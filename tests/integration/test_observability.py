@@ -24,36 +24,52 @@ def metric_value(text: str, name: str, **labels) -> float | None:
 
 
 def test_web_metrics_count_requests_and_read_state(api):
+    # Differences, not totals: the stack is shared, and earlier tests leave sessions behind.
+    def scrape() -> tuple[float, float, float]:
+        text = requests.get(f"{api.base}/metrics").text
+        created = metric_value(
+            text, "signaling_http_requests_total", route="/api/v1/sessions", method="POST", status="201"
+        )
+        opened = metric_value(text, "signaling_sessions", state="open")
+        joined = metric_value(text, "signaling_participants", state="joined")
+        return created or 0.0, opened or 0.0, joined or 0.0
+
+    before = scrape()
     session = api.create_session()
     alice = api.join(session, "alice")
     alice.poll(wait=0)
     text = requests.get(f"{api.base}/metrics").text
-    assert (
-        metric_value(text, "signaling_http_requests_total", route="/api/v1/sessions", method="POST", status="201") >= 1
-    )
-    assert metric_value(text, "signaling_sessions", state="open") >= 1
-    assert metric_value(text, "signaling_participants", state="joined") >= 1
+    assert scrape() == (before[0] + 1, before[1] + 1, before[2] + 1)
     assert metric_value(text, "signaling_long_polls_waiting") == 0
     assert metric_value(text, "signaling_kms_up") == 1
+    alice.leave()
+    assert scrape()[1:] == (before[1] + 1, before[2])  # left: no longer counted as joined
 
 
 def test_worker_metrics_count_tasks_and_kms_calls(api, stack):
+    def scrape() -> tuple[float, float, float]:
+        texts = [requests.get(f"http://127.0.0.1:{w.port}/metrics").text for w in stack.workers]
+
+        def total(name: str, **labels: str) -> float:
+            return sum(metric_value(t, name, **labels) or 0 for t in texts)
+
+        return (
+            total("signaling_tasks_total", task="media.process_offer", outcome="success"),
+            total("signaling_kms_request_seconds_count", method="invoke", operation="processOffer"),
+            # The dispatch delay, from the web tier's enqueued_at header to the task's start.
+            total("signaling_task_dispatch_seconds_count", task="media.process_offer"),
+        )
+
     session = api.create_session()
     alice = api.join(session, "alice")
+    before = scrape()
     alice.wait_type("sdpAnswer", request_id=alice.offer(read_fixture("chromium-publish.sdp")))
-    texts = [requests.get(f"http://127.0.0.1:{w.port}/metrics").text for w in stack.workers]
-    offers = sum(
-        metric_value(t, "signaling_tasks_total", task="media.process_offer", outcome="success") or 0 for t in texts
-    )
-    assert offers >= 1
-    assert any(
-        metric_value(t, "signaling_kms_request_seconds_count", method="invoke", operation="processOffer") for t in texts
-    )
-    # The dispatch delay, from the web tier's enqueued_at header to the task's start.
-    dispatched = sum(
-        metric_value(t, "signaling_task_dispatch_seconds_count", task="media.process_offer") or 0 for t in texts
-    )
-    assert dispatched >= 1
+    # One offer: one task, one processOffer on the media server, one dispatch measured. The task
+    # counts once it has returned, a moment after the answer it published.
+    deadline = time.monotonic() + 10
+    while (after := scrape()) != (before[0] + 1, before[1] + 1, before[2] + 1):
+        assert time.monotonic() < deadline, f"worker metrics went from {before} to {after}"
+        time.sleep(0.1)
 
 
 def test_worker_logs_are_json_lines_with_session_and_participant(api, stack):

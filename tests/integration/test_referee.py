@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.support.emulator import emulator_process
 
 pytestmark = [pytest.mark.integration, pytest.mark.referee]
 
@@ -30,20 +31,10 @@ def referee_dir() -> Path:
 
 
 @pytest.fixture(scope="module")
-def emulator_url() -> Iterator[str]:
-    # --test-control: the referee drops the client's socket and expires its session through it.
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "kms_emulator", "--port", "0", "--mode", "signaling", "--test-control"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert "ws://" in line, line
-    yield line.split()[3]
-    proc.terminate()
-    proc.wait(10)
+def emulator_url(run_dir: Path) -> Iterator[str]:
+    # test_control: the referee drops the client's socket and expires its session through it.
+    with emulator_process(run_dir / "logs", "signaling", test_control=True, name="kms-referee") as kms:
+        yield kms.url
 
 
 # What the referee must have checked, so that a check silently dropped from referee.js fails here.

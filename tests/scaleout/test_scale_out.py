@@ -55,6 +55,7 @@ from tests.faults.harness import (
     log_events,
     task_states,
 )
+from tests.support.emulator import start_emulator
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -278,7 +279,7 @@ def crash_media_server(stack: FaultStack, calls: list[Call], offsets: dict[str, 
     for c in affected:
         c.wait_until(lambda cl: cl.messages("mediaServerLost"), 30, "mediaServerLost")
     notified_s = max(c.arrival_of(lambda m: m["type"] == "mediaServerLost") for c in affected) - killed_at
-    stack.kms[index], restarted_url = processes.start_emulator(
+    stack.kms[index], restarted_url = start_emulator(
         stack.log_dir, mode="signaling", port=port, memory_offset_kib=offsets[url], name=f"{victim.name}-restarted"
     )
     assert restarted_url == url
@@ -309,7 +310,7 @@ def test_two_webs_three_workers_two_media_servers_share_the_load_and_survive_kil
     monkeypatch.setattr(callscript, "Http", RoundRobinHttp)
     stack = FaultStack(fault_dir, vhost_url, kms_count=0, worker_count=3, web_count=2)
     for name, offset in (("kms-light", LIGHT_OFFSET_KIB), ("kms-heavy", HEAVY_OFFSET_KIB)):
-        proc, url = processes.start_emulator(stack.log_dir, mode="signaling", memory_offset_kib=offset, name=name)
+        proc, url = start_emulator(stack.log_dir, mode="signaling", memory_offset_kib=offset, name=name)
         stack.kms.append(proc)
         stack.kms_urls.append(url)
     light, heavy = stack.kms_urls

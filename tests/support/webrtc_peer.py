@@ -28,10 +28,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import av
 import numpy as np
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCIceCandidate, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
-from aiortc.sdp import candidate_from_sdp
 
+from kms_emulator.media import parse_candidate, split_candidates
 from tests.support.api import Api, Member
 
 PUBLISH = "publish"
@@ -103,48 +103,9 @@ class ToneAudioTrack(MediaStreamTrack):
         return frame
 
 
-def split_candidates(sdp: str) -> tuple[str, list[dict]]:
-    """The SDP without its candidate lines, and those candidates as browser-style dicts.
-
-    With BUNDLE aiortc repeats the same candidates under every m-line; each is kept once,
-    under the first m-line that carries it.
-    """
-    lines: list[str] = []
-    found: list[dict] = []
-    seen: set[str] = set()
-    index, mid = -1, None
-    raw: list[tuple[int, str]] = []
-    mids: list[str] = []
-    for line in sdp.splitlines():
-        if line.startswith("m="):
-            index += 1
-            mids.append(str(index))
-        elif line.startswith("a=mid:"):
-            mids[index] = line[len("a=mid:") :].strip()
-        if line.startswith("a=candidate:"):
-            raw.append((index, line[2:].strip()))
-            continue
-        if line.startswith("a=end-of-candidates"):
-            continue
-        lines.append(line)
-    for index, text in raw:
-        if text in seen:
-            continue
-        seen.add(text)
-        mid = mids[index] if 0 <= index < len(mids) else None
-        found.append({"candidate": text, "sdpMid": mid, "sdpMLineIndex": index})
-    return "\r\n".join(lines) + "\r\n", found
-
-
-def candidate_from_message(candidate: dict):
+def candidate_from_message(candidate: dict) -> RTCIceCandidate:
     """An aiortc RTCIceCandidate from an ``iceCandidate`` message's ``candidate`` object."""
-    text = candidate["candidate"]
-    if text.startswith("a="):
-        text = text[2:]
-    parsed = candidate_from_sdp(text.split(":", 1)[1] if text.startswith("candidate:") else text)
-    parsed.sdpMid = candidate.get("sdpMid")
-    parsed.sdpMLineIndex = candidate.get("sdpMLineIndex")
-    return parsed
+    return parse_candidate(candidate["candidate"], candidate.get("sdpMid"), candidate.get("sdpMLineIndex"))
 
 
 class StreamLink:

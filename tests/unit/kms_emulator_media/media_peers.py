@@ -11,7 +11,8 @@ import av
 import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack, VideoStreamTrack
-from aiortc.sdp import candidate_from_sdp
+
+from kms_emulator.media import parse_candidate, split_candidates
 
 AUDIO_RATE = 48000
 AUDIO_PTIME = 0.02
@@ -68,33 +69,6 @@ class ToneAudioTrack(MediaStreamTrack):
         return frame
 
 
-def split_candidates(sdp: str) -> tuple[str, list[dict]]:
-    """(sdp without candidate lines, [{candidate, sdpMid, sdpMLineIndex}])."""
-    out_lines, cands = [], []
-    index = -1
-    mids: list[str] = []
-    raw: list[tuple[int, str]] = []
-    for line in sdp.splitlines():
-        if line.startswith("m="):
-            index += 1
-            mids.append(str(index))
-        elif line.startswith("a=mid:"):
-            mids[index] = line[6:].strip()
-        if line.startswith("a=candidate:"):
-            raw.append((index, line[2:].strip()))
-            continue
-        if line.startswith("a=end-of-candidates"):
-            continue
-        out_lines.append(line)
-    seen = set()
-    for idx, cand in raw:
-        if cand in seen:  # BUNDLE repeats the same candidates in every m-line
-            continue
-        seen.add(cand)
-        cands.append({"candidate": cand, "sdpMid": mids[idx], "sdpMLineIndex": idx})
-    return "\r\n".join(out_lines) + "\r\n", cands
-
-
 class ClientPeer:
     def __init__(self, publish: bool, audio: bool = True) -> None:
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -125,13 +99,7 @@ class ClientPeer:
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
 
     async def add_candidate(self, cand: dict) -> None:
-        text = cand["candidate"]
-        if text.startswith("candidate:"):
-            text = text[len("candidate:") :]
-        c = candidate_from_sdp(text)
-        c.sdpMid = cand.get("sdpMid")
-        c.sdpMLineIndex = cand.get("sdpMLineIndex")
-        await self.pc.addIceCandidate(c)
+        await self.pc.addIceCandidate(parse_candidate(cand["candidate"], cand.get("sdpMid"), cand.get("sdpMLineIndex")))
 
     async def recv_frames(self, kind: str, count: int, timeout: float) -> list:
         async def run():

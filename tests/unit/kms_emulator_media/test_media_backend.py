@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 from media_peers import ClientPeer
 
-from kms_emulator.media import AiortcBackend, strip_candidates
+from kms_emulator.media import (
+    AiortcBackend,
+    local_candidates_from_sdp,
+    parse_candidate,
+    split_candidates,
+    strip_candidates,
+)
 
 FIXTURE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "fixtures", "browser-sdp")
 FIXTURES = sorted(glob.glob(os.path.join(FIXTURE_DIR, "*.sdp")))
@@ -181,7 +187,8 @@ def test_generate_offer_and_process_answer():
         pub = ClientPeer(publish=True, audio=False)
         # The emulator offers to a receiving client.
         from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-        from media_peers import split_candidates
+
+        from kms_emulator.media import split_candidates
 
         client = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         got = asyncio.Event()
@@ -286,6 +293,33 @@ def test_strip_candidates():
     assert strip_candidates(sdp) == "v=0\r\nm=video 9 X 96\r\n"
 
 
+def test_split_candidates_keeps_each_bundled_candidate_once_with_its_mid():
+    host = "candidate:1 1 udp 2130706431 127.0.0.1 5000 typ host"
+    sdp = (
+        "v=0\r\na=group:BUNDLE a v\r\n"
+        f"m=audio 9 X 111\r\na=mid:a\r\na={host}\r\na=end-of-candidates\r\n"
+        f"m=video 9 X 96\r\na=mid:v\r\na={host}\r\na=candidate:2 1 tcp 1 127.0.0.1 9 typ host\r\n"
+    )
+    stripped, found = split_candidates(sdp)
+    assert "candidate" not in stripped and stripped.count("m=") == 2
+    assert found == [
+        {"candidate": host, "sdpMid": "a", "sdpMLineIndex": 0},
+        {"candidate": "candidate:2 1 tcp 1 127.0.0.1 9 typ host", "sdpMid": "v", "sdpMLineIndex": 1},
+    ]
+    # The emulator announces one transport per BUNDLE group: the follower's candidate goes.
+    assert local_candidates_from_sdp(sdp) == found[:1]
+
+
+def test_parse_candidate_takes_every_spelling_of_a_candidate_line():
+    line = "candidate:842163049 1 udp 1677729535 192.0.2.7 46154 typ srflx raddr 10.0.0.2 rport 46154"
+    for text in (line, "a=" + line, line[len("candidate:") :], f"  {line}\r\n"):
+        parsed = parse_candidate(text, "0", 0)
+        assert (parsed.ip, parsed.port, parsed.type, parsed.protocol) == ("192.0.2.7", 46154, "srflx", "udp")
+        assert (parsed.relatedAddress, parsed.sdpMid, parsed.sdpMLineIndex) == ("10.0.0.2", "0", 0)
+    with pytest.raises(ValueError):
+        parse_candidate("candidate:garbage")
+
+
 def test_flow_stops_after_two_seconds_without_frames():
     async def main():
         backend = AiortcBackend()
@@ -316,9 +350,16 @@ def test_connect_to_foreign_sink_is_ignored():
         backend = AiortcBackend()
         try:
             ep = backend.create_endpoint("X", lambda t, f: None)
+            sink = backend.create_endpoint("Y", lambda t, f: None)
+            ep.connect(sink, "VIDEO")
+            # A sink without real media (a signaling-only element), and DATA, forward nothing
+            # and leave the existing VIDEO link as it was.
             ep.connect(object(), None)
             ep.disconnect(object(), "VIDEO")
             ep.connect(ep, "DATA")
+            assert ep._sinks == {"audio": [], "video": [sink]}
+            assert ep._source == {"audio": None, "video": None}
+            assert sink._source == {"audio": None, "video": ep}
         finally:
             await backend.close()
 

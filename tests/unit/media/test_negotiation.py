@@ -1,0 +1,101 @@
+"""negotiation.process_offer / add_candidates against nx-27017 and the in-process emulator."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from media_tasks import negotiation
+from models import PUBLISH, Endpoint
+from settings import Settings
+from tests.support.emulator import InProcessEmulator
+from tests.unit.media.conftest import RecordingPublisher, endpoint_id, new_participant, new_session
+
+pytestmark = pytest.mark.timeout(30)
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "browser-sdp"
+OFFER = (FIXTURES / "chromium-publish.sdp").read_text()
+CANDIDATES = json.loads((FIXTURES / "chromium-publish.candidates.json").read_text())
+
+
+def received_candidates(kms: InProcessEmulator, endpoint_id: str) -> list[str]:
+    return [c["candidate"] for c in kms.control("endpoint", object=endpoint_id)["remoteCandidates"]]
+
+
+def test_an_offer_is_answered_and_the_publisher_announced(
+    settings: Settings, published: RecordingPublisher, kms: InProcessEmulator
+) -> None:
+    session = new_session()
+    alice = new_participant(session)
+    negotiation.process_offer(settings, session.id, alice.id, PUBLISH, OFFER, "r1")
+    [(kind, to, answer)] = published.of_type("sdpAnswer")
+    assert (kind, to, answer["stream"], answer["request_id"]) == ("participant", alice.id, PUBLISH, "r1")
+    assert answer["sdp"].startswith("v=0")
+    assert [m for _, _, m in published.of_type("streamPublished")] == [
+        {"type": "streamPublished", "participant_id": alice.id}
+    ]
+    stored = Endpoint.find(alice.id, PUBLISH)
+    assert stored is not None and stored.answered_request_id == "r1" and stored.answer_sdp == answer["sdp"]
+    state = kms.control("endpoint", object=stored.kurento.id)
+    assert state["negotiated"] and state["gatheringStarted"]
+
+
+def test_candidates_before_the_endpoint_wait_for_it_and_after_go_straight_to_it(
+    settings: Settings, published: RecordingPublisher, kms: InProcessEmulator
+) -> None:
+    session = new_session()
+    alice = new_participant(session)
+    early, late = CANDIDATES[:1], CANDIDATES[1:2]
+    negotiation.add_candidates(settings, session.id, alice.id, PUBLISH, early)
+    buffered = Endpoint.find(alice.id, PUBLISH)
+    assert buffered is not None and buffered.kurento is None and len(buffered.pending_candidates) == 1
+    negotiation.process_offer(settings, session.id, alice.id, PUBLISH, OFFER, "r1")
+    first_id = endpoint_id(alice.id, PUBLISH)
+    assert received_candidates(kms, first_id) == [early[0]["candidate"]]
+    negotiation.add_candidates(settings, session.id, alice.id, PUBLISH, late)
+    assert received_candidates(kms, first_id) == [early[0]["candidate"], late[0]["candidate"]]
+
+
+def test_a_reoffer_replaces_the_endpoint_and_releases_the_old_one(
+    settings: Settings, published: RecordingPublisher, kms: InProcessEmulator
+) -> None:
+    session = new_session()
+    alice = new_participant(session)
+    negotiation.process_offer(settings, session.id, alice.id, PUBLISH, OFFER, "r1")
+    first = endpoint_id(alice.id, PUBLISH)
+    negotiation.process_offer(settings, session.id, alice.id, PUBLISH, OFFER, "r2")
+    second = endpoint_id(alice.id, PUBLISH)
+    assert second != first
+    assert [m["request_id"] for _, _, m in published.of_type("sdpAnswer")] == ["r1", "r2"]
+    assert kms.emulator.registry.get(first) is None and kms.emulator.registry.get(second) is not None
+    # Announced once: the second offer does not publish the stream again.
+    assert len(published.of_type("streamPublished")) == 1
+
+
+def test_the_same_request_delivered_twice_answers_with_the_same_endpoint(
+    settings: Settings, published: RecordingPublisher
+) -> None:
+    session = new_session()
+    alice = new_participant(session)
+    negotiation.process_offer(settings, session.id, alice.id, PUBLISH, OFFER, "r1")
+    first_id = endpoint_id(alice.id, PUBLISH)
+    negotiation.process_offer(settings, session.id, alice.id, PUBLISH, OFFER, "r1")
+    assert endpoint_id(alice.id, PUBLISH) == first_id
+    answers = [m["sdp"] for _, _, m in published.of_type("sdpAnswer")]
+    assert len(answers) >= 1 and len(set(answers)) == 1
+
+
+def test_subscribing_to_a_stream_nobody_publishes_is_refused(settings: Settings, published: RecordingPublisher) -> None:
+    session = new_session()
+    alice = new_participant(session)
+    negotiation.process_offer(settings, session.id, alice.id, "nobody", OFFER, "r1")
+    [(kind, to, error)] = published.sent
+    assert (kind, to, error["type"], error["code"], error["request_id"]) == (
+        "participant",
+        alice.id,
+        "error",
+        409,
+        "r1",
+    )
