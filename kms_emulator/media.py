@@ -396,7 +396,7 @@ class AiortcEndpoint:
             return
         await self._add_candidate(candidate, sdp_mid, sdp_mline_index)
 
-    async def _add_candidate(self, candidate: str, sdp_mid, sdp_mline_index) -> None:
+    async def _add_candidate(self, candidate: str, sdp_mid: str | None, sdp_mline_index: int | None) -> None:
         cand = parse_candidate(candidate)
         if cand.ip.endswith(".local"):
             # Resolving mDNS names would send multicast off the loopback interface; the
