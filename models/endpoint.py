@@ -8,11 +8,15 @@ the endpoint id takes that list in the same atomic operation, so none is lost or
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 from bson import ObjectId
 from mongoengine import BooleanField, Document, FloatField, ListField, NotUniqueError, StringField
 
 from models.fields import KurentoObjectField
+
+if TYPE_CHECKING:
+    from kurento.objects import WebRtcEndpoint
 
 PUBLISH = "publish"
 
@@ -81,7 +85,12 @@ class Endpoint(Document):
 
     @classmethod
     def claim_kurento(
-        cls, participant_id: str, stream: str, endpoint, request_id: str = "", replacing=None
+        cls,
+        participant_id: str,
+        stream: str,
+        endpoint: WebRtcEndpoint,
+        request_id: str = "",
+        replacing: WebRtcEndpoint | None = None,
     ) -> list[dict] | None:
         """Stores `endpoint` in place of `replacing` (None: no endpoint yet) and claims its
         negotiation for `request_id`, handing back the candidates that waited; one write.
@@ -113,7 +122,7 @@ class Endpoint(Document):
         }
 
     @classmethod
-    def forget(cls, participant_id: str, stream: str, endpoint) -> None:
+    def forget(cls, participant_id: str, stream: str, endpoint: WebRtcEndpoint) -> None:
         """Deletes the record of `endpoint`, only while it is still the stored one."""
         cls.objects(participant_id=participant_id, stream=stream, kurento=endpoint).delete()
 

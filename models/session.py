@@ -6,10 +6,14 @@ import secrets
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from mongoengine import DateTimeField, Document, FloatField, IntField, ListField, Q, StringField
 
 from models.fields import KurentoObjectField
+
+if TYPE_CHECKING:
+    from kurento.objects import MediaPipeline
 
 
 class SessionState(StrEnum):
@@ -94,7 +98,7 @@ class Session(Document):
         )
 
     @classmethod
-    def claim_pipeline(cls, session_id: str, pipeline) -> Session | None:
+    def claim_pipeline(cls, session_id: str, pipeline: MediaPipeline) -> Session | None:
         """Stores the pipeline only if none is set yet (and ends any creation claim); None tells
         the caller it lost the race."""
         return cls.objects(id=session_id, pipeline=None, state__ne=SessionState.CLOSED).modify(

@@ -203,7 +203,7 @@ SDP_OFFER = (
     "a=setup:actpass\r\na=mid:0\r\na=sendonly\r\na=rtcp-mux\r\na=rtpmap:96 VP8/90000\r\n"
 )
 SDP_ANSWER = SDP_OFFER.replace("a=setup:actpass", "a=setup:active").replace("a=sendonly", "a=recvonly")
-CANDIDATE = {
+CANDIDATE: dict[str, Any] = {
     "candidate": "candidate:596202772 1 udp 2122194687 192.0.2.2 50720 typ host generation 0",
     "sdpMid": "0",
     "sdpMLineIndex": 0,
