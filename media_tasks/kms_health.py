@@ -15,7 +15,7 @@ import kurento
 from media_tasks.kms_discovery import media_servers
 from messaging import messages
 from messaging.publisher import get_publisher
-from models import Endpoint, MediaServer, Participant, ParticipantState, Session
+from models import Endpoint, MediaServer, Participant, Session
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -72,8 +72,8 @@ def fail_over(settings: Settings, kms_url: str) -> int:
     for session_id in Session.on_server(kms_url):
         if not Session.mark_media_lost(session_id, kms_url):
             continue
-        Endpoint.objects(session_id=session_id).delete()
-        Participant.objects(session_id=session_id, state=ParticipantState.JOINED).update(set__publishing=False)
+        Endpoint.forget_all_in(session_id)
+        Participant.stop_all_publishing(session_id)
         get_publisher(settings).to_session(session_id, messages.media_server_lost())
         moved += 1
     if moved:

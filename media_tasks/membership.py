@@ -1,4 +1,5 @@
-"""Joining, leaving and closing, on the media side; and messages between participants."""
+"""Membership on the media side: what follows a join, a leave, a rejoin and a close once the web
+tier has admitted or marked it (signaling_web.admission), and messages between participants."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from media_tasks.kms_pool import NoMediaServer, ensure_pipeline, release_quietly
 from messaging import messages, topology
 from messaging.broker import broker_channel
 from messaging.publisher import get_publisher
-from models import Endpoint, KurentoRef, Participant, ParticipantState, Session
+from models import Endpoint, KurentoRef, Participant, Session
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,12 +35,9 @@ def announce_join(settings: Settings, session_id: str, participant_id: str, disp
 
 def release_endpoints_of(session_id: str, participant_id: str) -> None:
     """Frees the participant's endpoints and every subscriber endpoint its stream fed."""
-    for stored in [
-        *Endpoint.objects(participant_id=participant_id),
-        *Endpoint.objects(session_id=session_id, stream=participant_id),
-    ]:
+    for stored in Endpoint.linked_to(session_id, participant_id):
         release_quietly(stored.kurento)
-        stored.delete()
+        Endpoint.discard(stored.id)
 
 
 def finish_leave(settings: Settings, session_id: str, participant_id: str, reason: str, was_publishing: bool) -> None:
@@ -61,13 +59,11 @@ def finish_close(settings: Settings, session_id: str) -> None:
     if not Session.was_announced(session_id, "closed"):
         get_publisher(settings).to_session(session_id, messages.session_closed())
         Session.mark_announced(session_id, "closed")
-    Participant.objects(session_id=session_id, state=ParticipantState.JOINED).update(
-        set__state=ParticipantState.LEFT, set__left_reason="session_closed"
-    )
-    session = Session.objects(id=session_id).first()
+    Participant.mark_all_left(session_id, "session_closed")
+    session = Session.find(session_id)
     if session is not None:
         release_quietly(session.pipeline)
-    Endpoint.objects(session_id=session_id).delete()
+    Endpoint.forget_all_in(session_id)
     with broker_channel(settings) as channel:
         topology.delete_session_exchange(channel, settings, session_id)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+from bson import ObjectId
 from mongoengine import BooleanField, FloatField, ListField, NotUniqueError, StringField
 
 from models.base import Document
@@ -127,6 +128,24 @@ class Endpoint(Document):
         cls.objects(participant_id=participant_id, stream=stream, kurento=endpoint).delete()
 
     @classmethod
+    def linked_to(cls, session_id: str, participant_id: str) -> list[Endpoint]:
+        """The participant's endpoints and every subscription to its stream."""
+        return [
+            *cls.objects(participant_id=participant_id),
+            *cls.objects(session_id=session_id, stream=participant_id),
+        ]
+
+    @classmethod
+    def discard(cls, endpoint_id: ObjectId) -> bool:
+        """Deletes one record whatever it holds; False if it was already gone."""
+        return bool(cls.objects(id=endpoint_id).delete())
+
+    @classmethod
+    def forget_all_in(cls, session_id: str) -> None:
+        """Deletes every endpoint record of the session (its pipeline is released or lost)."""
+        cls.objects(session_id=session_id).delete()
+
+    @classmethod
     def detach_all_of(cls, session_id: str, participant_id: str) -> list[str]:
         """Removes the participant's endpoints and the subscriptions to its stream from the record.
 
@@ -134,12 +153,9 @@ class Endpoint(Document):
         from fresh documents, so a release still running cannot touch them.
         """
         refs = []
-        for stored in [
-            *cls.objects(participant_id=participant_id),
-            *cls.objects(session_id=session_id, stream=participant_id),
-        ]:
+        for stored in cls.linked_to(session_id, participant_id):
             raw = stored.to_mongo().get("kurento")
-            if cls.objects(id=stored.id).delete() and raw:
+            if cls.discard(stored.id) and raw:
                 refs.append(raw)
         return refs
 

@@ -48,6 +48,28 @@ class Participant(Document):
     def is_active(self) -> bool:
         return self.state == ParticipantState.JOINED
 
+    def admit(self) -> None:
+        """Stores this new participant as joined; its place is reserved already (Session.reserve_slot).
+
+        An instance method: its id exists before the insert, so a caller whose insert may or may
+        not have happened can still `discard` it.
+        """
+        self.save(force_insert=True)
+
+    @classmethod
+    def discard(cls, participant_id: str) -> None:
+        """Deletes a participant whose join failed half-way, so nobody ever sees it."""
+        cls.objects(id=participant_id).delete()
+
+    @classmethod
+    def find_in(cls, session_id: str, participant_id: str) -> Participant | None:
+        """The participant, joined or left, only if it belongs to `session_id`."""
+        return cls.objects(id=participant_id, session_id=session_id).first()
+
+    @classmethod
+    def is_joined(cls, session_id: str, participant_id: str) -> bool:
+        return bool(cls.objects(id=participant_id, session_id=session_id, state=ParticipantState.JOINED).count())
+
     @classmethod
     def active_in(cls, session_id: str) -> QuerySet:
         return cls.objects(session_id=session_id, state=ParticipantState.JOINED).order_by("joined_at")
@@ -56,6 +78,13 @@ class Participant(Document):
     def mark_left(cls, participant_id: str, reason: str) -> Participant | None:
         """The participant as it was before this call made it leave; None if it had already left."""
         return cls.objects(id=participant_id, state=ParticipantState.JOINED).modify(
+            set__state=ParticipantState.LEFT, set__left_reason=reason
+        )
+
+    @classmethod
+    def mark_all_left(cls, session_id: str, reason: str) -> int:
+        """Makes every joined participant of the session leave (it is closing); returns how many."""
+        return cls.objects(session_id=session_id, state=ParticipantState.JOINED).update(
             set__state=ParticipantState.LEFT, set__left_reason=reason
         )
 
@@ -71,6 +100,11 @@ class Participant(Document):
                 set__publishing=publishing
             )
         )
+
+    @classmethod
+    def stop_all_publishing(cls, session_id: str) -> None:
+        """Nobody of the session publishes any more (its media server is gone)."""
+        cls.objects(session_id=session_id, state=ParticipantState.JOINED).update(set__publishing=False)
 
     @classmethod
     def mark_publishing(cls, participant_id: str) -> Participant | None:

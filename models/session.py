@@ -47,6 +47,17 @@ class Session(Document):
     meta = {"collection": "sessions", "indexes": ["state", "kms_url"]}
 
     @classmethod
+    def create(cls, name: str, max_participants: int) -> Session:
+        """Stores a new open session; its id and join token are generated here."""
+        session = cls(name=name, max_participants=max_participants)
+        session.save(force_insert=True)
+        return session
+
+    @classmethod
+    def find(cls, session_id: str) -> Session | None:
+        return cls.objects(id=session_id).first()
+
+    @classmethod
     def reserve_slot(cls, session_id: str) -> bool:
         """Takes one place if the session is open and not full; atomic against racing joins."""
         # max_participants never changes after creation, so reading it first is safe; the
@@ -59,6 +70,10 @@ class Session(Document):
                 id=session_id, participant_count__lt=doc.max_participants, state__ne=SessionState.CLOSED
             ).update_one(inc__participant_count=1)
         )
+
+    @classmethod
+    def is_closed(cls, session_id: str) -> bool:
+        return bool(cls.objects(id=session_id, state=SessionState.CLOSED).count())
 
     @classmethod
     def release_slot(cls, session_id: str) -> None:

@@ -1,7 +1,8 @@
 """Who is calling: an API key (operators' backends) or a participant's signed token.
 
 A participant token binds one session and one participant and expires; it never reads or
-acts for anyone else.
+acts for anyone else. The rules of who may call which operation are in signaling_web.access;
+the refusals below are domain errors, answered by signaling_web.errors.
 """
 
 from __future__ import annotations
@@ -10,12 +11,36 @@ import hmac
 from dataclasses import dataclass
 
 from flask import current_app, g, request
-from flask_smorest import abort
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
+from models.errors import Forbidden, Unauthorized
 from settings import Settings
 
 TOKEN_SALT = "signaling.participant"
+
+
+class TokenRequired(Unauthorized):
+    message = "Authorization: Bearer <participant token> is required."
+
+
+class TokenExpired(Unauthorized):
+    message = "The participant token has expired; join again."
+
+
+class TokenNotValid(Unauthorized):
+    message = "The participant token is not valid."
+
+
+class ApiKeyRequired(Unauthorized):
+    message = "A valid X-API-Key header is required."
+
+
+class NotYourParticipant(Forbidden):
+    message = "This token belongs to another participant."
+
+
+class NotYourSession(Forbidden):
+    message = "This token belongs to another session."
 
 
 @dataclass(frozen=True)
@@ -50,9 +75,9 @@ def read_participant_token() -> ParticipantPrincipal | None:
     try:
         claims = _serializer().loads(token, max_age=_settings().token_ttl_s)
     except SignatureExpired:
-        abort(401, message="The participant token has expired; join again.")
+        raise TokenExpired() from None
     except BadSignature:
-        abort(401, message="The participant token is not valid.")
+        raise TokenNotValid() from None
     return ParticipantPrincipal(claims["s"], claims["p"])
 
 
@@ -77,26 +102,21 @@ def has_api_key() -> bool:
     return bool(given) and any(hmac.compare_digest(given, key) for key in keys)
 
 
-def require_api_key_if_configured() -> None:
-    if _settings().api_keys and not has_api_key():
-        abort(401, message="A valid X-API-Key header is required.")
-
-
 def api_keys_configured() -> bool:
     return bool(_settings().api_keys)
 
 
 def require_api_key() -> None:
     if not has_api_key():
-        abort(401, message="A valid X-API-Key header is required.")
+        raise ApiKeyRequired()
 
 
 def require_participant(session_id: str, participant_id: str) -> ParticipantPrincipal:
     principal = read_participant_token()
     if principal is None:
-        abort(401, message="Authorization: Bearer <participant token> is required.")
+        raise TokenRequired()
     if principal.session_id != session_id or principal.participant_id != participant_id:
-        abort(403, message="This token belongs to another participant.")
+        raise NotYourParticipant()
     g.principal = principal
     return principal
 
@@ -104,12 +124,14 @@ def require_participant(session_id: str, participant_id: str) -> ParticipantPrin
 def require_member(session_id: str) -> ParticipantPrincipal:
     principal = read_participant_token()
     if principal is None:
-        abort(401, message="Authorization: Bearer <participant token> is required.")
+        raise TokenRequired()
     if principal.session_id != session_id:
-        abort(403, message="This token belongs to another session.")
+        raise NotYourSession()
     g.principal = principal
     return principal
 
 
-def join_token_matches(expected: str, given: str) -> bool:
-    return hmac.compare_digest(expected.encode(), given.encode())
+def current_principal() -> ParticipantPrincipal:
+    """The participant a participant or member check admitted during this request."""
+    principal: ParticipantPrincipal = g.principal
+    return principal

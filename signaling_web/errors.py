@@ -1,4 +1,8 @@
-"""Every error leaves as {"code", "status", "message", "errors"}; never a stack trace."""
+"""Every error leaves as {"code", "status", "message", "errors"}; never a stack trace.
+
+Domain errors (models.errors) become HTTP answers here, and only here: the status by the
+kind of refusal, the message and field errors as the exception carries them.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +10,44 @@ import logging
 
 from amqp.exceptions import ConnectionError as AmqpConnectionError
 from amqp.exceptions import IrrecoverableConnectionError, RecoverableConnectionError
-from flask import Flask, jsonify
+from flask import Flask, Response, jsonify
 from kombu.exceptions import OperationalError as KombuOperationalError
 from pymongo.errors import ConnectionFailure
 from werkzeug.exceptions import HTTPException, InternalServerError, ServiceUnavailable
+from werkzeug.http import HTTP_STATUS_CODES
+
+from models.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Unauthorized
 
 log = logging.getLogger(__name__)
+
+STATUS_BY_KIND: dict[type[DomainError], int] = {
+    Unauthorized: 401,
+    Forbidden: 403,
+    NotFound: 404,
+    Conflict: 409,
+    Invalid: 422,
+}
 
 
 def error_body(code: int, status: str, message: str, errors: dict | None = None) -> dict:
     return {"code": code, "status": status, "message": message, "errors": errors or {}}
 
 
-def _http_error(exc: HTTPException):
+def status_of(exc: DomainError) -> int | None:
+    """The HTTP status of a domain error's kind; None for one of no kind (a bug: answered 500)."""
+    return next((STATUS_BY_KIND[kind] for kind in type(exc).__mro__ if kind in STATUS_BY_KIND), None)
+
+
+def _domain_error(exc: DomainError) -> Response:
+    status = status_of(exc)
+    if status is None:
+        return _unexpected_error(exc)
+    response = jsonify(error_body(status, HTTP_STATUS_CODES[status], exc.message, exc.errors))
+    response.status_code = status
+    return response
+
+
+def _http_error(exc: HTTPException) -> Response:
     data = getattr(exc, "data", None) or {}
     errors = data.get("messages") or data.get("errors") or {}
     message = data.get("message") or exc.description or exc.name
@@ -34,7 +63,7 @@ def _http_error(exc: HTTPException):
     return response
 
 
-def _unexpected_error(exc: Exception):
+def _unexpected_error(exc: Exception) -> Response:
     log.exception("unhandled error")
     return _http_error(InternalServerError(description="Internal error; it has been logged."))
 
@@ -55,7 +84,7 @@ UNAVAILABLE = (
 RETRY_AFTER_S = 1
 
 
-def _unavailable(exc: Exception):
+def _unavailable(exc: Exception) -> Response:
     log.warning("backing service unavailable: %r", exc)
     response = _http_error(ServiceUnavailable(description="The service is temporarily unavailable; retry shortly."))
     response.headers["Retry-After"] = str(RETRY_AFTER_S)
@@ -64,6 +93,7 @@ def _unavailable(exc: Exception):
 
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(DomainError, _domain_error)
     for exc_type in UNAVAILABLE:
         app.register_error_handler(exc_type, _unavailable)
     app.register_error_handler(Exception, _unexpected_error)

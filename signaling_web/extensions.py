@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http
 import json
+from typing import Any, NoReturn
 
 import flask
 import flask_smorest
@@ -16,11 +17,11 @@ MAX_JSON_DEPTH = 64
 """Deepest nesting of arrays and objects a request body may have."""
 
 
-def _refuse_constant(name: str):
+def _refuse_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not valid JSON")
 
 
-def _deeper_than(value, limit: int) -> bool:
+def _deeper_than(value: object, limit: int) -> bool:
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
@@ -31,7 +32,7 @@ def _deeper_than(value, limit: int) -> bool:
     return False
 
 
-def strict_json_loads(raw: bytes | str):
+def strict_json_loads(raw: bytes | str) -> Any:
     """Standard JSON only: no NaN or Infinity (browsers' JSON.parse refuses them, so one such
     payload would break every recipient's poll), no lone surrogates (not encodable as UTF-8),
     at most MAX_JSON_DEPTH levels. Every refusal is a JSONDecodeError (400 Bad Request)."""
@@ -52,14 +53,14 @@ def strict_json_loads(raw: bytes | str):
 
 
 class StrictJsonParser(FlaskParser):
-    def _raw_load_json(self, req: flask.Request):
+    def _raw_load_json(self, req: flask.Request) -> Any:
         if not is_json_request(req):
             return core.missing
         return strict_json_loads(req.get_data(cache=True))
 
 
 class Api(flask_smorest.Api):
-    def _register_responses(self):
+    def _register_responses(self) -> None:
         """flask-smorest's shared responses (one per status, and DEFAULT_ERROR), with an example
         of the error shape where signaling_web.openapi has one: operations refer to them."""
         from signaling_web.openapi import COMPONENT_EXAMPLES
@@ -67,7 +68,7 @@ class Api(flask_smorest.Api):
         for name, description in [(s.name, s.phrase) for s in http.HTTPStatus] + [
             ("DEFAULT_ERROR", "Default error response")
         ]:
-            response = {"description": description}
+            response: dict[str, Any] = {"description": description}
             status = http.HTTPStatus[name] if name in http.HTTPStatus.__members__ else None
             if status is None or not (100 <= status < 200 or status in (204, 304)):
                 response["schema"] = self.ERROR_SCHEMA

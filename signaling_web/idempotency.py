@@ -78,7 +78,7 @@ def _after(response: Response) -> Response:
     return response
 
 
-def _teardown(_exc) -> None:
+def _teardown(_exc: BaseException | None) -> None:
     scoped = g.pop("idempotency_key", None)
     if scoped is not None:
         IdempotencyRecord.abandon(scoped)

@@ -1,7 +1,9 @@
 """What the OpenAPI document says beyond the schemas: who may call, which errors, examples.
 
 Every error an operation can return is documented on it in the error shape, with an example
-whose message is the one the service sends. Errors raised around every route rather than in
+whose message is the one the service sends (taken from the domain error that sends it where
+one does). Who may call is declared by the operation's access role (signaling_web.access),
+which also hands its refusals to `errors`. Errors raised around every route rather than in
 it come from one place each: the rate limit (429) and an unreachable database or broker (503)
 on every /api/v1/sessions route, and on every POST the body checks (400 invalid JSON or
 Idempotency-Key, 413 over MAX_BODY_BYTES), a repeat of a key still being processed (409) and a
@@ -11,9 +13,15 @@ key reused with another body (422).
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any, TypeVar
 
 from flask_smorest import Api, Blueprint
 from werkzeug.http import HTTP_STATUS_CODES
+
+from models.errors import ParticipantLeft, ParticipantNotFound, SessionNotFound
+from signaling_web.auth import ApiKeyRequired, NotYourParticipant, NotYourSession, TokenRequired
+
+View = TypeVar("View", bound=Callable[..., Any])
 
 # --- security --------------------------------------------------------------------------------
 PARTICIPANT_TOKEN = "participantToken"
@@ -33,11 +41,12 @@ SECURITY_SCHEMES = {
         "sessions when keys are configured.",
     },
 }
-AS_PARTICIPANT = [{PARTICIPANT_TOKEN: []}]
-AS_MEMBER_OR_OPERATOR = [{API_KEY: []}, {PARTICIPANT_TOKEN: []}]
+Security = list[dict[str, list[str]]]
+AS_PARTICIPANT: Security = [{PARTICIPANT_TOKEN: []}]
+AS_MEMBER_OR_OPERATOR: Security = [{API_KEY: []}, {PARTICIPANT_TOKEN: []}]
 # `{}`: no credential at all is accepted too (an open deployment, SIGNALING_API_KEYS unset).
-AS_OPERATOR_IF_CONFIGURED = [{API_KEY: []}, {}]
-ANYONE: list = []
+AS_OPERATOR_IF_CONFIGURED: Security = [{API_KEY: []}, {}]
+ANYONE: Security = []
 
 IDEMPOTENCY_KEY = {
     "in": "header",
@@ -76,15 +85,34 @@ UNAVAILABLE = (
     "The database or the broker is unreachable for a moment; retry (same Idempotency-Key) after Retry-After.",
     "The service is temporarily unavailable; retry shortly.",
 )
-NO_TOKEN = (
+# The refusals of the access roles (signaling_web.access).
+NO_TOKEN = (401, "No valid participant token (missing, not valid, or expired).", TokenRequired.message)
+NOT_YOURS = (403, "The token belongs to another participant.", NotYourParticipant.message)
+NOT_YOUR_SESSION = (403, "The token belongs to another session.", NotYourSession.message)
+NO_API_KEY = (
     401,
-    "No valid participant token (missing, not valid, or expired).",
-    "Authorization: Bearer <participant token> is required.",
+    "API keys are configured (SIGNALING_API_KEYS) and no valid X-API-Key was given.",
+    ApiKeyRequired.message,
 )
-NOT_YOURS = (403, "The token belongs to another participant.", "This token belongs to another participant.")
-NOT_YOUR_SESSION = (403, "The token belongs to another session.", "This token belongs to another session.")
-NO_SUCH_SESSION = (404, "No such session.")
-NO_SUCH_PARTICIPANT = (404, "No such session or participant.", "No such participant in this session.")
+NO_CREDENTIALS = (
+    401,
+    "Neither a valid X-API-Key nor a valid participant token of this session.",
+    TokenRequired.message,
+)
+NO_TOKEN_WHEN_OPEN = (
+    401,
+    "Without API keys configured: no valid participant token of this session.",
+    TokenRequired.message,
+)
+NOT_YOUR_SESSION_WHEN_OPEN = (
+    403,
+    "Without API keys configured: the token belongs to another session.",
+    NotYourSession.message,
+)
+
+NO_SUCH_SESSION = (404, SessionNotFound.message)
+NO_SUCH_PARTICIPANT = (404, "No such session or participant.", ParticipantNotFound.message)
+HAS_LEFT = (409, "The participant has left, or the session is closed.", ParticipantLeft.message)
 INVALID = (422, "A field is missing or invalid; `errors` says which.", "The request is invalid; see errors.")
 
 # Around every route under /api/v1/sessions, and in addition around every POST.
@@ -101,18 +129,36 @@ def error_example(status: int, message: str, errors: dict | None = None) -> dict
     return {"code": status, "status": HTTP_STATUS_CODES[status], "message": message, "errors": errors or {}}
 
 
-def errors(blp: Blueprint, *documented: Documented, post: bool = False) -> Callable:
-    """Documents each error of an operation once per status: the reasons joined, the first one's
-    message as the example. `post` adds the errors every POST can get. An operation with
-    arguments lists INVALID itself (its 422 then also names a reused Idempotency-Key)."""
+# Set on a view by its access role (signaling_web.access): the errors its check can answer.
+ACCESS_REFUSALS = "access_refusals"
+
+
+def _by_status(documented: tuple[Documented, ...]) -> dict[int, list[tuple[str, str]]]:
     by_status: dict[int, list[tuple[str, str]]] = {}
-    for item in (*documented, *EVERY_ROUTE, *(EVERY_POST if post else ())):
+    for item in documented:
         status, description, message = (*item, item[1]) if len(item) == 2 else item
         reasons = by_status.setdefault(status, [])
         if description not in [d for d, _m in reasons]:
             reasons.append((description, message))
+    return by_status
 
-    def decorate(view: Callable) -> Callable:
+
+def errors(blp: Blueprint, *documented: Documented, post: bool = False) -> Callable[[View], View]:
+    """Documents each error of an operation once per status: the reasons joined, the first one's
+    message as the example. The refusals of the operation's access role come first; `post` adds
+    the errors every POST can get and documents its Idempotency-Key header. An operation with
+    arguments lists INVALID itself (its 422 then also names a reused Idempotency-Key).
+
+    Goes above the access role, which must be there: no operation leaves who may call it unsaid.
+    """
+
+    def decorate(view: View) -> View:
+        refusals = getattr(view, ACCESS_REFUSALS, None)
+        if refusals is None:
+            raise TypeError(f"{view.__qualname__}: put an access role (signaling_web.access) below @errors")
+        by_status = _by_status((*refusals, *documented, *EVERY_ROUTE, *(EVERY_POST if post else ())))
+        if post:
+            view = blp.doc(parameters=[IDEMPOTENCY_KEY])(view)
         for status, reasons in sorted(by_status.items()):
             message = reasons[0][1]
             view = blp.alt_response(
@@ -125,14 +171,6 @@ def errors(blp: Blueprint, *documented: Documented, post: bool = False) -> Calla
         return view
 
     return decorate
-
-
-def security(blp: Blueprint, requirement: list, *, idempotent: bool = False) -> Callable:
-    """Who may call the operation; `idempotent` documents the Idempotency-Key header (POSTs)."""
-    doc: dict = {"security": requirement}
-    if idempotent:
-        doc["parameters"] = [IDEMPOTENCY_KEY]
-    return blp.doc(**doc)
 
 
 def init_openapi(api: Api) -> None:
@@ -165,7 +203,7 @@ SDP_OFFER = (
     "a=setup:actpass\r\na=mid:0\r\na=sendonly\r\na=rtcp-mux\r\na=rtpmap:96 VP8/90000\r\n"
 )
 SDP_ANSWER = SDP_OFFER.replace("a=setup:actpass", "a=setup:active").replace("a=sendonly", "a=recvonly")
-CANDIDATE = {
+CANDIDATE: dict[str, Any] = {
     "candidate": "candidate:596202772 1 udp 2122194687 192.0.2.2 50720 typ host generation 0",
     "sdpMid": "0",
     "sdpMLineIndex": 0,

@@ -35,6 +35,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from typing import NoReturn
 
 import flask
 from flask import Flask, current_app, request
@@ -130,9 +131,10 @@ def caller_key() -> str:
     return f"ip:{request.remote_addr or 'unknown'}"
 
 
-def _too_many(message: str, retry_after_s: float):
+def _too_many(message: str, retry_after_s: float) -> NoReturn:
     seconds = max(1, math.ceil(retry_after_s))
     abort(429, message=message, headers={"Retry-After": str(seconds)})
+    raise AssertionError("abort raises")  # flask_smorest.abort is untyped
 
 
 def _sweep(now: float) -> None:

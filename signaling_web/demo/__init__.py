@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import Blueprint, Response, redirect, send_from_directory, url_for
+from werkzeug.wrappers import Response as BaseResponse
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -33,5 +34,5 @@ def page() -> Response:
 
 
 @blp.get("/demo/")
-def page_with_slash() -> Response:
+def page_with_slash() -> BaseResponse:
     return redirect(url_for("demo.page"))

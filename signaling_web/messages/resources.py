@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import current_app
 from flask.views import MethodView
-from flask_smorest import abort
 
 from messaging.mailbox import UnknownParticipant
-from signaling_web import auth, membership
+from models.errors import ParticipantLeft, ParticipantNotFound, RecipientNotFound
+from signaling_web import access, admission, auth
 from signaling_web.dispatch import enqueue
 from signaling_web.extensions import Blueprint
 from signaling_web.messages.schemas import PollArgsSchema, PolledSchema, SendMessageSchema
-from signaling_web.openapi import (
-    AS_PARTICIPANT,
-    EXAMPLES,
-    INVALID,
-    NO_SUCH_PARTICIPANT,
-    NO_TOKEN,
-    NOT_YOUR_SESSION,
-    NOT_YOURS,
-    errors,
-    security,
-)
+from signaling_web.openapi import EXAMPLES, INVALID, NO_SUCH_PARTICIPANT, errors
 from signaling_web.ratelimit import poll_slot
 from signaling_web.schemas import AcceptedSchema
 
@@ -37,8 +29,6 @@ class ParticipantMessages(MethodView):
     @errors(
         blp,
         INVALID,
-        NO_TOKEN,
-        NOT_YOURS,
         NO_SUCH_PARTICIPANT,
         (
             429,
@@ -46,10 +36,9 @@ class ParticipantMessages(MethodView):
             "At most 2 polls of one participant may run at once.",
         ),
     )
-    @security(blp, AS_PARTICIPANT)
-    def get(self, args, session_id, participant_id):
+    @access.participant
+    def get(self, args: dict[str, Any], session_id: str, participant_id: str) -> dict[str, Any]:
         """Long-poll this participant's messages; `after` acknowledges what was processed"""
-        auth.require_participant(session_id, participant_id)
         mailbox = current_app.extensions["signaling_mailbox"]
         try:
             # A poll running beside the one that holds the poll lease needs a slot (at most
@@ -63,7 +52,7 @@ class ParticipantMessages(MethodView):
                 beside_another=lambda: poll_slot(participant_id, args["wait"]),
             )
         except UnknownParticipant:
-            abort(404, message=membership.NO_SUCH_PARTICIPANT)
+            raise ParticipantNotFound() from None
         return {"messages": delivery.messages, "last_seq": delivery.last_seq}
 
 
@@ -74,24 +63,21 @@ class SessionMessages(MethodView):
     @errors(
         blp,
         INVALID,
-        NO_TOKEN,
-        NOT_YOUR_SESSION,
         NO_SUCH_PARTICIPANT,
-        (404, "`to` names no participant of this session.", "No participant 9b2c4d6e in this session."),
-        (409, "The sender has left, or the session is closed.", "This participant has left the session."),
+        (404, "`to` names no participant of this session.", RecipientNotFound("9b2c4d6e").message),
+        (409, "The sender has left, or the session is closed.", ParticipantLeft.message),
         post=True,
     )
-    @security(blp, AS_PARTICIPANT, idempotent=True)
-    def post(self, args, session_id):
+    @access.member
+    def post(self, args: dict[str, Any], session_id: str) -> dict[str, Any]:
         """Broadcast to the session, or send to one participant with `to`"""
-        principal = auth.require_member(session_id)
-        membership.get_acting_participant(session_id, principal.participant_id)
-        if args["to"] is not None and not membership.participant_exists(session_id, args["to"]):
-            abort(404, message=f"No participant {args['to']} in this session.")
+        sender_id = auth.current_principal().participant_id
+        admission.get_acting_participant(session_id, sender_id)
+        admission.check_recipient(session_id, args["to"])
         enqueue(
             "media.send_message",
             session_id=session_id,
-            sender_id=principal.participant_id,
+            sender_id=sender_id,
             payload=args["payload"],
             to=args["to"],
         )

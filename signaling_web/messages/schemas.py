@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import marshmallow as ma
 from flask import current_app
@@ -46,7 +47,7 @@ class SendMessageSchema(Schema):
     )
 
     @ma.validates("payload")
-    def _size(self, value, **_kwargs):
+    def _size(self, value: dict[str, Any], **_kwargs: Any) -> None:
         limit = current_app.extensions["signaling_settings"].max_payload_bytes
         if len(json.dumps(value, separators=(",", ":")).encode()) > limit:
             raise ma.ValidationError(f"payload is larger than {limit} bytes.")

@@ -3,26 +3,22 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from flask import current_app
 from flask.views import MethodView
-from flask_smorest import abort
 
-from models import PUBLISH
-from signaling_web import auth, membership
+from models.errors import SessionFull, StreamNotFound, WrongJoinToken
+from signaling_web import access, admission, auth
 from signaling_web.dispatch import enqueue
 from signaling_web.extensions import Blueprint
 from signaling_web.openapi import (
-    ANYONE,
-    AS_PARTICIPANT,
     EXAMPLES,
+    HAS_LEFT,
     INVALID,
     NO_SUCH_PARTICIPANT,
     NO_SUCH_SESSION,
-    NO_TOKEN,
-    NOT_YOURS,
     errors,
-    security,
 )
 from signaling_web.participants.schemas import CandidatesSchema, JoinedSchema, JoinSchema, OfferSchema
 from signaling_web.schemas import AcceptedSchema, RequestAcceptedSchema
@@ -34,25 +30,15 @@ blp = Blueprint(
     description="Joining a session and negotiating media",
 )
 
-HAS_LEFT = (409, "The participant has left, or the session is closed.", "This participant has left the session.")
-NO_SUCH_STREAM = (404, "`stream` names no participant of this session.", "No participant 9b2c4d6e in this session.")
+NO_SUCH_STREAM = (404, "`stream` names no participant of this session.", StreamNotFound("9b2c4d6e").message)
 
 
 def _acting_participant(session_id: str, participant_id: str, stream: str | None = None) -> None:
-    """The caller is this participant, in an open session, not left; `stream` names a publisher here."""
-    auth.require_participant(session_id, participant_id)
-    membership.get_acting_participant(session_id, participant_id)
+    """The caller (checked by access.participant) is in an open session, not left; `stream`
+    names a publisher here."""
+    admission.get_acting_participant(session_id, participant_id)
     if stream is not None:
-        _check_stream(session_id, participant_id, stream)
-
-
-def _check_stream(session_id: str, participant_id: str, stream: str) -> None:
-    if stream == PUBLISH:
-        return
-    if stream == participant_id:
-        abort(422, message='Use stream "publish" for your own media.', errors={"stream": ["own participant id"]})
-    if not membership.participant_exists(session_id, stream):
-        abort(404, message=f"No participant {stream} in this session.")
+        admission.check_stream(session_id, participant_id, stream)
 
 
 @blp.route("")
@@ -62,48 +48,44 @@ class Participants(MethodView):
     @errors(
         blp,
         INVALID,
-        (403, "Wrong join token.", "The join token does not match this session."),
+        (403, "Wrong join token.", WrongJoinToken.message),
         NO_SUCH_SESSION,
-        (409, "The session is full or closed.", "The session is full (16 participants)."),
+        (409, "The session is full or closed.", SessionFull(16).message),
         post=True,
     )
-    @security(blp, ANYONE, idempotent=True)
-    def post(self, args, session_id):
+    @access.anyone
+    def post(self, args: dict[str, Any], session_id: str) -> dict[str, Any]:
         """Join a session with its join token"""
-        session = membership.get_open_session(session_id)
-        if not auth.join_token_matches(session.join_token, args["join_token"]):
-            abort(403, message="The join token does not match this session.")
         settings = current_app.extensions["signaling_settings"]
-        participant = membership.join(settings, session, args["display_name"])
+        participant = admission.join(settings, session_id, args["join_token"], args["display_name"])
         return {
             "participant_id": participant.id,
             "token": auth.issue_token(session_id, participant.id),
-            "participants": membership.participants_of(session_id),
+            "participants": admission.participants_of(session_id),
         }
 
 
 @blp.route("/<participant_id>")
 class ParticipantById(MethodView):
     @blp.response(202, AcceptedSchema, example=EXAMPLES["accepted"])
-    @errors(blp, NO_TOKEN, NOT_YOURS, NO_SUCH_PARTICIPANT)
-    @security(blp, AS_PARTICIPANT)
-    def delete(self, session_id, participant_id):
+    @errors(blp, NO_SUCH_PARTICIPANT)
+    @access.participant
+    def delete(self, session_id: str, participant_id: str) -> dict[str, Any]:
         """Leave the session"""
-        auth.require_participant(session_id, participant_id)
-        membership.get_participant(session_id, participant_id)
-        membership.leave(session_id, participant_id, reason="left")
+        admission.get_participant(session_id, participant_id)
+        admission.leave(session_id, participant_id, reason="left")
         return {}
 
 
 @blp.route("/<participant_id>/rejoin")
 class Rejoin(MethodView):
     @blp.response(202, AcceptedSchema, example=EXAMPLES["accepted"])
-    @errors(blp, NO_TOKEN, NOT_YOURS, NO_SUCH_PARTICIPANT, HAS_LEFT, post=True)
-    @security(blp, AS_PARTICIPANT, idempotent=True)
-    def post(self, session_id, participant_id):
+    @errors(blp, NO_SUCH_PARTICIPANT, HAS_LEFT, post=True)
+    @access.participant
+    def post(self, session_id: str, participant_id: str) -> dict[str, Any]:
         """Get fresh media after mediaServerLost or connectionFailed; same id, same queue"""
         _acting_participant(session_id, participant_id)
-        membership.rejoin(session_id, participant_id)
+        admission.rejoin(session_id, participant_id)
         return {}
 
 
@@ -111,9 +93,9 @@ class Rejoin(MethodView):
 class Offers(MethodView):
     @blp.arguments(OfferSchema, example=EXAMPLES["offer"])
     @blp.response(202, RequestAcceptedSchema, example=EXAMPLES["offer_accepted"])
-    @errors(blp, INVALID, NO_TOKEN, NOT_YOURS, NO_SUCH_PARTICIPANT, NO_SUCH_STREAM, HAS_LEFT, post=True)
-    @security(blp, AS_PARTICIPANT, idempotent=True)
-    def post(self, args, session_id, participant_id):
+    @errors(blp, INVALID, NO_SUCH_PARTICIPANT, NO_SUCH_STREAM, HAS_LEFT, post=True)
+    @access.participant
+    def post(self, args: dict[str, Any], session_id: str, participant_id: str) -> dict[str, Any]:
         """Send an SDP offer for a stream; the answer arrives as an sdpAnswer message"""
         _acting_participant(session_id, participant_id, args["stream"])
         request_id = uuid.uuid4().hex
@@ -133,9 +115,9 @@ class Offers(MethodView):
 class Candidates(MethodView):
     @blp.arguments(CandidatesSchema, example=EXAMPLES["candidates"])
     @blp.response(202, AcceptedSchema, example=EXAMPLES["accepted"])
-    @errors(blp, INVALID, NO_TOKEN, NOT_YOURS, NO_SUCH_PARTICIPANT, NO_SUCH_STREAM, HAS_LEFT, post=True)
-    @security(blp, AS_PARTICIPANT, idempotent=True)
-    def post(self, args, session_id, participant_id):
+    @errors(blp, INVALID, NO_SUCH_PARTICIPANT, NO_SUCH_STREAM, HAS_LEFT, post=True)
+    @access.participant
+    def post(self, args: dict[str, Any], session_id: str, participant_id: str) -> dict[str, Any]:
         """Trickle one or several ICE candidates for a stream"""
         _acting_participant(session_id, participant_id, args["stream"])
         candidates = args["candidates"] or [args["candidate"]]

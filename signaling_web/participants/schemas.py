@@ -1,14 +1,17 @@
 from __future__ import annotations
 
+from typing import Any
+
 import marshmallow as ma
 from flask import current_app
 
+from settings import Settings
 from signaling_web.extensions import Schema
 from signaling_web.schemas import ParticipantSummarySchema
 from signaling_web.validation import validate_candidate, validate_sdp
 
 
-def _settings():
+def _settings() -> Settings:
     return current_app.extensions["signaling_settings"]
 
 
@@ -31,7 +34,7 @@ class OfferSchema(Schema):
     sdp = ma.fields.Str(required=True)
 
     @ma.validates("sdp")
-    def _sdp(self, value, **_kwargs):
+    def _sdp(self, value: str, **_kwargs: Any) -> None:
         validate_sdp(value, _settings().max_sdp_bytes)
 
 
@@ -44,11 +47,11 @@ class IceCandidateSchema(Schema):
     usernameFragment = ma.fields.Str(load_default=None, allow_none=True, validate=ma.validate.Length(max=256))
 
     @ma.validates("candidate")
-    def _candidate(self, value, **_kwargs):
+    def _candidate(self, value: str, **_kwargs: Any) -> None:
         validate_candidate(value, _settings().max_candidate_bytes)
 
     @ma.validates_schema
-    def _placed(self, data, **_kwargs):
+    def _placed(self, data: dict[str, Any], **_kwargs: Any) -> None:
         if data.get("sdpMid") is None and data.get("sdpMLineIndex") is None:
             raise ma.ValidationError("sdpMid or sdpMLineIndex is required.", "sdpMid")
 
@@ -61,6 +64,6 @@ class CandidatesSchema(Schema):
     )
 
     @ma.validates_schema
-    def _one_or_many(self, data, **_kwargs):
+    def _one_or_many(self, data: dict[str, Any], **_kwargs: Any) -> None:
         if (data.get("candidate") is None) == (data.get("candidates") is None):
             raise ma.ValidationError("Give exactly one of candidate or candidates.", "candidate")

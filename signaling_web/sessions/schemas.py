@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import marshmallow as ma
 from flask import current_app
 
@@ -14,7 +16,7 @@ class SessionCreateSchema(Schema):
     )
 
     @ma.validates("max_participants")
-    def _within_limit(self, value, **_kwargs):
+    def _within_limit(self, value: int | None, **_kwargs: Any) -> None:
         limit = current_app.extensions["signaling_settings"].max_participants_limit
         if value is not None and not 1 <= value <= limit:
             raise ma.ValidationError(f"Must be between 1 and {limit}.")

@@ -1,49 +1,57 @@
-"""The synchronous half of membership: what must be true before the web tier answers.
+"""Admission: what must be true before the web tier answers a membership request.
 
-Creating a session, taking a place in it, and marking a participant left are atomic
-MongoDB updates done here, so the HTTP answer is truthful; the media work that follows is
-queued for the workers.
+Creating a session, taking a place in it, and marking a participant left or a session closed
+are atomic MongoDB updates done here, so the HTTP answer is truthful; the media work that
+follows is queued for the workers (media_tasks.membership). Refusals are domain errors
+(models.errors), which signaling_web.errors turns into HTTP answers.
 """
 
 from __future__ import annotations
 
-from flask_smorest import abort
+import hmac
 
 from messaging import topology
 from messaging.broker import broker_channel
-from models import Endpoint, Participant, ParticipantState, Session, SessionState
+from models import PUBLISH, Endpoint, Participant, Session, SessionState
+from models.errors import (
+    OwnStreamById,
+    ParticipantLeft,
+    ParticipantNotFound,
+    RecipientNotFound,
+    SessionClosed,
+    SessionFull,
+    SessionNotFound,
+    StreamNotFound,
+    WrongJoinToken,
+)
 from settings import Settings
 from signaling_web.dispatch import enqueue
 
 
 def create_session(settings: Settings, name: str, max_participants: int | None) -> Session:
-    session = Session(name=name, max_participants=max_participants or settings.default_max_participants)
-    session.save(force_insert=True)
+    session = Session.create(name, max_participants or settings.default_max_participants)
     enqueue("media.create_session", session_id=session.id)
     return session
 
 
 def get_session(session_id: str) -> Session:
-    session = Session.objects(id=session_id).first()
+    session = Session.find(session_id)
     if session is None:
-        abort(404, message="No such session.")
+        raise SessionNotFound()
     return session
 
 
 def get_open_session(session_id: str) -> Session:
     session = get_session(session_id)
     if session.state == SessionState.CLOSED:
-        abort(409, message="The session is closed.")
+        raise SessionClosed()
     return session
 
 
-NO_SUCH_PARTICIPANT = "No such participant in this session."
-
-
 def get_participant(session_id: str, participant_id: str) -> Participant:
-    participant = Participant.objects(id=participant_id, session_id=session_id).first()
+    participant = Participant.find_in(session_id, participant_id)
     if participant is None:
-        abort(404, message=NO_SUCH_PARTICIPANT)
+        raise ParticipantNotFound()
     return participant
 
 
@@ -53,28 +61,47 @@ def get_acting_participant(session_id: str, participant_id: str) -> Participant:
     Closing a session marks its participants left (close below), so a joined participant is in
     an open session; the session is read only to explain a refusal.
     """
-    participant = Participant.objects(id=participant_id, session_id=session_id).first()
+    participant = Participant.find_in(session_id, participant_id)
     if participant is not None and participant.is_active:
         return participant
     get_open_session(session_id)
     if participant is None:
-        abort(404, message=NO_SUCH_PARTICIPANT)
-    abort(409, message="This participant has left the session.")
+        raise ParticipantNotFound()
+    raise ParticipantLeft()
 
 
-def join(settings: Settings, session: Session, display_name: str) -> Participant:
+def check_stream(session_id: str, participant_id: str, stream: str) -> None:
+    """`stream` is "publish" or names another joined participant of the session."""
+    if stream == PUBLISH:
+        return
+    if stream == participant_id:
+        raise OwnStreamById()
+    if not Participant.is_joined(session_id, stream):
+        raise StreamNotFound(stream)
+
+
+def check_recipient(session_id: str, to: str | None) -> None:
+    """`to` is None (everyone) or names a joined participant of the session."""
+    if to is not None and not Participant.is_joined(session_id, to):
+        raise RecipientNotFound(to)
+
+
+def join(settings: Settings, session_id: str, join_token: str, display_name: str) -> Participant:
+    session = get_open_session(session_id)
+    if not hmac.compare_digest(session.join_token.encode(), join_token.encode()):
+        raise WrongJoinToken()
     if not Session.reserve_slot(session.id):
-        if Session.objects(id=session.id, state=SessionState.CLOSED).count():
-            abort(409, message="The session is closed.")
-        abort(409, message=f"The session is full ({session.max_participants} participants).")
+        if Session.is_closed(session.id):
+            raise SessionClosed()
+        raise SessionFull(session.max_participants)
     participant = Participant(session_id=session.id, display_name=display_name)
     try:
-        participant.save(force_insert=True)
+        participant.admit()
         with broker_channel(settings) as channel:
             topology.declare_participant(channel, settings, session.id, participant.id)
     except Exception:
         Session.release_slot(session.id)
-        Participant.objects(id=participant.id).delete()
+        Participant.discard(participant.id)
         raise
     enqueue("media.announce_join", session_id=session.id, participant_id=participant.id, display_name=display_name)
     return participant
@@ -110,15 +137,9 @@ def rejoin(session_id: str, participant_id: str) -> None:
 def close(session_id: str) -> None:
     if Session.mark_closed(session_id) is not None:
         # Before answering, so that no request of a participant is accepted once it is closed.
-        Participant.objects(session_id=session_id, state=ParticipantState.JOINED).update(
-            set__state=ParticipantState.LEFT, set__left_reason="session_closed"
-        )
+        Participant.mark_all_left(session_id, "session_closed")
         enqueue("media.close_session", session_id=session_id)
 
 
 def participants_of(session_id: str) -> list[Participant]:
     return list(Participant.active_in(session_id))
-
-
-def participant_exists(session_id: str, participant_id: str) -> bool:
-    return bool(Participant.objects(id=participant_id, session_id=session_id, state=ParticipantState.JOINED).count())

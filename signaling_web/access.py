@@ -1,0 +1,115 @@
+"""Who may call an operation: one decorator per role, which both enforces and documents it.
+
+A role checks the caller before the view body runs (below flask-smorest's `arguments`, so a
+malformed request is still a 422 whoever sends it), states the operation's OpenAPI `security`,
+and leaves the refusals its check can raise on the view for `openapi.errors`, which documents
+them with the operation's own errors. Usage, with @errors above the role:
+
+    @errors(blp, NO_SUCH_PARTICIPANT)
+    @access.participant
+    def delete(self, session_id, participant_id): ...
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+from flask import request
+
+from signaling_web import auth
+from signaling_web.extensions import Blueprint
+from signaling_web.openapi import (
+    ACCESS_REFUSALS,
+    ANYONE,
+    AS_MEMBER_OR_OPERATOR,
+    AS_OPERATOR_IF_CONFIGURED,
+    AS_PARTICIPANT,
+    NO_API_KEY,
+    NO_CREDENTIALS,
+    NO_TOKEN,
+    NO_TOKEN_WHEN_OPEN,
+    NOT_YOUR_SESSION,
+    NOT_YOUR_SESSION_WHEN_OPEN,
+    NOT_YOURS,
+    Documented,
+    Security,
+    View,
+)
+
+
+def _path(name: str) -> str:
+    return str((request.view_args or {})[name])
+
+
+@dataclass(frozen=True)
+class Role:
+    """`check` raises a domain error (401, 403) unless the caller may go on; `security` and
+    `refusals` say the same in the OpenAPI document."""
+
+    check: Callable[[], object]
+    security: Security
+    refusals: tuple[Documented, ...]
+
+    def __call__(self, view: View) -> View:
+        check = self.check
+
+        @functools.wraps(view)
+        def enforced(*args: Any, **kwargs: Any) -> Any:
+            check()
+            return view(*args, **kwargs)
+
+        setattr(enforced, ACCESS_REFUSALS, self.refusals)
+        return cast(View, Blueprint.doc(security=self.security)(enforced))
+
+
+def _participant() -> None:
+    auth.require_participant(_path("session_id"), _path("participant_id"))
+
+
+def _member() -> None:
+    auth.require_member(_path("session_id"))
+
+
+def _member_or_operator() -> None:
+    if not auth.has_api_key():
+        auth.require_member(_path("session_id"))
+
+
+def _operator_or_member_if_open() -> None:
+    if auth.api_keys_configured():
+        auth.require_api_key()
+    else:
+        auth.require_member(_path("session_id"))  # open deployment: a participant may close its session
+
+
+def _operator_if_configured() -> None:
+    if auth.api_keys_configured():
+        auth.require_api_key()
+
+
+def _nobody_checked() -> None:
+    return None
+
+
+participant = Role(_participant, AS_PARTICIPANT, (NO_TOKEN, NOT_YOURS))
+"""The participant the path names, by its token."""
+
+member = Role(_member, AS_PARTICIPANT, (NO_TOKEN, NOT_YOUR_SESSION))
+"""Any participant of the session the path names, by its token (auth.current_principal says who)."""
+
+member_or_operator = Role(_member_or_operator, AS_MEMBER_OR_OPERATOR, (NO_CREDENTIALS, NOT_YOUR_SESSION))
+"""An API key, or a participant of the session the path names."""
+
+operator_or_member_if_open = Role(
+    _operator_or_member_if_open, AS_MEMBER_OR_OPERATOR, (NO_API_KEY, NO_TOKEN_WHEN_OPEN, NOT_YOUR_SESSION_WHEN_OPEN)
+)
+"""An API key when SIGNALING_API_KEYS is set; without keys, a participant of the session."""
+
+operator_if_configured = Role(_operator_if_configured, AS_OPERATOR_IF_CONFIGURED, (NO_API_KEY,))
+"""An API key when SIGNALING_API_KEYS is set; anyone otherwise."""
+
+anyone = Role(_nobody_checked, ANYONE, ())
+"""No credential: the operation checks a secret of its own (the join token)."""
