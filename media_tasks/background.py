@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 from pymongo.errors import ConnectionFailure
 
-from media_tasks import kms_sessions, membership
+from media_tasks import kms_sessions, session_lifecycle
 from media_tasks.kms_health import HealthMonitor
 from media_tasks.orphan_sweep import OrphanSweeper
 from media_tasks.worker_identity import WORKER_ID
@@ -81,7 +81,7 @@ class BackgroundLoop(threading.Thread):
         if ticked_at - self._last_reap >= REAP_EVERY_S:
             self._last_reap = ticked_at
             if reachable_for >= self.settings.participant_timeout_s:
-                membership.remove_silent_participants(self.settings)
+                session_lifecycle.remove_silent_participants(self.settings)
             # A queue message can only come back while its queue exists (x-expires).
             OutboxMessage.purge_acknowledged(now - self.settings.participant_queue_expires_s)
         self.sweeper.maybe_sweep(now)

@@ -11,19 +11,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from media_tasks import connection_watch, membership, negotiation
+from media_tasks import connection_watch, negotiation, session_lifecycle
 from media_tasks.base_task import MediaTask
 from media_tasks.dispatch import TaskName
 from media_tasks.kms_pool import SessionGone
 
 
 def create_session(task: MediaTask, session_id: str) -> None:
-    membership.prepare_session(task.settings, session_id)
+    session_lifecycle.prepare_session(task.settings, session_id)
 
 
 def announce_join(task: MediaTask, session_id: str, participant_id: str, display_name: str) -> None:
     try:
-        membership.announce_join(task.settings, session_id, participant_id, display_name)
+        session_lifecycle.announce_join(task.settings, session_id, participant_id, display_name)
     except SessionGone:
         pass
 
@@ -44,21 +44,21 @@ def add_candidates(
 
 
 def finish_leave(task: MediaTask, session_id: str, participant_id: str, reason: str, was_publishing: bool) -> None:
-    membership.finish_leave(task.settings, session_id, participant_id, reason, was_publishing)
+    session_lifecycle.finish_leave(task.settings, session_id, participant_id, reason, was_publishing)
 
 
 def close_session(task: MediaTask, session_id: str) -> None:
-    membership.finish_close(task.settings, session_id)
+    session_lifecycle.finish_close(task.settings, session_id)
 
 
 def send_message(task: MediaTask, session_id: str, sender_id: str, payload: dict[str, Any], to: str | None) -> None:
-    membership.send_message(task.settings, session_id, sender_id, payload, to)
+    session_lifecycle.send_message(task.settings, session_id, sender_id, payload, to)
 
 
 def rejoin(
     task: MediaTask, session_id: str, participant_id: str, endpoint_refs: list[str], was_publishing: bool
 ) -> None:
-    membership.finish_rejoin(task.settings, session_id, participant_id, endpoint_refs, was_publishing)
+    session_lifecycle.finish_rejoin(task.settings, session_id, participant_id, endpoint_refs, was_publishing)
 
 
 def check_connection(task: MediaTask, session_id: str, participant_id: str, stream: str) -> None:

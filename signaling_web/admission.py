@@ -2,7 +2,7 @@
 
 Creating a session, taking a place in it, and marking a participant left or a session closed
 are atomic MongoDB updates done here, so the HTTP answer is truthful; the media work that
-follows is queued for the workers (media_tasks.membership). Refusals are domain errors
+follows is queued for the workers (media_tasks.session_lifecycle). Refusals are domain errors
 (models.errors), which signaling_web.errors turns into HTTP answers.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 
+from media_tasks.dispatch import TaskQueue
 from messaging import topology
 from messaging.broker import broker_channel
 from models import PUBLISH, Endpoint, Participant, Session, SessionState
@@ -25,12 +26,11 @@ from models.errors import (
     WrongJoinToken,
 )
 from settings import Settings
-from signaling_web.dispatch import enqueue
 
 
-def create_session(settings: Settings, name: str, max_participants: int | None) -> Session:
+def create_session(settings: Settings, tasks: TaskQueue, name: str, max_participants: int | None) -> Session:
     session = Session.create(name, max_participants or settings.default_max_participants)
-    enqueue("media.create_session", session_id=session.id)
+    tasks.create_session(session_id=session.id)
     return session
 
 
@@ -86,7 +86,7 @@ def check_recipient(session_id: str, to: str | None) -> None:
         raise RecipientNotFound(to)
 
 
-def join(settings: Settings, session_id: str, join_token: str, display_name: str) -> Participant:
+def join(settings: Settings, tasks: TaskQueue, session_id: str, join_token: str, display_name: str) -> Participant:
     session = get_open_session(session_id)
     if not hmac.compare_digest(session.join_token.encode(), join_token.encode()):
         raise WrongJoinToken()
@@ -103,17 +103,16 @@ def join(settings: Settings, session_id: str, join_token: str, display_name: str
         Session.release_slot(session.id)
         Participant.discard(participant.id)
         raise
-    enqueue("media.announce_join", session_id=session.id, participant_id=participant.id, display_name=display_name)
+    tasks.announce_join(session_id=session.id, participant_id=participant.id, display_name=display_name)
     return participant
 
 
-def leave(session_id: str, participant_id: str, reason: str) -> None:
+def leave(tasks: TaskQueue, session_id: str, participant_id: str, reason: str) -> None:
     before = Participant.mark_left(participant_id, reason)
     if before is None:
         return  # already left: the first leave did the work
     Session.release_slot(session_id)
-    enqueue(
-        "media.finish_leave",
+    tasks.finish_leave(
         session_id=session_id,
         participant_id=participant_id,
         reason=reason,
@@ -121,12 +120,11 @@ def leave(session_id: str, participant_id: str, reason: str) -> None:
     )
 
 
-def rejoin(session_id: str, participant_id: str) -> None:
+def rejoin(tasks: TaskQueue, session_id: str, participant_id: str) -> None:
     """Fresh media: the old endpoints leave the record now, before any new offer can arrive."""
     was_publishing = Participant.set_publishing(participant_id, False)
     refs = Endpoint.detach_all_of(session_id, participant_id)
-    enqueue(
-        "media.rejoin",
+    tasks.rejoin(
         session_id=session_id,
         participant_id=participant_id,
         endpoint_refs=refs,
@@ -134,11 +132,11 @@ def rejoin(session_id: str, participant_id: str) -> None:
     )
 
 
-def close(session_id: str) -> None:
+def close(tasks: TaskQueue, session_id: str) -> None:
     if Session.mark_closed(session_id) is not None:
         # Before answering, so that no request of a participant is accepted once it is closed.
         Participant.mark_all_left(session_id, "session_closed")
-        enqueue("media.close_session", session_id=session_id)
+        tasks.close_session(session_id=session_id)
 
 
 def participants_of(session_id: str) -> list[Participant]:

@@ -10,9 +10,3 @@ from media_tasks.dispatch import TaskQueue
 def task_queue() -> TaskQueue:
     queue: TaskQueue = current_app.extensions["signaling_tasks"]
     return queue
-
-
-def enqueue(task_name: str, *, hide: tuple[str, ...] = (), **kwargs: object) -> None:
-    """TEMPORARY: string-named enqueue, until every call site uses task_queue()'s typed methods."""
-    method = getattr(task_queue(), task_name.removeprefix("media."))
-    method(**kwargs)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify
 
 from messaging.broker import broker_reachable
 from models import ping_db
@@ -14,28 +15,36 @@ from signaling_web.dispatch import task_queue
 blp = Blueprint("health", __name__)
 
 WORKER_CHECK_TTL_S = 5.0
-_worker_check = {"at": 0.0, "ok": False}
+
+
+@dataclass
+class _WorkerCheck:
+    at: float = 0.0
+    ok: bool = False
+
+
+_worker_check = _WorkerCheck()
 
 
 def _workers_answer() -> bool:
     # A control ping costs a broadcast and a wait, so its answer is reused for a few seconds.
     now = time.monotonic()
-    if now - _worker_check["at"] > WORKER_CHECK_TTL_S or not _worker_check["ok"]:
+    if now - _worker_check.at > WORKER_CHECK_TTL_S or not _worker_check.ok:
         try:
-            _worker_check["ok"] = bool(task_queue().celery.control.ping(timeout=1.0))
+            _worker_check.ok = bool(task_queue().celery.control.ping(timeout=1.0))
         except Exception:
-            _worker_check["ok"] = False
-        _worker_check["at"] = now
-    return _worker_check["ok"]
+            _worker_check.ok = False
+        _worker_check.at = now
+    return _worker_check.ok
 
 
 @blp.get("/health")
-def health():
+def health() -> Response:
     return jsonify(status="ok")
 
 
 @blp.get("/ready")
-def ready():
+def ready() -> Response:
     settings = current_app.extensions["signaling_settings"]
     checks = {"broker": broker_reachable(settings), "database": ping_db()}
     checks["workers"] = checks["broker"] and _workers_answer()
@@ -46,5 +55,5 @@ def ready():
 
 
 @blp.get("/metrics")
-def metrics():
+def metrics() -> Response:
     return web_metrics.render()

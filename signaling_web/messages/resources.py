@@ -10,7 +10,7 @@ from flask.views import MethodView
 from messaging.mailbox import UnknownParticipant
 from models.errors import ParticipantLeft, ParticipantNotFound, RecipientNotFound
 from signaling_web import access, admission, auth
-from signaling_web.dispatch import enqueue
+from signaling_web.dispatch import task_queue
 from signaling_web.extensions import Blueprint
 from signaling_web.messages.schemas import PollArgsSchema, PolledSchema, SendMessageSchema
 from signaling_web.openapi import EXAMPLES, INVALID, NO_SUCH_PARTICIPANT, errors
@@ -74,8 +74,7 @@ class SessionMessages(MethodView):
         sender_id = auth.current_principal().participant_id
         admission.get_acting_participant(session_id, sender_id)
         admission.check_recipient(session_id, args["to"])
-        enqueue(
-            "media.send_message",
+        task_queue().send_message(
             session_id=session_id,
             sender_id=sender_id,
             payload=args["payload"],

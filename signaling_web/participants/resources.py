@@ -10,7 +10,7 @@ from flask.views import MethodView
 
 from models.errors import SessionFull, StreamNotFound, WrongJoinToken
 from signaling_web import access, admission, auth
-from signaling_web.dispatch import enqueue
+from signaling_web.dispatch import task_queue
 from signaling_web.extensions import Blueprint
 from signaling_web.openapi import (
     EXAMPLES,
@@ -57,7 +57,7 @@ class Participants(MethodView):
     def post(self, args: dict[str, Any], session_id: str) -> dict[str, Any]:
         """Join a session with its join token"""
         settings = current_app.extensions["signaling_settings"]
-        participant = admission.join(settings, session_id, args["join_token"], args["display_name"])
+        participant = admission.join(settings, task_queue(), session_id, args["join_token"], args["display_name"])
         return {
             "participant_id": participant.id,
             "token": auth.issue_token(session_id, participant.id),
@@ -73,7 +73,7 @@ class ParticipantById(MethodView):
     def delete(self, session_id: str, participant_id: str) -> dict[str, Any]:
         """Leave the session"""
         admission.get_participant(session_id, participant_id)
-        admission.leave(session_id, participant_id, reason="left")
+        admission.leave(task_queue(), session_id, participant_id, reason="left")
         return {}
 
 
@@ -85,7 +85,7 @@ class Rejoin(MethodView):
     def post(self, session_id: str, participant_id: str) -> dict[str, Any]:
         """Get fresh media after mediaServerLost or connectionFailed; same id, same queue"""
         _acting_participant(session_id, participant_id)
-        admission.rejoin(session_id, participant_id)
+        admission.rejoin(task_queue(), session_id, participant_id)
         return {}
 
 
@@ -99,9 +99,7 @@ class Offers(MethodView):
         """Send an SDP offer for a stream; the answer arrives as an sdpAnswer message"""
         _acting_participant(session_id, participant_id, args["stream"])
         request_id = uuid.uuid4().hex
-        enqueue(
-            "media.process_offer",
-            hide=("sdp",),
+        task_queue().process_offer(
             session_id=session_id,
             participant_id=participant_id,
             stream=args["stream"],
@@ -122,8 +120,7 @@ class Candidates(MethodView):
         _acting_participant(session_id, participant_id, args["stream"])
         candidates = args["candidates"] or [args["candidate"]]
         wire = [{k: c[k] for k in ("candidate", "sdpMid", "sdpMLineIndex")} for c in candidates]
-        enqueue(
-            "media.add_candidates",
+        task_queue().add_candidates(
             session_id=session_id,
             participant_id=participant_id,
             stream=args["stream"],

@@ -9,6 +9,7 @@ from flask.views import MethodView
 
 from models import Session
 from signaling_web import access, admission
+from signaling_web.dispatch import task_queue
 from signaling_web.extensions import Blueprint
 from signaling_web.openapi import EXAMPLES, INVALID, NO_SUCH_SESSION, errors
 from signaling_web.schemas import AcceptedSchema
@@ -26,7 +27,7 @@ class Sessions(MethodView):
     def post(self, args: dict[str, Any]) -> Session:
         """Create a session"""
         settings = current_app.extensions["signaling_settings"]
-        return admission.create_session(settings, args["name"], args["max_participants"])
+        return admission.create_session(settings, task_queue(), args["name"], args["max_participants"])
 
 
 @blp.route("/<session_id>")
@@ -53,5 +54,5 @@ class SessionById(MethodView):
         With SIGNALING_API_KEYS set, only an API key may close a session; without keys, a
         participant of the session may."""
         admission.get_session(session_id)
-        admission.close(session_id)
+        admission.close(task_queue(), session_id)
         return {}

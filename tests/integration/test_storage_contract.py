@@ -535,7 +535,7 @@ def test_bulk_updates_and_deletes_by_session():  # update_many {session_id, stat
     # media_tasks.kms_health.fail_over: nobody of the session publishes any more.
     Participant.objects(session_id=sid, state=ParticipantState.JOINED).update(set__publishing=False)
     assert [p.publishing for p in Participant.objects(id__in=joined).order_by("display_name")] == [False, False, True]
-    # signaling_web.admission.close and media_tasks.membership.finish_close: everyone leaves, once.
+    # signaling_web.admission.close and media_tasks.session_lifecycle.finish_close: everyone leaves, once.
     assert (
         Participant.objects(session_id=sid, state=ParticipantState.JOINED).update(
             set__state=ParticipantState.LEFT, set__left_reason="session_closed"

@@ -40,7 +40,7 @@ def loop(monkeypatch):
 
     monkeypatch.setattr(kms_sessions, "heartbeat", heartbeat)
     monkeypatch.setattr(kms_sessions, "take_over_stale", take_over)
-    monkeypatch.setattr(background.membership, "remove_silent_participants", remove_silent)
+    monkeypatch.setattr(background.session_lifecycle, "remove_silent_participants", remove_silent)
     monkeypatch.setattr(background, "get_publisher", lambda _s: QuietPublisher())
     monkeypatch.setattr(background.Lease, "hold", classmethod(lambda cls, *a: True))
     monkeypatch.setattr(background.OutboxMessage, "purge_acknowledged", classmethod(lambda cls, *a: 0))

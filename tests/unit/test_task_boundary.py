@@ -38,7 +38,7 @@ def test_the_web_tier_sends_tasks_without_loading_the_media_side():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT, env={"PATH": ""}
     ).stdout
     assert "media_tasks.dispatch" in loaded
-    for worker_side in ("media_tasks.tasks", "media_tasks.negotiation", "media_tasks.membership", "kurento"):
+    for worker_side in ("media_tasks.tasks", "media_tasks.negotiation", "media_tasks.session_lifecycle", "kurento"):
         assert f"'{worker_side}'" not in loaded, loaded
 
 

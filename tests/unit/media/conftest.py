@@ -83,7 +83,7 @@ def published(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> RecordingP
 
 @pytest.fixture
 def channel(monkeypatch: pytest.MonkeyPatch) -> RecordingChannel:
-    from media_tasks import membership
+    from media_tasks import session_lifecycle
 
     recording = RecordingChannel()
 
@@ -91,7 +91,7 @@ def channel(monkeypatch: pytest.MonkeyPatch) -> RecordingChannel:
     def broker_channel(_settings: Settings) -> Iterator[RecordingChannel]:
         yield recording
 
-    monkeypatch.setattr(membership, "broker_channel", broker_channel)
+    monkeypatch.setattr(session_lifecycle, "broker_channel", broker_channel)
     return recording
 
 

@@ -1,4 +1,4 @@
-"""Membership on the media side: what follows a join, a leave, a rejoin and a close once the web
+"""The session lifecycle on the media side: what follows a join, a leave, a rejoin and a close once the web
 tier has admitted or marked it (signaling_web.admission), and messages between participants."""
 
 from __future__ import annotations

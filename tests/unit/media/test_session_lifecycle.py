@@ -1,4 +1,4 @@
-"""membership: join announcement, leave releasing endpoints, close; nx-27017 and the emulator."""
+"""session_lifecycle: join announcement, leave releasing endpoints, close; nx-27017 and the emulator."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from media_tasks import membership, negotiation
+from media_tasks import negotiation, session_lifecycle
 from models import PUBLISH, Endpoint, Participant, ParticipantState, Session
 from settings import Settings
 from tests.support.emulator import InProcessEmulator
@@ -23,8 +23,8 @@ def test_a_join_is_announced_once_and_warms_the_pipeline(
 ) -> None:
     session = new_session()
     alice = new_participant(session)
-    membership.announce_join(settings, session.id, alice.id, "alice")
-    membership.announce_join(settings, session.id, alice.id, "alice")  # a redelivered task
+    session_lifecycle.announce_join(settings, session.id, alice.id, "alice")
+    session_lifecycle.announce_join(settings, session.id, alice.id, "alice")  # a redelivered task
     joined = {"type": "participantJoined", "participant_id": alice.id, "display_name": "alice"}
     assert published.sent == [("session", session.id, joined)]
     pipeline = Session.objects(id=session.id).first().pipeline
@@ -40,13 +40,13 @@ def test_leaving_releases_own_and_subscriber_endpoints_and_unbinds_the_queue(
     negotiation.process_offer(settings, session.id, bob.id, alice.id, SUBSCRIBE, "b1")  # bob watches alice
     endpoints = [endpoint_id(alice.id, PUBLISH), endpoint_id(bob.id, alice.id)]
     Participant.mark_left(alice.id, "left")
-    membership.finish_leave(settings, session.id, alice.id, "left", was_publishing=True)
+    session_lifecycle.finish_leave(settings, session.id, alice.id, "left", was_publishing=True)
     assert [kms.emulator.registry.get(e) for e in endpoints] == [None, None]
     assert Endpoint.objects(session_id=session.id).count() == 0
     announced = [m["type"] for kind, _, m in published.sent if kind == "session"]
     assert announced[-2:] == ["streamUnpublished", "participantLeft"]
     assert [name for name, _, _ in channel.calls] == ["queue_unbind"]
-    membership.finish_leave(settings, session.id, alice.id, "left", was_publishing=True)  # redelivered
+    session_lifecycle.finish_leave(settings, session.id, alice.id, "left", was_publishing=True)  # redelivered
     assert [m["type"] for kind, _, m in published.sent if kind == "session"] == announced
 
 
@@ -57,7 +57,7 @@ def test_closing_tells_everyone_and_releases_the_pipeline(
     alice = new_participant(session)
     negotiation.process_offer(settings, session.id, alice.id, PUBLISH, OFFER, "a1")
     pipeline_id = Session.objects(id=session.id).first().pipeline.id
-    membership.finish_close(settings, session.id)
+    session_lifecycle.finish_close(settings, session.id)
     assert published.sent[-1] == ("session", session.id, {"type": "sessionClosed"})
     assert kms.emulator.registry.get(pipeline_id) is None
     assert Participant.objects(id=alice.id).first().state == ParticipantState.LEFT
