@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -130,7 +131,7 @@ admin: {{
 
 
 @contextmanager
-def janus_server():
+def janus_server() -> Iterator[tuple[str, ManagedProcess, str]]:
     """Yields (base_url, ManagedProcess, version string) for a Janus on a free loopback port."""
     binary, modules, env = locate()
     run_dir = Path(tempfile.mkdtemp(prefix="janus-bench-"))

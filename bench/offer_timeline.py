@@ -21,7 +21,7 @@ import requests
 from celery import Celery
 
 from bench.stack import deployment
-from tests.support.api import Api
+from tests.support.api import Api, Member
 
 FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "browser-sdp" / "chromium-publish.sdp"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -42,7 +42,7 @@ def _events(broker_url: str, into: dict) -> gevent.Greenlet:
     return gevent.spawn(run)
 
 
-def _hold_poll(member, polled: dict) -> None:
+def _hold_poll(member: Member, polled: dict) -> None:
     """One waiting long poll of `member`, on a connection of its own; notes when it returned."""
     response = requests.get(
         f"{member.base}/messages", params={"after": member.after, "wait": 10}, headers=member.headers, timeout=20
