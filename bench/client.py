@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import time
 
-import gevent
-
 from bench.http import Http
-from bench.inbox import Inbox, Predicate
+from bench.inbox import Predicate
+from bench.polling import PollingClient
 from bench.procstats import tiers_cpu_s, tiers_rss
 from bench.protocol import IdleNames, PeerClient
 from signaling_cli.processes import ManagedProcess
@@ -27,19 +26,14 @@ class Service:
         return dict(self.http.call("POST", "/sessions", {"name": name, "max_participants": max_participants}))
 
 
-class Participant:
+class Participant(PollingClient):
     def __init__(self, base: str, session: dict, name: str) -> None:
+        super().__init__(base + "/api/v1", name, poll_timeout=POLL_WAIT_S + 30)
         self.base = base
         self.session = session
-        self.name = name
-        self.cmd = Http(base + "/api/v1")
-        self.pollhttp = Http(base + "/api/v1", timeout=POLL_WAIT_S + 30)
         self.participant_id: str | None = None
         self.token: str | None = None
         self.after = 0
-        self.inbox = Inbox(name)
-        self._poller: gevent.Greenlet | None = None
-        self.errors = 0
 
     @property
     def _path(self) -> str:
@@ -50,10 +44,6 @@ class Participant:
         return {"Authorization": f"Bearer {self.token}"}
 
     # --- the long poll ------------------------------------------------------------------------
-    def start_polling(self) -> None:
-        if self._poller is None:
-            self._poller = gevent.spawn(self._poll_loop)
-
     def poll_once(self, wait: float) -> list[dict]:
         body = self.pollhttp.call(
             "GET", f"{self._path}/messages?after={self.after}&wait={wait}&limit=200", headers=self._auth
@@ -62,13 +52,8 @@ class Participant:
         self.inbox.add(body["messages"])
         return list(body["messages"])
 
-    def _poll_loop(self) -> None:
-        while True:
-            try:
-                self.poll_once(POLL_WAIT_S)
-            except Exception:  # noqa: BLE001 - count and retry, like a browser would
-                self.errors += 1
-                gevent.sleep(0.1)
+    def poll_next(self) -> None:
+        self.poll_once(POLL_WAIT_S)
 
     def _await(self, predicate: Predicate, timeout: float, start: int = 0) -> tuple[float, dict]:
         """From the running long poll; without one, short polls in this greenlet (no poll is left
@@ -157,12 +142,6 @@ class Participant:
             self.cmd.call("DELETE", self._path, headers=self._auth)
         except Exception:  # noqa: BLE001
             pass
-
-    def stop(self) -> None:
-        if self._poller is not None:
-            self._poller.kill(block=False)
-        self.cmd.close()
-        self.pollhttp.close()
 
 
 class OurRoom:

@@ -14,10 +14,7 @@ from __future__ import annotations
 import itertools
 import time
 
-import gevent
-
-from bench.http import Http
-from bench.inbox import Inbox
+from bench.polling import PollingClient
 from bench.procstats import tree_cpu_s, tree_rss_mib
 from bench.protocol import IdleNames
 from signaling_cli.processes import ManagedProcess
@@ -33,18 +30,13 @@ def _vr(event: dict) -> dict:
     return dict(event.get("plugindata", {}).get("data", {}))
 
 
-class JanusParticipant:
+class JanusParticipant(PollingClient):
     def __init__(self, base: str, name: str, room: int | None = None) -> None:
+        super().__init__(base, name, poll_timeout=60)
         self.base = base
-        self.name = name
         self.room = room
-        self.cmd = Http(base)
-        self.pollhttp = Http(base, timeout=60)
         self.session_id: int | None = None
         self.handle_id: int | None = None
-        self.inbox = Inbox(name)
-        self._poller: gevent.Greenlet | None = None
-        self.errors = 0
 
     # --- plumbing -------------------------------------------------------------------------
     def _post(self, path: str, body: dict) -> dict:
@@ -58,19 +50,8 @@ class JanusParticipant:
         events = self.pollhttp.call("GET", f"/{self.session_id}?maxev=10")
         return [events] if isinstance(events, dict) else list(events or [])
 
-    def _poll_loop(self) -> None:
-        while True:
-            try:
-                events = self._poll()
-            except Exception:  # noqa: BLE001 - count and go on, like a browser would
-                self.errors += 1
-                gevent.sleep(0.1)
-                continue
-            self.inbox.add([e for e in events if e.get("janus") != "keepalive"])
-
-    def start_polling(self) -> None:
-        if self._poller is None:
-            self._poller = gevent.spawn(self._poll_loop)
+    def poll_next(self) -> None:
+        self.inbox.add([e for e in self._poll() if e.get("janus") != "keepalive"])
 
     def message(self, body: dict, jsep: dict | None = None) -> str:
         request = {"janus": "message", "body": body, "transaction": _transaction()}
@@ -144,12 +125,6 @@ class JanusParticipant:
             self._post(f"/{self.session_id}", {"janus": "destroy"})
         except Exception:  # noqa: BLE001
             pass
-
-    def stop(self) -> None:
-        if self._poller is not None:
-            self._poller.kill(block=False)
-        self.cmd.close()
-        self.pollhttp.close()
 
 
 class JanusRoom:
