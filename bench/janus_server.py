@@ -114,6 +114,11 @@ events: {{
     broadcast = false
 }}
 """)
+    _write_http_config(conf, port)
+    (conf / "janus.plugin.videoroom.jcfg").write_text("general: {\n}\n")
+
+
+def _write_http_config(conf: Path, port: int) -> None:
     (conf / "janus.transport.http.jcfg").write_text(f"""general: {{
     json = "compact"
     base_path = "/janus"
@@ -127,7 +132,6 @@ admin: {{
     admin_https = false
 }}
 """)
-    (conf / "janus.plugin.videoroom.jcfg").write_text("general: {\n}\n")
 
 
 @contextmanager

@@ -29,19 +29,7 @@ def deployment(
         mongo, mongo_uri = processes.start_mongo(run_dir / "mongo", logs)
         kms, kms_url = processes.start_emulator(logs, mode=kms_mode)
         started += [mongo, kms]
-        env = {
-            "RABBITMQ_URL": url,
-            "MONGODB_URI": mongo_uri,
-            "KMS_URLS": kms_url,
-            "SECRET_KEY": secrets.token_urlsafe(32),
-            "SIGNALING_PREFIX": "bench",
-            "SIGNALING_API_KEYS": "",
-            # One load generator speaks for thousands of clients from one address.
-            "RATE_LIMIT_PER_S": "0",
-            # The idle-poll measure joins 2,000 participants before any of them polls; with the
-            # 60 s default the first ones would be removed as silent while the last ones join.
-            "PARTICIPANT_TIMEOUT_S": "600",
-        } | (env or {})
+        env = _env(url, mongo_uri, kms_url) | (env or {})
         metrics_ports = [processes.free_port() for _ in range(workers)]
         started += [
             processes.start_worker({**env, "WORKER_METRICS_PORT": str(port)}, logs, name=f"worker{i + 1}")
@@ -64,6 +52,22 @@ def deployment(
             proc.stop()
         delete_vhost(vhost)
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _env(rabbitmq_url: str, mongo_uri: str, kms_url: str) -> dict[str, str]:
+    return {
+        "RABBITMQ_URL": rabbitmq_url,
+        "MONGODB_URI": mongo_uri,
+        "KMS_URLS": kms_url,
+        "SECRET_KEY": secrets.token_urlsafe(32),
+        "SIGNALING_PREFIX": "bench",
+        "SIGNALING_API_KEYS": "",
+        # One load generator speaks for thousands of clients from one address.
+        "RATE_LIMIT_PER_S": "0",
+        # The idle-poll measure joins 2,000 participants before any of them polls; with the
+        # 60 s default the first ones would be removed as silent while the last ones join.
+        "PARTICIPANT_TIMEOUT_S": "600",
+    }
 
 
 def _wait_ready(base: str, timeout: float = 60) -> None:
