@@ -14,6 +14,8 @@ from __future__ import annotations
 import itertools
 import time
 
+from gevent.lock import Semaphore
+
 from bench.polling import PollingClient
 from bench.procstats import tree_cpu_s, tree_rss_mib
 from bench.protocol import IdleNames
@@ -31,7 +33,7 @@ def _vr(event: dict) -> dict:
 
 
 class JanusParticipant(PollingClient):
-    def __init__(self, base: str, name: str, room: int | None = None) -> None:
+    def __init__(self, base: str, name: str, room: JanusRoom | None = None) -> None:
         super().__init__(base, name, poll_timeout=60)
         self.base = base
         self.room = room
@@ -88,7 +90,9 @@ class JanusParticipant(PollingClient):
         join only through the poll, so there is no unconfirmed join)."""
         self.start_polling()
         mark, started = len(self.inbox), time.perf_counter()
-        tx = self.message({"request": "join", "ptype": "publisher", "room": self.room, "display": self.name})
+        assert self.room is not None, "a client made by a JanusRoom joins"
+        body = {"request": "join", "ptype": "publisher", "room": self.room.room_id(), "display": self.name}
+        tx = self.message(body)
         return self._until(tx, mark, started, "joined")[0]
 
     def announces_my_join(self, event: dict) -> bool:
@@ -128,11 +132,21 @@ class JanusParticipant(PollingClient):
 
 
 class JanusRoom:
-    def __init__(self, base: str, room: int) -> None:
-        self.base, self.room = base, room
+    """A VideoRoom created on its first join: a client that only holds an idle poll (a bare
+    Janus session) leaves no room behind to weigh on Janus's memory."""
+
+    def __init__(self, system: JanusSystem, capacity: int, announce_joins: bool) -> None:
+        self.system, self.capacity, self.announce_joins = system, capacity, announce_joins
+        self._id: int | None = None
+
+    def room_id(self) -> int:
+        with self.system.admin_lock:
+            if self._id is None:
+                self._id = self.system.create_room(self.capacity, self.announce_joins)
+            return self._id
 
     def client(self, name: str) -> JanusParticipant:
-        return JanusParticipant(self.base, name, self.room)
+        return JanusParticipant(self.system.base, name, self)
 
 
 class JanusSystem:
@@ -147,14 +161,18 @@ class JanusSystem:
         self.poll_holder_pid = proc.pid
         self.admin = JanusParticipant(base, "admin")
         self.admin.connect()
+        self.admin_lock = Semaphore()  # one connection: one room creation at a time
 
     def room(self, capacity: int, announce_joins: bool = False) -> JanusRoom:
+        return JanusRoom(self, capacity, announce_joins)
+
+    def create_room(self, capacity: int, announce_joins: bool) -> int:
         # Room for the publishers plus a margin: a left handle may still count a moment.
         body = {"request": "create", "publishers": capacity + 2, "notify_joining": announce_joins}
         data = self.admin.request(body | {"bitrate": 128000, "description": "bench"})
         if "room" not in data:
             raise RuntimeError(f"room create failed: {data}")
-        return JanusRoom(self.base, int(data["room"]))
+        return int(data["room"])
 
     def cpu_s(self) -> dict[str, float]:
         return {"janus": tree_cpu_s(self.poll_holder_pid)}
