@@ -1,18 +1,16 @@
-"""Our REST contract, as many cheap participants in one gevent process.
-
-Each participant keeps one long poll (`GET …/messages?after=&wait=`) outstanding in its own
-greenlet and stamps every message with its arrival time (perf_counter), so a step can be timed
-from the moment its POST left until the message that completes it was read by the poll.
-"""
+"""Our REST contract as a benchmark client (bench/protocol.py): many cheap participants in one
+gevent process, each with one long poll (`GET …/messages?after=&wait=`) in its own greenlet."""
 
 from __future__ import annotations
 
 import time
 
-import gevent
-from gevent.event import Event
-
 from bench.http import Http
+from bench.inbox import Predicate
+from bench.polling import PollingClient
+from bench.procstats import tiers_cpu_s, tiers_rss
+from bench.protocol import IdleNames, PeerClient
+from signaling_cli.processes import ManagedProcess
 
 POLL_WAIT_S = 20
 
@@ -25,24 +23,17 @@ class Service:
         self.http = Http(base + "/api/v1")
 
     def create_session(self, max_participants: int = 16, name: str = "bench") -> dict:
-        return self.http.call("POST", "/sessions", {"name": name, "max_participants": max_participants})
+        return dict(self.http.call("POST", "/sessions", {"name": name, "max_participants": max_participants}))
 
 
-class Participant:
+class Participant(PollingClient):
     def __init__(self, base: str, session: dict, name: str) -> None:
+        super().__init__(base + "/api/v1", name, poll_timeout=POLL_WAIT_S + 30)
         self.base = base
         self.session = session
-        self.name = name
-        self.cmd = Http(base + "/api/v1")
-        self.pollhttp = Http(base + "/api/v1", timeout=POLL_WAIT_S + 30)
         self.participant_id: str | None = None
         self.token: str | None = None
         self.after = 0
-        self.inbox: list[tuple[float, dict]] = []
-        self._changed = Event()
-        self._poller: gevent.Greenlet | None = None
-        self.poll_wait = POLL_WAIT_S
-        self.errors = 0
 
     @property
     def _path(self) -> str:
@@ -53,46 +44,35 @@ class Participant:
         return {"Authorization": f"Bearer {self.token}"}
 
     # --- the long poll ------------------------------------------------------------------------
-    def start_polling(self) -> None:
-        self._poller = gevent.spawn(self._poll_loop)
-
     def poll_once(self, wait: float) -> list[dict]:
         body = self.pollhttp.call(
             "GET", f"{self._path}/messages?after={self.after}&wait={wait}&limit=200", headers=self._auth
         )
-        now = time.perf_counter()
         self.after = body["last_seq"]
-        for message in body["messages"]:
-            self.inbox.append((now, message))
-        if body["messages"]:
-            self._changed.set()
-            self._changed = Event()
-        return body["messages"]
+        self.inbox.add(body["messages"])
+        return list(body["messages"])
 
-    def _poll_loop(self) -> None:
-        while True:
-            try:
-                self.poll_once(self.poll_wait)
-            except Exception:  # noqa: BLE001 - count and retry, like a browser would
-                self.errors += 1
-                gevent.sleep(0.1)
+    def poll_next(self) -> None:
+        self.poll_once(POLL_WAIT_S)
 
-    def wait_for(self, predicate, timeout: float = 20.0, start: int = 0) -> tuple[float, dict]:
+    def _await(self, predicate: Predicate, timeout: float, start: int = 0) -> tuple[float, dict]:
+        """From the running long poll; without one, short polls in this greenlet (no poll is left
+        waiting on the web tier afterwards, which the memory figure must not count)."""
+        if self._poller is not None:
+            return self.inbox.wait_for(predicate, timeout, start)
         deadline = time.monotonic() + timeout
-        seen = start
-        while True:
-            for received, message in self.inbox[seen:]:
-                if predicate(message):
-                    return received, message
-            seen = len(self.inbox)
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+        while (found := self.inbox.find(predicate, start)) is None:
+            if time.monotonic() > deadline:
                 raise TimeoutError(f"{self.name}: no matching message within {timeout} s")
-            self._changed.wait(remaining)
+            self.poll_once(1)
+        return found
 
     # --- the participant's steps ------------------------------------------------------------
-    def join(self, poll: bool = True) -> float:
-        """POST join; with poll, until the participant's own participantJoined arrives: ms."""
+    def connect(self) -> None:
+        self.cmd.connect()
+
+    def join(self, confirm: bool = True) -> float:
+        """POST join; with confirm, until the participant's own participantJoined arrives: ms."""
         started = time.perf_counter()
         body = self.cmd.call(
             "POST",
@@ -100,37 +80,62 @@ class Participant:
             {"display_name": self.name, "join_token": self.session["join_token"]},
         )
         self.participant_id, self.token = body["participant_id"], body["token"]
-        self.initial_participants = body.get("participants", [])
-        if not poll:
+        if not confirm:
             return (time.perf_counter() - started) * 1000
         self.start_polling()
-        received, _ = self.wait_for(
-            lambda m: m["type"] == "participantJoined" and m.get("participant_id") == self.participant_id
-        )
+        received, _ = self.inbox.wait_for(self.announces_my_join)
         return (received - started) * 1000
 
-    def offer(
-        self, sdp: str, stream: str = "publish", candidates: list[dict] | None = None, timeout: float = 20.0
-    ) -> float:
-        """POST the offer (then trickle) until the sdpAnswer for it is read by the long poll: ms."""
+    def announces_my_join(self, message: dict) -> bool:
+        return message["type"] == "participantJoined" and message.get("participant_id") == self.participant_id
+
+    def post_offer(self, stream: str, sdp: str) -> str:
+        body = self.cmd.call("POST", f"{self._path}/offers", {"stream": stream, "sdp": sdp}, headers=self._auth)
+        return str(body["request_id"])
+
+    def post_candidates(self, stream: str, candidates: list[dict]) -> None:
+        body = {"stream": stream, "candidates": candidates}
+        self.cmd.call("POST", f"{self._path}/candidates", body, headers=self._auth)
+
+    def _negotiate(self, stream: str, sdp: str, candidates: list[dict] | None, timeout: float) -> float:
+        """POST the offer (then trickle) until the sdpAnswer for it is read: ms."""
         started = time.perf_counter()
-        request_id = self.cmd.call("POST", f"{self._path}/offers", {"stream": stream, "sdp": sdp}, headers=self._auth)[
-            "request_id"
-        ]
+        request_id = self.post_offer(stream, sdp)
         if candidates:
-            self.cmd.call(
-                "POST", f"{self._path}/candidates", {"stream": stream, "candidates": candidates}, headers=self._auth
-            )
-        received, message = self.wait_for(
-            lambda m: m.get("request_id") == request_id and m["type"] in ("sdpAnswer", "error"), timeout=timeout
+            self.post_candidates(stream, candidates)
+        received, message = self._await(
+            lambda m: m.get("request_id") == request_id and m["type"] in ("sdpAnswer", "error"), timeout
         )
         if message["type"] == "error":
             raise RuntimeError(f"offer failed: {message}")
         return (received - started) * 1000
 
-    def send(self, payload: dict, to: str | None = None) -> None:
-        body = {"payload": payload} | ({"to": to} if to else {})
+    def offer(self, sdp: str, candidates: list[dict] | None = None, timeout: float = 20.0) -> float:
+        return self._negotiate("publish", sdp, candidates, timeout)
+
+    def reoffer(self, sdp: str, timeout: float = 20.0) -> float:
+        return self._negotiate("publish", sdp, None, timeout)
+
+    def subscribe(self, publisher: PeerClient, sdp: str, candidates: list[dict], timeout: float = 20.0) -> float:
+        assert isinstance(publisher, Participant) and publisher.participant_id
+        return self._negotiate(publisher.participant_id, sdp, candidates, timeout)
+
+    def send(self, payload: dict, to: PeerClient | None = None) -> None:
+        body = {"payload": payload} | ({"to": to.participant_id} if isinstance(to, Participant) else {})
         self.cmd.call("POST", f"/sessions/{self.session['session_id']}/messages", body, headers=self._auth)
+
+    def carries(self, message: dict, payload: dict) -> bool:
+        return message["type"] == "message" and message.get("payload") == payload
+
+    def drain(self) -> None:
+        self.poll_once(0)
+
+    def enter_idle(self) -> None:
+        self.join(confirm=False)
+        self.cmd.close()  # only the poll connection stays open
+
+    def idle_poll(self, wait: float) -> None:
+        self.poll_once(wait)
 
     def leave(self) -> None:
         try:
@@ -138,8 +143,36 @@ class Participant:
         except Exception:  # noqa: BLE001
             pass
 
-    def stop(self) -> None:
-        if self._poller is not None:
-            self._poller.kill(block=False)
-        self.cmd.close()
-        self.pollhttp.close()
+
+class OurRoom:
+    def __init__(self, base: str, session: dict) -> None:
+        self.base, self.session = base, session
+
+    def client(self, name: str) -> Participant:
+        return Participant(self.base, self.session, name)
+
+
+class OurSystem:
+    """Our deployment (bench/stack.py): web, workers, emulator, nx-27017 and RabbitMQ."""
+
+    name = "ours"
+    fresh_client_per_offer = False
+    idle_names = IdleNames(entered="participants_joined", entered_s="join_s", process="web")
+
+    def __init__(self, base: str, procs: dict[str, ManagedProcess]) -> None:
+        self.base, self.procs = base, procs
+        self.poll_holder_pid = procs["web"].pid
+        self.service = Service(base)
+
+    def room(self, capacity: int, announce_joins: bool = False) -> OurRoom:
+        # Every join is announced to the session; `announce_joins` is Janus's opt-in.
+        return OurRoom(self.base, self.service.create_session(max_participants=max(capacity, 2)))
+
+    def cpu_s(self) -> dict[str, float]:
+        return tiers_cpu_s(self.procs)
+
+    def rss_mib(self) -> dict[str, float]:
+        return tiers_rss(self.procs)
+
+    def close(self) -> None:
+        self.service.http.close()

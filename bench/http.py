@@ -44,6 +44,12 @@ class Http:
             self._conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         return self._conn
 
+    def connect(self) -> None:
+        """Open the connection now, so that the first call does not pay for it."""
+        conn = self._connection()
+        if conn.sock is None:
+            conn.connect()
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()

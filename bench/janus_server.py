@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -113,6 +114,11 @@ events: {{
     broadcast = false
 }}
 """)
+    _write_http_config(conf, port)
+    (conf / "janus.plugin.videoroom.jcfg").write_text("general: {\n}\n")
+
+
+def _write_http_config(conf: Path, port: int) -> None:
     (conf / "janus.transport.http.jcfg").write_text(f"""general: {{
     json = "compact"
     base_path = "/janus"
@@ -126,11 +132,10 @@ admin: {{
     admin_https = false
 }}
 """)
-    (conf / "janus.plugin.videoroom.jcfg").write_text("general: {\n}\n")
 
 
 @contextmanager
-def janus_server():
+def janus_server() -> Iterator[tuple[str, ManagedProcess, str]]:
     """Yields (base_url, ManagedProcess, version string) for a Janus on a free loopback port."""
     binary, modules, env = locate()
     run_dir = Path(tempfile.mkdtemp(prefix="janus-bench-"))

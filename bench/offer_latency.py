@@ -11,30 +11,25 @@ import statistics
 import time
 from pathlib import Path
 
+from bench.client import OurRoom, OurSystem
+from bench.protocol import Fixtures
 from bench.stack import deployment, rss_mib
-from tests.support.api import Api
+from bench.stats import percentile
 
-FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "browser-sdp" / "chromium-publish.sdp"
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
-
-
-def measure(base: str, rounds: int, sdp: str) -> list[float]:
-    api = Api(base)
-    session = api.create_session(max_participants=256)
+def measure(system: OurSystem, rounds: int, sdp: str) -> list[float]:
+    """A fresh participant per round (no long poll held: it polls for its answer)."""
     latencies = []
+    room: OurRoom | None = None
     for index in range(rounds):
-        if index % 200 == 0:
-            session = api.create_session(max_participants=256)
-        member = api.join(session, f"p{index}")
-        started = time.perf_counter()
-        request_id = member.offer(sdp)
-        member.wait_type("sdpAnswer", request_id=request_id)
-        latencies.append((time.perf_counter() - started) * 1000)
+        if room is None or index % 200 == 0:
+            room = system.room(256)
+        member = room.client(f"p{index}")
+        member.join(confirm=False)
+        latencies.append(member.offer(sdp))
+        member.stop()
     return latencies
 
 
@@ -54,12 +49,13 @@ def plot(latencies: list[float], path: Path) -> None:
 
 
 def main(rounds: int = 300) -> dict:
-    sdp = FIXTURE.read_text()
+    sdp = Fixtures.load().publish
     with deployment() as (base, procs):
         time.sleep(3)
         at_rest = {name: round(rss_mib(proc), 1) for name, proc in procs.items()}
-        measure(base, 20, sdp)  # warm-up: connections, pools, first pipeline
-        latencies = measure(base, rounds, sdp)
+        system = OurSystem(base, procs)
+        measure(system, 20, sdp)  # warm-up: connections, pools, first pipeline
+        latencies = measure(system, rounds, sdp)
     result = {
         "offer_to_answer_ms": {
             "p50": round(percentile(latencies, 50), 2),

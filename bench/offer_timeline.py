@@ -17,13 +17,12 @@ import time
 from pathlib import Path
 
 import gevent
-import requests
 from celery import Celery
 
+from bench.client import Participant, Service
+from bench.protocol import Fixtures
 from bench.stack import deployment
-from tests.support.api import Api
 
-FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "browser-sdp" / "chromium-publish.sdp"
 RESULTS = Path(__file__).resolve().parent / "results"
 MARKS = ("202_received", "task-received", "task-started", "task-succeeded", "answer_polled")
 
@@ -42,34 +41,33 @@ def _events(broker_url: str, into: dict) -> gevent.Greenlet:
     return gevent.spawn(run)
 
 
-def _hold_poll(member, polled: dict) -> None:
-    """One waiting long poll of `member`, on a connection of its own; notes when it returned."""
-    response = requests.get(
-        f"{member.base}/messages", params={"after": member.after, "wait": 10}, headers=member.headers, timeout=20
-    )
-    polled["at"], polled["types"] = time.time(), [m["type"] for m in response.json()["messages"]]
+def _hold_poll(member: Participant, polled: dict) -> None:
+    """One waiting long poll of `member`, on its poll connection; notes when it returned."""
+    messages = member.poll_once(10)
+    polled["at"], polled["types"] = time.time(), [m["type"] for m in messages]
 
 
 def measure(base: str, broker_url: str, rounds: int, pause_s: float) -> dict:
     events: dict[str, dict[str, float]] = {}
     receiver = _events(broker_url, events)
     gevent.sleep(1.0)  # the receiver's queue must exist before the first task
-    sdp = FIXTURE.read_text()
-    api = Api(base)
-    session = api.create_session(max_participants=256)
+    sdp = Fixtures.load().publish
+    session = Service(base).create_session(max_participants=256)
     rows = []
     for index in range(rounds + 3):
-        member = api.join(session, f"t{index}")
-        member.poll(wait=0.5)
+        member = Participant(base, session, f"t{index}")
+        member.join(confirm=False)
+        member.poll_once(0.5)
         polled: dict = {}
         waiter = threading.Thread(target=_hold_poll, args=(member, polled))
         waiter.start()
         time.sleep(pause_s)
         known = set(events)
         started = time.time()
-        member.offer(sdp)
+        member.post_offer("publish", sdp)
         accepted = time.time()
         waiter.join()
+        member.stop()
         time.sleep(0.3)  # the task's last events
         offer_tasks = [e for task_id, e in events.items() if task_id not in known and "task-received" in e]
         if index < 3 or not offer_tasks or "sdpAnswer" not in polled.get("types", []):

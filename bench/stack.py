@@ -6,18 +6,21 @@ import secrets
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import psutil
 import requests
 
+from bench.procstats import tree_rss_mib
 from signaling_cli import processes
 from tests.support.rabbit import create_vhost, delete_vhost
 
 
 @contextmanager
-def deployment(workers: int = 2, kms_mode: str = "signaling", web_processes: int = 1):
+def deployment(
+    workers: int = 2, kms_mode: str = "signaling", web_processes: int = 1, env: dict[str, str] | None = None
+) -> Iterator[tuple[str, dict[str, processes.ManagedProcess]]]:
     run_dir = Path(tempfile.mkdtemp(prefix="signaling-bench-"))
     logs = run_dir / "logs"
     url, vhost = create_vhost()
@@ -26,19 +29,7 @@ def deployment(workers: int = 2, kms_mode: str = "signaling", web_processes: int
         mongo, mongo_uri = processes.start_mongo(run_dir / "mongo", logs)
         kms, kms_url = processes.start_emulator(logs, mode=kms_mode)
         started += [mongo, kms]
-        env = {
-            "RABBITMQ_URL": url,
-            "MONGODB_URI": mongo_uri,
-            "KMS_URLS": kms_url,
-            "SECRET_KEY": secrets.token_urlsafe(32),
-            "SIGNALING_PREFIX": "bench",
-            "SIGNALING_API_KEYS": "",
-            # One load generator speaks for thousands of clients from one address.
-            "RATE_LIMIT_PER_S": "0",
-            # The idle-poll measure joins 2,000 participants before any of them polls; with the
-            # 60 s default the first ones would be removed as silent while the last ones join.
-            "PARTICIPANT_TIMEOUT_S": "600",
-        }
+        env = _env(url, mongo_uri, kms_url) | (env or {})
         metrics_ports = [processes.free_port() for _ in range(workers)]
         started += [
             processes.start_worker({**env, "WORKER_METRICS_PORT": str(port)}, logs, name=f"worker{i + 1}")
@@ -63,6 +54,22 @@ def deployment(workers: int = 2, kms_mode: str = "signaling", web_processes: int
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
+def _env(rabbitmq_url: str, mongo_uri: str, kms_url: str) -> dict[str, str]:
+    return {
+        "RABBITMQ_URL": rabbitmq_url,
+        "MONGODB_URI": mongo_uri,
+        "KMS_URLS": kms_url,
+        "SECRET_KEY": secrets.token_urlsafe(32),
+        "SIGNALING_PREFIX": "bench",
+        "SIGNALING_API_KEYS": "",
+        # One load generator speaks for thousands of clients from one address.
+        "RATE_LIMIT_PER_S": "0",
+        # The idle-poll measure joins 2,000 participants before any of them polls; with the
+        # 60 s default the first ones would be removed as silent while the last ones join.
+        "PARTICIPANT_TIMEOUT_S": "600",
+    }
+
+
 def _wait_ready(base: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -77,5 +84,4 @@ def _wait_ready(base: str, timeout: float = 60) -> None:
 
 def rss_mib(proc: processes.ManagedProcess) -> float:
     """Resident memory of a process and its children (gunicorn and Celery fork or spawn)."""
-    root = psutil.Process(proc.pid)
-    return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]) / 2**20
+    return tree_rss_mib(proc.pid)

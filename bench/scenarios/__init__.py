@@ -1,0 +1,1 @@
+"""The benchmark's scenarios, each written once against bench/protocol.py's `System` and `Client`."""
