@@ -224,27 +224,21 @@ def build_offer(credentials: Credentials, *, recvonly: bool = False, sendonly: b
     return "\r\n".join(lines) + "\r\n"
 
 
-def receiving_media(local_sdp: str) -> list[str]:
-    """MediaTypes (AUDIO/VIDEO) our side of the SDP receives, i.e. the remote peer sends."""
+def _media_in_directions(local_sdp: str, directions: tuple[str, ...]) -> list[str]:
     _, sections = parse_offer(local_sdp)
     return sorted(
-        {
-            s.kind.upper()
-            for s in sections
-            if s.kind in ("audio", "video") and s.port != 0 and s.direction in ("sendrecv", "recvonly")
-        }
+        {s.kind.upper() for s in sections if s.kind in ("audio", "video") and s.port != 0 and s.direction in directions}
     )
+
+
+def receiving_media(local_sdp: str) -> list[str]:
+    """MediaTypes (AUDIO/VIDEO) our side of the SDP receives, i.e. the remote peer sends."""
+    return _media_in_directions(local_sdp, ("sendrecv", "recvonly"))
 
 
 def sending_media(local_sdp: str) -> list[str]:
-    _, sections = parse_offer(local_sdp)
-    return sorted(
-        {
-            s.kind.upper()
-            for s in sections
-            if s.kind in ("audio", "video") and s.port != 0 and s.direction in ("sendrecv", "sendonly")
-        }
-    )
+    """MediaTypes (AUDIO/VIDEO) our side of the SDP sends."""
+    return _media_in_directions(local_sdp, ("sendrecv", "sendonly"))
 
 
 class SignalingEndpoint:

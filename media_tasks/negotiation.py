@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import kurento
@@ -20,6 +21,18 @@ from models import PUBLISH, Endpoint, Participant
 from settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Offer:
+    """One SDP offer being negotiated: who sent it, for which stream, under which request."""
+
+    settings: Settings
+    session_id: str
+    participant_id: str
+    stream: str
+    sdp: str
+    request_id: str
 
 
 class NegotiationRefused(Exception):
@@ -49,23 +62,20 @@ def _stored_endpoint(session_id: str, participant_id: str, stream: str) -> Endpo
 
 
 def _install_endpoint(
-    settings: Settings,
-    session_id: str,
-    participant_id: str,
-    stream: str,
-    request_id: str,
-    replacing: kurento.WebRtcEndpoint | None,
+    offer: Offer, replacing: kurento.WebRtcEndpoint | None
 ) -> tuple[kurento.WebRtcEndpoint, list[dict[str, Any]]] | None:
     """A fresh Kurento endpoint, stored in place of `replacing` and claimed for `request_id`.
 
     Returns (endpoint, candidates that waited for it), or None when another worker changed the
     stored endpoint first (ours is released). Exactly one endpoint survives however many race.
     """
-    pipeline = ensure_pipeline(settings, session_id)
+    pipeline = ensure_pipeline(offer.settings, offer.session_id)
     endpoint = pipeline.create_webrtc_endpoint()
-    relay_endpoint_events(settings, endpoint, session_id, participant_id, stream)
+    relay_endpoint_events(offer.settings, endpoint, offer.session_id, offer.participant_id, offer.stream)
     kms_sessions.register_own(endpoint.client)
-    pending = Endpoint.claim_kurento(participant_id, stream, endpoint, request_id, replacing=replacing)
+    pending = Endpoint.claim_kurento(
+        offer.participant_id, offer.stream, endpoint, offer.request_id, replacing=replacing
+    )
     if pending is None:
         release_quietly(endpoint)
         return None
@@ -97,7 +107,7 @@ def process_offer(
     # who left meanwhile. That saves a read on every offer.
     publisher = get_publisher(settings)
     try:
-        endpoint = _answer_offer(settings, session_id, participant_id, stream, sdp, request_id)
+        endpoint = _answer_offer(Offer(settings, session_id, participant_id, stream, sdp, request_id))
     except NegotiationRefused as refused:
         publisher.to_participant(session_id, participant_id, messages.error(request_id, refused.code, refused.message))
         return
@@ -115,25 +125,23 @@ def process_offer(
         Endpoint.forget(participant_id, stream, endpoint)
 
 
-def _answer_offer(
-    settings: Settings, session_id: str, participant_id: str, stream: str, sdp: str, request_id: str
-) -> kurento.WebRtcEndpoint:
-    source = _publisher_endpoint(stream) if stream != PUBLISH else None
+def _answer_offer(offer: Offer) -> kurento.WebRtcEndpoint:
+    source = _publisher_endpoint(offer.stream) if offer.stream != PUBLISH else None
     for _attempt in range(3):
-        stored = _stored_endpoint(session_id, participant_id, stream)
-        if stored.negotiating_request_id == request_id and stored.kurento is not None:
+        stored = _stored_endpoint(offer.session_id, offer.participant_id, offer.stream)
+        if stored.negotiating_request_id == offer.request_id and stored.kurento is not None:
             if source is not None:
                 source.connect(stored.kurento)  # repeated connects of the same pair are harmless
-            _finish_duplicate(settings, session_id, participant_id, stream, request_id, stored.kurento, sdp)
+            _finish_duplicate(offer, stored.kurento)
             return stored.kurento
-        installed = _install_endpoint(settings, session_id, participant_id, stream, request_id, stored.kurento)
+        installed = _install_endpoint(offer, stored.kurento)
         if installed is None:
             continue  # another offer or delivery changed the endpoint meanwhile: look again
         endpoint, pending = installed
         if source is not None:
             source.connect(endpoint)
-        answer = _process_offer(endpoint, sdp)
-        _deliver_answer(settings, session_id, participant_id, stream, request_id, endpoint, answer, pending)
+        answer = _process_offer(endpoint, offer.sdp)
+        _deliver_answer(offer, endpoint, answer, pending)
         # Kurento negotiates each endpoint once: a new offer on a stream replaced its endpoint.
         # Released after the answer went out, which is what the client waits for.
         release_quietly(stored.kurento)
@@ -150,20 +158,13 @@ def _process_offer(endpoint: kurento.WebRtcEndpoint, sdp: str) -> str:
         raise
 
 
-def _deliver_answer(
-    settings: Settings,
-    session_id: str,
-    participant_id: str,
-    stream: str,
-    request_id: str,
-    endpoint: kurento.WebRtcEndpoint,
-    answer: str,
-    pending: list[dict[str, Any]],
-) -> None:
+def _deliver_answer(offer: Offer, endpoint: kurento.WebRtcEndpoint, answer: str, pending: list[dict[str, Any]]) -> None:
     # The answer first: it is what the client waits for. A crash before the record below makes
     # a redelivery send the same answer again (see _finish_duplicate), never lose it.
-    get_publisher(settings).to_participant(session_id, participant_id, messages.sdp_answer(stream, answer, request_id))
-    Endpoint.record_published_answer(participant_id, stream, request_id, answer)
+    get_publisher(offer.settings).to_participant(
+        offer.session_id, offer.participant_id, messages.sdp_answer(offer.stream, answer, offer.request_id)
+    )
+    Endpoint.record_published_answer(offer.participant_id, offer.stream, offer.request_id, answer)
     # Remote candidates before gathering: KMS 6 stalled when they came after it (Kurento/bugtracker#539).
     _apply_candidates(endpoint, pending)
     endpoint.gather_candidates()
@@ -172,15 +173,7 @@ def _deliver_answer(
 DUPLICATE_WAIT_S = 3.0
 
 
-def _finish_duplicate(
-    settings: Settings,
-    session_id: str,
-    participant_id: str,
-    stream: str,
-    request_id: str,
-    endpoint: kurento.WebRtcEndpoint,
-    sdp: str,
-) -> None:
+def _finish_duplicate(offer: Offer, endpoint: kurento.WebRtcEndpoint) -> None:
     """Another delivery of this same request claimed the endpoint.
 
     A duplicate running alongside (a publish retried by the web tier) finds the answer sent
@@ -188,21 +181,21 @@ def _finish_duplicate(
     """
     deadline = time.monotonic() + DUPLICATE_WAIT_S
     while time.monotonic() < deadline:
-        stored = Endpoint.find(participant_id, stream)
+        stored = Endpoint.find(offer.participant_id, offer.stream)
         if stored is None or stored.answer_published:
             return
         time.sleep(0.05)
-    stored = Endpoint.find(participant_id, stream)
+    stored = Endpoint.find(offer.participant_id, offer.stream)
     if stored is None:
         return  # the participant left meanwhile: nobody waits for this answer
-    if stored.answered_request_id == request_id and stored.answer_sdp:
+    if stored.answered_request_id == offer.request_id and stored.answer_sdp:
         answer = stored.answer_sdp
     else:
         try:
-            answer = _process_offer(endpoint, sdp)
+            answer = _process_offer(endpoint, offer.sdp)
         except kurento.AlreadyNegotiated:
             answer = endpoint.get_local_session_descriptor()
-    _deliver_answer(settings, session_id, participant_id, stream, request_id, endpoint, answer, [])
+    _deliver_answer(offer, endpoint, answer, [])
 
 
 def add_candidates(

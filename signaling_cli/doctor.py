@@ -19,13 +19,14 @@ class Check:
     fix: str = ""
 
 
-def _timed(action: Callable[[], str]) -> tuple[bool, str]:
+def _run_check(name: str, action: Callable[[], str], fix: str) -> Check:
+    """Runs `action`, timed; on any failure the check carries `fix`, what to do about it."""
     started = time.perf_counter()
     try:
         detail = action()
-        return True, f"{detail} ({(time.perf_counter() - started) * 1000:.0f} ms)"
     except Exception as exc:  # the point is to report any failure, whatever its type
-        return False, f"{type(exc).__name__}: {exc}"
+        return Check(name, False, f"{type(exc).__name__}: {exc}", fix)
+    return Check(name, True, f"{detail} ({(time.perf_counter() - started) * 1000:.0f} ms)")
 
 
 def check_broker(settings: Settings) -> Check:
@@ -37,12 +38,10 @@ def check_broker(settings: Settings) -> Check:
             version = conn.connection.server_properties.get("version", b"?")
             return f"RabbitMQ {version.decode() if isinstance(version, bytes) else version}"
 
-    ok, detail = _timed(action)
-    return Check(
+    return _run_check(
         "broker",
-        ok,
-        detail,
-        "" if ok else "Start RabbitMQ (make rabbitmq, or rabbitmq-server -detached) or fix RABBITMQ_URL.",
+        action,
+        "Start RabbitMQ (make rabbitmq, or rabbitmq-server -detached) or fix RABBITMQ_URL.",
     )
 
 
@@ -59,12 +58,10 @@ def check_database(settings: Settings) -> Check:
         finally:
             client.close()
 
-    ok, detail = _timed(action)
-    return Check(
+    return _run_check(
         "database",
-        ok,
-        detail,
-        "" if ok else "Start MongoDB (make run starts the nx-27017 stand-in) or fix MONGODB_URI.",
+        action,
+        "Start MongoDB (make run starts the nx-27017 stand-in) or fix MONGODB_URI.",
     )
 
 
@@ -81,10 +78,7 @@ def check_media_server(url: str) -> Check:
         finally:
             client.close()
 
-    ok, detail = _timed(action)
-    return Check(
-        f"kms {url}", ok, detail, "" if ok else "Start Kurento (or python -m kms_emulator --port PORT) or fix KMS_URLS."
-    )
+    return _run_check(f"kms {url}", action, "Start Kurento (or python -m kms_emulator --port PORT) or fix KMS_URLS.")
 
 
 def check_kms_discovery(settings: Settings, servers: MediaServers | None = None) -> Check:
@@ -105,14 +99,10 @@ def check_kms_discovery(settings: Settings, servers: MediaServers | None = None)
         answer = discovery.resolver.resolve(target.host, "A", lifetime=LOOKUP_TIMEOUT_S, search=False)
         return f"{len(answer)} media server(s): " + ", ".join(sorted(record.address for record in answer))
 
-    ok, detail = _timed(action)
-    return Check(
+    return _run_check(
         f"kms discovery {target.host}",
-        ok,
-        detail,
-        ""
-        if ok
-        else "Check that the KMS headless Service has ready pods (kubectl get endpoints) or fix KMS_DISCOVERY_DNS.",
+        action,
+        "Check that the KMS headless Service has ready pods (kubectl get endpoints) or fix KMS_DISCOVERY_DNS.",
     )
 
 
@@ -125,12 +115,10 @@ def check_workers(settings: Settings) -> Check:
             raise RuntimeError("no worker answered a ping within 2 s")
         return f"{len(replies)} worker(s): " + ", ".join(name for reply in replies for name in reply)
 
-    ok, detail = _timed(action)
-    return Check(
+    return _run_check(
         "workers",
-        ok,
-        detail,
-        "" if ok else "Start workers: signaling worker (or make run); check their logs under var/logs.",
+        action,
+        "Start workers: signaling worker (or make run); check their logs under var/logs.",
     )
 
 

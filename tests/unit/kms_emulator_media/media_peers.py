@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import fractions
-import math
-import time
 
 import av
 import numpy as np
@@ -13,9 +10,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack, VideoStreamTrack
 
 from kms_emulator.media import parse_candidate, split_candidates
-
-AUDIO_RATE = 48000
-AUDIO_PTIME = 0.02
+from tests.support.webrtc_peer import ToneAudioTrack
 
 
 class ColorVideoTrack(VideoStreamTrack):
@@ -38,34 +33,6 @@ class ColorVideoTrack(VideoStreamTrack):
         frame = av.VideoFrame.from_ndarray(arr, format="rgb24")
         frame.pts = pts
         frame.time_base = time_base
-        return frame
-
-
-class ToneAudioTrack(MediaStreamTrack):
-    """A 440 Hz sine, mono s16, 20 ms frames."""
-
-    kind = "audio"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._start = None
-        self._pts = 0
-
-    async def recv(self):
-        samples = int(AUDIO_RATE * AUDIO_PTIME)
-        if self._start is None:
-            self._start = time.time()
-        else:
-            self._pts += samples
-            wait = self._start + self._pts / AUDIO_RATE - time.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-        t = (np.arange(samples) + self._pts) / AUDIO_RATE
-        data = (np.sin(2 * math.pi * 440 * t) * 8000).astype(np.int16).reshape(1, -1)
-        frame = av.AudioFrame.from_ndarray(data, format="s16", layout="mono")
-        frame.sample_rate = AUDIO_RATE
-        frame.pts = self._pts
-        frame.time_base = fractions.Fraction(1, AUDIO_RATE)
         return frame
 
 
