@@ -7,6 +7,7 @@ import base64
 from dataclasses import fields
 
 import settings as service_settings
+from media_tasks.kms_discovery import media_servers
 
 from .conftest import load_values
 
@@ -56,7 +57,9 @@ def test_settings_py_parses_the_rendered_environment(default_render):
     values = load_values()["settings"]
     assert parsed.shards == values["shards"] and parsed.name_prefix == values["signalingPrefix"]
     assert parsed.max_poll_wait_s == float(values["maxPollWaitS"])
-    assert parsed.kms_urls.static == () and parsed.kms_urls.discovery.target.port == load_values()["kms"]["port"]
+    servers = media_servers(parsed)
+    assert servers.static == () and servers.discovery is not None
+    assert servers.discovery.target.port == load_values()["kms"]["port"]
     assert parsed.kms_discovery_dns.startswith("signaling-kms-headless.")
     assert parsed.api_keys == () and parsed.secret_key == environ["SECRET_KEY"]
     assert parsed.rabbitmq_url.startswith("amqp://") and "replicaSet=rs0" in parsed.mongodb_uri
