@@ -43,6 +43,8 @@ def connect_db(settings: Settings, *, process_default: bool = True) -> str:
             uuidRepresentation="standard",
             serverSelectionTimeoutMS=5000,
             tz_aware=True,
+            # An acknowledged write survives the loss of the primary: pinned here, whatever the URI says.
+            w="majority",
         )
         _registered[alias] = settings.mongodb_uri
     if process_default:

@@ -18,14 +18,15 @@ participant_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 
 # Secrets must never reach a log line, even inside an exception message.
 _SECRETS = re.compile(
-    r"(Bearer\s+|join_token['\"]?\s*[:=]\s*['\"]?|X-API-Key['\"]?\s*[:=]\s*['\"]?|"
-    r"amqp://[^:/@\s]+:)[^\s'\",@]+",
+    r"(Bearer\s+|join_token['\"]?\s*[:=]\s*['\"]?|X-API-Key['\"]?\s*[:=]\s*['\"]?)[^\s'\",@]+"
+    # The password of any URL with credentials: amqp://, mongodb://, mongodb+srv://, redis://...
+    r"|([a-z][a-z0-9+.-]*://[^:/@\s]*:)[^\s'\",@/]+(?=@)",
     re.IGNORECASE,
 )
 
 
 def redact(text: str) -> str:
-    return _SECRETS.sub(lambda m: m.group(1) + "***", text)
+    return _SECRETS.sub(lambda m: (m.group(1) or m.group(2)) + "***", text)
 
 
 class JsonFormatter(logging.Formatter):

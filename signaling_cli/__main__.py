@@ -7,7 +7,7 @@ import os
 import sys
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="signaling", description="Kurento signaling service")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="run the whole service in the foreground (what `make run` does)")
@@ -20,8 +20,47 @@ def main(argv: list[str] | None = None) -> int:
     bench = sub.add_parser("bench", help="run the benchmarks (python -m bench)")
     bench.add_argument("args", nargs=argparse.REMAINDER)
     sub.add_parser("doctor", help="check broker, database, media servers and workers; say how to fix problems")
-    args = parser.parse_args(argv)
+    return parser
 
+
+def _command_line(args: argparse.Namespace) -> list[str]:
+    """The program a process command becomes (exec'd, so signals reach it directly)."""
+    from signaling_cli import processes
+
+    if args.command == "worker":
+        queues = processes.all_shard_queues(dict(os.environ))
+        return [
+            processes.PYTHON,
+            "-m",
+            "celery",
+            "-A",
+            "media_tasks.app",
+            "worker",
+            "-Q",
+            queues,
+            "-n",
+            f"{args.name}@%h",
+        ]
+    if args.command == "web":
+        gunicorn = str(processes.BIN / "gunicorn")
+        bind = f"127.0.0.1:{args.port}"
+        return [
+            gunicorn,
+            "-k",
+            "gevent",
+            "--bind",
+            bind,
+            "--config",
+            processes.GUNICORN_CONFIG,
+            "signaling_web.wsgi:app",
+        ]
+    if args.command == "bench":
+        return [processes.PYTHON, "-m", "bench", *args.args]
+    return [processes.PYTHON, "-m", "kms_emulator", *args.args]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     if args.command == "doctor":
         from signaling_cli.doctor import main as doctor
 
@@ -32,36 +71,9 @@ def main(argv: list[str] | None = None) -> int:
         return run()
     from signaling_cli import processes
 
-    if args.command == "worker":
-        argv = [
-            processes.PYTHON,
-            "-m",
-            "celery",
-            "-A",
-            "media_tasks.app",
-            "worker",
-            "-Q",
-            processes.all_shard_queues(dict(os.environ)),
-            "-n",
-            f"{args.name}@%h",
-        ]
-    elif args.command == "web":
-        argv = [
-            str(processes.BIN / "gunicorn"),
-            "-k",
-            "gevent",
-            "--bind",
-            f"127.0.0.1:{args.port}",
-            "--config",
-            processes.GUNICORN_CONFIG,
-            "signaling_web.wsgi:app",
-        ]
-    elif args.command == "bench":
-        argv = [processes.PYTHON, "-m", "bench", *args.args]
-    else:
-        argv = [processes.PYTHON, "-m", "kms_emulator", *args.args]
+    command = _command_line(args)
     os.chdir(processes.ROOT)
-    os.execv(argv[0], argv)
+    os.execv(command[0], command)
     return 0
 
 

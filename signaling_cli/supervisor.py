@@ -30,29 +30,26 @@ def run_dir(env: dict[str, str]) -> Path:
     return Path(env.get("SIGNALING_RUN_DIR") or VAR)
 
 
-def start_all(
-    env: dict[str, str], log_dir: Path, started: list[processes.ManagedProcess] | None = None
-) -> list[processes.ManagedProcess]:
-    """Starts everything `env` does not point elsewhere; updates `env` with where things run.
-    Each process goes into `started` as soon as it runs, so a failure half-way stops them too."""
+def _env_int(env: dict[str, str], name: str, default: int) -> int:
+    return int(env.get(name) or default)
 
-    def _env_int(name: str, default: int) -> int:
-        return int(env.get(name) or default)
 
-    var = run_dir(env)
-    started = [] if started is None else started
+def _start_backing_services(
+    env: dict[str, str], var: Path, log_dir: Path, started: list[processes.ManagedProcess]
+) -> None:
+    """The MongoDB stand-in and the KMS emulators, unless `env` points at real ones."""
     if not env.get("MONGODB_URI"):
         # MONGODB_PORT, else 27017 when it is free (where other tools look), else any free port.
-        mongo_port = _env_int("MONGODB_PORT", 0) or (None if processes.port_open(27017) else 27017)
+        mongo_port = _env_int(env, "MONGODB_PORT", 0) or (None if processes.port_open(27017) else 27017)
         mongo, uri = processes.start_mongo(var / "mongo", log_dir, port=mongo_port)
         env["MONGODB_URI"] = uri
         started.append(mongo)
         _say(f"MongoDB stand-in (nx-27017) on {uri}")
     if not env.get("KMS_URLS"):
         mode = env.get("KMS_EMULATOR_MODE", "media")
-        first_port = _env_int("KMS_EMULATOR_PORT", 8888)
+        first_port = _env_int(env, "KMS_EMULATOR_PORT", 8888)
         urls = []
-        for index in range(_env_int("KMS_EMULATORS", 1)):
+        for index in range(_env_int(env, "KMS_EMULATORS", 1)):
             emulator, url = processes.start_emulator(
                 log_dir, mode=mode, port=first_port + index, name=f"kms{index + 1}"
             )
@@ -60,20 +57,26 @@ def start_all(
             urls.append(url)
         env["KMS_URLS"] = ",".join(urls)
         _say(f"KMS emulator ({mode} mode) on {env['KMS_URLS']}")
-    first_metrics_port = _env_int("WORKER_METRICS_PORT", 9101)
-    for index in range(_env_int("WORKERS", 2)):
+
+
+def _start_service(env: dict[str, str], var: Path, log_dir: Path, started: list[processes.ManagedProcess]) -> None:
+    """Workers, the web tier and Flower."""
+    first_metrics_port = _env_int(env, "WORKER_METRICS_PORT", 9101)
+    workers = _env_int(env, "WORKERS", 2)
+    for index in range(workers):
         worker_env = {**env, "WORKER_METRICS_PORT": str(first_metrics_port + index)}
         started.append(processes.start_worker(worker_env, log_dir, name=f"worker{index + 1}"))
-    _say(f"{_env_int('WORKERS', 2)} Celery worker process(es), metrics on ports {first_metrics_port}+")
-    port = _env_int("PORT", 8000)
+    _say(f"{workers} Celery worker process(es), metrics on ports {first_metrics_port}+")
+    port = _env_int(env, "PORT", 8000)
     # Several gunicorn processes share their metrics through files in one directory.
     metrics_dir = var / "metrics"
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
     web_env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
-    started.append(processes.start_web(web_env, log_dir, port=port, processes=_env_int("WEB", 1)))
+    started.append(processes.start_web(web_env, log_dir, port=port, processes=_env_int(env, "WEB", 1)))
     _say(f"REST API on http://127.0.0.1:{port}/api/v1 (docs at /api/v1/docs, demo at /demo)")
-    flower = processes.start_flower(env, log_dir, port=_env_int("FLOWER_PORT", 5555))
+    flower_port = _env_int(env, "FLOWER_PORT", 5555)
+    flower = processes.start_flower(env, log_dir, port=flower_port)
     started.append(flower)
     if flower.extra["broker_api"]:
         queues = f"queue lengths from {without_password(flower.extra['broker_api'])}"
@@ -82,7 +85,18 @@ def start_all(
             "no queue lengths: no RabbitMQ management API answers (rabbitmq-plugins enable "
             "rabbitmq_management, or set RABBITMQ_MANAGEMENT_URL)"
         )
-    _say(f"Flower on http://127.0.0.1:{_env_int('FLOWER_PORT', 5555)} ({queues}); logs in {log_dir}")
+    _say(f"Flower on http://127.0.0.1:{flower_port} ({queues}); logs in {log_dir}")
+
+
+def start_all(
+    env: dict[str, str], log_dir: Path, started: list[processes.ManagedProcess] | None = None
+) -> list[processes.ManagedProcess]:
+    """Starts everything `env` does not point elsewhere; updates `env` with where things run.
+    Each process goes into `started` as soon as it runs, so a failure half-way stops them too."""
+    var = run_dir(env)
+    started = [] if started is None else started
+    _start_backing_services(env, var, log_dir, started)
+    _start_service(env, var, log_dir, started)
     return started
 
 

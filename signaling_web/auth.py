@@ -99,7 +99,9 @@ def verified_participant() -> ParticipantPrincipal | None:
 def has_api_key() -> bool:
     keys = _settings().api_keys
     given = request.headers.get("X-API-Key", "")
-    return bool(given) and any(hmac.compare_digest(given, key) for key in keys)
+    # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError, so a 500), and
+    # a header may carry any byte.
+    return bool(given) and any(hmac.compare_digest(given.encode(), key.encode()) for key in keys)
 
 
 def api_keys_configured() -> bool:

@@ -1,8 +1,25 @@
-"""Checks on what clients send before anything is queued: SDP offers and ICE candidates."""
+"""Checks on what clients send before anything is queued: names, SDP offers and ICE candidates."""
 
 from __future__ import annotations
 
+import unicodedata
+
 from marshmallow import ValidationError
+
+# Other people see these names: no control or format characters (bidi overrides can make a name
+# read as something else), no line or paragraph separators, no private-use or unassigned code points.
+_UNPRINTABLE = {"Cc", "Cf", "Co", "Cs", "Cn", "Zl", "Zp"}
+# Format characters that written languages and emoji need: zero-width non-joiner and joiner.
+_JOINERS = {"\u200c", "\u200d"}
+
+
+def validate_name(value: str) -> None:
+    """A name people read: printable text, not only white space (empty is the caller's choice)."""
+    if value and not value.strip():
+        raise ValidationError("must not be only white space.")
+    for char in value:
+        if unicodedata.category(char) in _UNPRINTABLE and char not in _JOINERS:
+            raise ValidationError(f"must not contain control or format characters (found U+{ord(char):04X}).")
 
 
 def validate_sdp(sdp: str, max_bytes: int) -> None:

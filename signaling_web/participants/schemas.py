@@ -8,7 +8,7 @@ from flask import current_app
 from settings import Settings
 from signaling_web.extensions import Schema
 from signaling_web.schemas import ParticipantSummarySchema
-from signaling_web.validation import validate_candidate, validate_sdp
+from signaling_web.validation import validate_candidate, validate_name, validate_sdp
 
 
 def _settings() -> Settings:
@@ -16,7 +16,7 @@ def _settings() -> Settings:
 
 
 class JoinSchema(Schema):
-    display_name = ma.fields.Str(required=True, validate=ma.validate.Length(min=1, max=64))
+    display_name = ma.fields.Str(required=True, validate=[ma.validate.Length(min=1, max=64), validate_name])
     join_token = ma.fields.Str(required=True, validate=ma.validate.Length(min=1, max=256))
 
 

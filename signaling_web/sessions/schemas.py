@@ -7,10 +7,11 @@ from flask import current_app
 
 from signaling_web.extensions import Schema
 from signaling_web.schemas import ParticipantSummarySchema
+from signaling_web.validation import validate_name
 
 
 class SessionCreateSchema(Schema):
-    name = ma.fields.Str(load_default="", validate=ma.validate.Length(max=128))
+    name = ma.fields.Str(load_default="", validate=[ma.validate.Length(max=128), validate_name])
     max_participants = ma.fields.Int(
         load_default=None, allow_none=True, strict=True, metadata={"description": "1 to 256; 16 when omitted."}
     )

@@ -285,8 +285,18 @@ def test_bundled_broker_and_database_passwords_agree(default_render):
     assert mongo.netloc.split("@")[0] == f"signaling:{creds['mongodb-passwords']}"
     assert {"mongodb-root-password", "mongodb-replica-set-key"} <= creds.keys()
     app = secret_data(default_render, "signaling")
-    assert app["SIGNALING_API_KEYS"] == "" and len(app["SECRET_KEY"]) == 64
-    assert "WARNING: secrets.apiKeys is empty" in default_render.notes
+    assert len(app["SECRET_KEY"]) == 64
+    # Closed by default: a key is generated rather than leaving session creation open.
+    assert len(app["SIGNALING_API_KEYS"]) == 40 and "generated" in default_render.notes
+    assert "WARNING" not in default_render.notes
+
+
+def test_open_creation_only_when_asked_for_and_given_keys_are_kept():
+    opened = render({"secrets": {"allowOpenCreation": True}})
+    assert secret_data(opened, "signaling")["SIGNALING_API_KEYS"] == ""
+    assert "anyone who reaches the API can create sessions" in opened.notes
+    given = render({"secrets": {"apiKeys": "k1,k2"}})
+    assert secret_data(given, "signaling")["SIGNALING_API_KEYS"] == "k1,k2"
 
 
 def test_subcharts_read_the_generated_credentials():

@@ -61,5 +61,6 @@ def test_settings_py_parses_the_rendered_environment(default_render):
     assert servers.static == () and servers.discovery is not None
     assert servers.discovery.target.port == load_values()["kms"]["port"]
     assert parsed.kms_discovery_dns.startswith("signaling-kms-headless.")
-    assert parsed.api_keys == () and parsed.secret_key == environ["SECRET_KEY"]
+    # Closed by default: the chart generated one API key.
+    assert parsed.api_keys == (environ["SIGNALING_API_KEYS"],) and parsed.secret_key == environ["SECRET_KEY"]
     assert parsed.rabbitmq_url.startswith("amqp://") and "replicaSet=rs0" in parsed.mongodb_uri

@@ -204,6 +204,9 @@ WRONG_KEYS = {
     "the configured list itself": {"X-API-Key": "k1,k2"},
     "a prefix of a key": {"X-API-Key": "k"},
     "key as a bearer token": {"Authorization": "Bearer k1"},
+    # Header bytes outside ASCII once made compare_digest raise TypeError: a 500 per request.
+    "non-ASCII key (UTF-8)": {"X-API-Key": "k1é".encode()},
+    "non-ASCII key (a lone 0xff byte)": {"X-API-Key": b"k1\xff"},
 }
 
 

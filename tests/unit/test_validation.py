@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from marshmallow import ValidationError
 
-from signaling_web.validation import validate_candidate, validate_sdp
+from signaling_web.validation import validate_candidate, validate_name, validate_sdp
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "browser-sdp"
 OFFERS = sorted(FIXTURES.glob("*.sdp"))
@@ -53,3 +53,25 @@ def test_bad_candidates_are_refused(candidate):
 
 def test_empty_candidate_is_the_end_of_candidates_marker():
     validate_candidate("", 1024)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "   ",
+        "\t\n",
+        "ali\x00ce",
+        "bob\x1b[31m",
+        "\u202eevil",  # right-to-left override: the name would read backwards
+        "a\u2028b",  # line separator
+        "zero\u200bwidth",  # zero-width space, a format character
+    ],
+)
+def test_names_people_read_refuse_control_format_and_blank_text(name):
+    with pytest.raises(ValidationError):
+        validate_name(name)
+
+
+@pytest.mark.parametrize("name", ["", "Alice", "Zoë Müller", "李雷", "Ana-María O'Neil", "👩‍💻 dev"])
+def test_ordinary_names_in_any_script_are_accepted(name):
+    validate_name(name)
