@@ -8,6 +8,7 @@ import secrets
 import pytest
 from pymongo import MongoClient
 
+from models import bound_to, current_db, database_alias
 from settings import Settings
 from signaling_web import create_app
 
@@ -48,6 +49,11 @@ def test_two_apps_with_different_settings_in_one_process_use_their_own_databases
     assert second.get(f"/api/v1/sessions/{created['first']}", headers={"X-API-Key": "key-second"}).status_code == 404
     # Each app's API key is its own.
     assert second.get(f"/api/v1/sessions/{created['second']}", headers={"X-API-Key": "key-first"}).status_code == 401
+
+    # Acknowledged writes are majority writes, whatever the URI says.
+    for settings in (first_settings, second_settings):
+        with bound_to(database_alias(settings)):
+            assert current_db().client.write_concern.document == {"w": "majority"}
 
     client = MongoClient(mongodb_uri, serverSelectionTimeoutMS=5000)
     try:
