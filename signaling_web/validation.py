@@ -5,7 +5,7 @@ from __future__ import annotations
 from marshmallow import ValidationError
 
 
-def validate_sdp(sdp: str, max_bytes: int) -> None:
+def validate_sdp(sdp: str, max_bytes: int, max_media_sections: int | None = None) -> None:
     if len(sdp.encode()) > max_bytes:
         raise ValidationError(f"SDP is larger than {max_bytes} bytes.")
     lines = [line.rstrip("\r") for line in sdp.split("\n") if line.strip()]
@@ -19,6 +19,10 @@ def validate_sdp(sdp: str, max_bytes: int) -> None:
             media_sections[-1].append(line)
     if not media_sections:
         raise ValidationError("SDP has no m= line.")
+    if max_media_sections is not None and len(media_sections) > max_media_sections:
+        # Each m-line costs the media server an element's worth of work and the stored answer grows
+        # with it; a call needs a handful.
+        raise ValidationError(f"SDP has {len(media_sections)} m-lines; at most {max_media_sections} are accepted.")
     for index, section in enumerate(media_sections):
         mids = [line for line in section if line.startswith("a=mid:")]
         if len(mids) != 1:
