@@ -2,7 +2,8 @@
 items 4 and 7): real worker processes and an emulator of their own, told to fail.
 
 The emulator is this module's, not the shared one: `withholdResponses` cannot be undone, and the
-last test kills it. The tests run in file order; each one alone runs too.
+unreachable-server test kills it (what follows needs no media server). The tests run in file
+order; each one alone runs too.
 """
 
 from __future__ import annotations
@@ -92,8 +93,22 @@ def test_process_offer_cut_off_by_the_media_server_is_not_retried(failing_stack,
 
 
 def test_media_server_unreachable_through_every_retry_ends_in_error(failing_stack, kms) -> None:
-    kms.kill()  # last test: the module's emulator is gone from here on
+    kms.kill()  # the module's emulator is gone from here on
     alice = joined(failing_stack)
     request_id = alice.offer(PUBLISH_SDP)
     error = alice.wait_type("error", timeout=20, request_id=request_id)
     assert error["code"] == 503, error
+
+
+def test_offers_and_candidate_requests_over_their_caps_are_refused_with_422(failing_stack) -> None:
+    alice = joined(failing_stack)
+    section = "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:{}\r\n"
+    crowded = "v=0\r\n" + "".join(section.format(i) for i in range(33))  # MAX_MEDIA_SECTIONS is 32
+    refused = alice.api.http.post(
+        f"{alice.base}/offers", json={"stream": "publish", "sdp": crowded}, headers=alice.headers
+    )
+    assert refused.status_code == 422 and "at most 32" in refused.text, refused.text
+    candidate = {"candidate": "candidate:1 1 udp 2122260223 10.0.0.1 50000 typ host", "sdpMid": "0"}
+    too_many = alice.candidates("publish", [candidate] * 101)  # MAX_CANDIDATES_PER_REQUEST is 100
+    assert too_many.status_code == 422 and too_many.json()["code"] == 422, too_many.text
+    assert alice.candidates("publish", [candidate] * 100).status_code == 202

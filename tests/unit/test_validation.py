@@ -53,3 +53,11 @@ def test_bad_candidates_are_refused(candidate):
 
 def test_empty_candidate_is_the_end_of_candidates_marker():
     validate_candidate("", 1024)
+
+
+def test_offers_with_more_m_lines_than_the_cap_are_refused() -> None:
+    section = "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:{}\r\n"
+    offer = "v=0\r\n" + "".join(section.format(i) for i in range(33))
+    with pytest.raises(ValidationError, match="33 m-lines; at most 32"):
+        validate_sdp(offer, 64 * 1024, max_media_sections=32)
+    validate_sdp("v=0\r\n" + "".join(section.format(i) for i in range(32)), 64 * 1024, max_media_sections=32)
