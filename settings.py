@@ -42,6 +42,9 @@ class Settings:
     """"quorum" (replicated, confirmed) or "classic" for brokers without quorum queues (SHARD_QUEUE_TYPE)."""
     task_start_limit: int = 3
     """Starts of one task that never finished (it kills its worker) before it is dead-lettered (TASK_START_LIMIT)."""
+    task_max_retries: int = 5
+    """Retries (with backoff, 0 to 5 s apart) of a task whose media server, broker or database is away
+    before it fails and the client of an offer gets `error` 503 (TASK_MAX_RETRIES)."""
     task_delivery_limit: int = 20
     """The broker's backstop: deliveries of one task before RabbitMQ dead-letters it (TASK_DELIVERY_LIMIT)."""
     token_ttl_s: int = 24 * 3600
@@ -54,6 +57,13 @@ class Settings:
     """Largest accepted SDP offer (MAX_SDP_BYTES)."""
     max_candidate_bytes: int = 1024
     """Largest accepted ICE candidate string (MAX_CANDIDATE_BYTES)."""
+    max_media_sections: int = 32
+    """Most m-lines an SDP offer may have; more is refused with 422 (MAX_MEDIA_SECTIONS)."""
+    max_candidates_per_request: int = 100
+    """Most ICE candidates in one candidates request; more is refused with 422 (MAX_CANDIDATES_PER_REQUEST)."""
+    max_candidates_per_stream: int = 200
+    """Most ICE candidates kept waiting for one stream's endpoint before its offer is processed; later ones
+    are dropped and the client gets `error` 413 (MAX_CANDIDATES_PER_STREAM)."""
     max_payload_bytes: int = 16 * 1024
     """Largest message payload, as JSON (MAX_PAYLOAD_BYTES)."""
     max_body_bytes: int = 256 * 1024

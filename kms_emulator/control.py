@@ -29,6 +29,11 @@ One JSON object per frame, `{"command": name, ...}`; the answer is `{"ok": true,
   format of a client with these.
 - `withholdResponses {operation}`: from now on, an `invoke` of that operation runs but is never
   answered, as by a KMS that stalls; other requests on the same socket are answered as usual.
+- `failOperation {operation, code, message?, count?, type?}`: the next `count` (default 1) requests
+  of that operation are answered with the JSON-RPC error `code` without running, as by a KMS whose
+  element fails. `operation` names an `invoke` operation (`processOffer`) or a method (`create`);
+  `type` restricts `create` to one element type (`WebRtcEndpoint`). Lets tests drive the
+  service's handling of errors it does not map.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
+
+from kms_emulator.protocol import RpcError
 
 if TYPE_CHECKING:
     from kms_emulator.server import Emulator
@@ -54,6 +61,7 @@ class ControlRecord:
     requests: list[dict[str, Any]] = field(default_factory=list)
     connections: int = 0
     withheld: set[str] = field(default_factory=set)
+    failing: list[InjectedFailure] = field(default_factory=list)
 
     def received(self, request: dict[str, Any]) -> bool:
         """Records a decoded request before it runs; False when its response must be withheld."""
@@ -61,6 +69,29 @@ class ControlRecord:
         params = request.get("params")
         operation = params.get("operation") if isinstance(params, dict) else None
         return not (request.get("method") == "invoke" and operation in self.withheld)
+
+    def injected_failure(self, request: dict[str, Any]) -> RpcError | None:
+        """The error a `failOperation` set up for this request (one of its `count` used), else None."""
+        params = request.get("params")
+        params = params if isinstance(params, dict) else {}
+        method = request.get("method")
+        operation = params.get("operation") if method == "invoke" else method
+        for failure in self.failing:
+            if failure.operation == operation and failure.type in (None, params.get("type")):
+                failure.remaining -= 1
+                if failure.remaining <= 0:
+                    self.failing.remove(failure)
+                return RpcError(failure.code, failure.message)
+        return None
+
+
+@dataclass
+class InjectedFailure:
+    operation: str
+    code: int
+    message: str
+    remaining: int
+    type: str | None = None
 
 
 async def serve_control(emulator: Emulator, websocket: ServerConnection) -> None:
@@ -128,6 +159,21 @@ async def run_command(emulator: Emulator, request: dict[str, Any]) -> dict[str, 
         return {"requests": record.requests, "connections": record.connections}
     if command == "withholdResponses":
         _record(emulator).withheld.add(str(request["operation"]))
+        return {}
+    if command == "failOperation":
+        count = int(request.get("count", 1))
+        if count < 1:
+            raise ValueError("count must be at least 1")
+        kind = request.get("type")
+        _record(emulator).failing.append(
+            InjectedFailure(
+                operation=str(request["operation"]),
+                code=int(request["code"]),
+                message=str(request.get("message", "injected failure")),
+                remaining=count,
+                type=None if kind is None else str(kind),
+            )
+        )
         return {}
     raise ValueError(f"unknown command {command!r}")
 

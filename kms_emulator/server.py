@@ -119,6 +119,9 @@ class Emulator:
         except RpcError as error:
             return protocol.error_response(_scalar_id(frame), error)
         answered = self.control is None or self.control.received(request)
+        injected = None if self.control is None else self.control.injected_failure(request)
+        if injected is not None:
+            return protocol.error_response(request.get("id"), injected) if "id" in request else None
         response = await self.process(conn, request, cache=True)
         result = response.get("result")
         if isinstance(result, dict) and isinstance(result.get("sessionId"), str):

@@ -7,21 +7,28 @@ starts in MongoDB: only the one that keeps starting and never finishing reaches 
 limit and is rejected to the dead-letter queue; the others just run (one redelivered task at a
 time per process, so that they do not die with it again). First deliveries, the normal case,
 cost nothing.
+
+A task that fails for good (an error nothing retries, its retries exhausted, or dead-lettered as
+poison) and answers a client's request (its arguments carry `request_id` and `participant_id`:
+offers) tells that client with an `error {request_id, code, message}`, confirmed before the task
+is acknowledged or rejected; otherwise the client would wait for an answer forever.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
 from celery import Task
-from celery.exceptions import Reject
+from celery.exceptions import Ignore, Reject, Retry
 from kombu.exceptions import OperationalError as KombuOperationalError
-from pymongo.errors import ConnectionFailure
+from pymongo.errors import ConnectionFailure, OperationFailure
 
 import kurento
 from media_tasks.kms_pool import NoMediaServer
+from messaging import messages
 from messaging.publisher import get_publisher
 from messaging.rerun_identity import publishing_for_task, task_seed
 from models.task_start import TaskStart
@@ -54,7 +61,6 @@ class MediaTask(Task):
     )
     retry_backoff = 0.5
     retry_backoff_max = 5
-    max_retries = 5
     retry_jitter = True
 
     app: MediaCelery
@@ -63,12 +69,51 @@ class MediaTask(Task):
     def settings(self) -> Settings:
         return self.app.settings
 
+    @property
+    # Read by Celery at each retry: TASK_MAX_RETRIES of the worker's settings.
+    def max_retries(self) -> int:
+        return self.settings.task_max_retries
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return self._call(args, kwargs)
+        except (Retry, Ignore):
+            raise  # not the end: it runs again later (or was dropped on purpose)
+        except Reject as rejected:
+            if not rejected.requeue:
+                self._report_failure(args, kwargs, 500, f"the request was abandoned: {rejected.reason}")
+            raise
+        except Exception as exc:
+            self._report_failure(args, kwargs, *failure_code(exc, self.autoretry_for))
+            raise
+
+    def _call(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
         if not redelivered:
             return self._run_and_flush(args, kwargs)
         with _one_redelivered_at_a_time:
             return self._run_redelivered(args, kwargs)
+
+    def _report_failure(self, args: tuple[Any, ...], kwargs: dict[str, Any], code: int, message: str) -> None:
+        """Sends `error` to the client whose request this task answers, confirmed, before the ack."""
+        try:
+            called = inspect.signature(self.run).bind_partial(*args, **kwargs).arguments
+        except TypeError:
+            return
+        request_id, participant_id = called.get("request_id"), called.get("participant_id")
+        session_id = called.get("session_id")
+        if not (request_id and participant_id and session_id):
+            return  # nobody waits for an answer to this task
+        log.error("task %s[%s] failed for good: %s %s", self.name, self.request.id, code, message)
+        try:
+            # Under the task's message ids: a re-run that fails again sends a copy the outbox drops.
+            with publishing_for_task(self._message_seed()):
+                get_publisher(self.settings).to_participant(
+                    session_id, participant_id, messages.error(request_id, code, message)
+                )
+            get_publisher(self.settings).flush()
+        except Exception:  # noqa: BLE001 - the task's own failure is what propagates
+            log.exception("could not tell %s that request %s failed", participant_id, request_id)
 
     def _run_redelivered(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         # A redelivery means every earlier start ended without an ack: this is start number
@@ -98,3 +143,14 @@ class MediaTask(Task):
         # message the task published (messaging.publisher defers confirms to here).
         get_publisher(self.settings).flush()
         return result
+
+
+def failure_code(exc: BaseException, retried: tuple[type[BaseException], ...]) -> tuple[int, str]:
+    """The `error` code and message a client gets for a task that failed for good with `exc`."""
+    if isinstance(exc, retried):
+        return 503, f"a service the request needs stayed unavailable through every retry: {exc}"
+    if isinstance(exc, kurento.KurentoError):
+        return 502, f"the media server failed: {exc}"
+    if isinstance(exc, OperationFailure):
+        return 500, f"a database operation failed (code {exc.code})"
+    return 500, "internal error"

@@ -140,7 +140,7 @@ def _answer_offer(offer: Offer) -> kurento.WebRtcEndpoint:
         endpoint, pending = installed
         if source is not None:
             source.connect(endpoint)
-        answer = _process_offer(endpoint, offer.sdp)
+        answer = _process_offer(offer, endpoint)
         _deliver_answer(offer, endpoint, answer, pending)
         # Kurento negotiates each endpoint once: a new offer on a stream replaced its endpoint.
         # Released after the answer went out, which is what the client waits for.
@@ -149,9 +149,21 @@ def _answer_offer(offer: Offer) -> kurento.WebRtcEndpoint:
     raise NegotiationRefused(409, "the stream could not be renegotiated")
 
 
-def _process_offer(endpoint: kurento.WebRtcEndpoint, sdp: str) -> str:
+PROCESS_OFFER_CUT_OFF = (
+    502,
+    "the media server connection was lost while it processed the offer; not retried (the offer may be what "
+    "broke it): offer again",
+)
+
+
+def _process_offer(offer: Offer, endpoint: kurento.WebRtcEndpoint) -> str:
     try:
-        return endpoint.process_offer(sdp)
+        return endpoint.process_offer(offer.sdp)
+    except kurento.KurentoUnavailable as exc:
+        # Not retried like other unavailability: the same SDP may crash the server again, and
+        # every media server would then be tried in turn. The client decides.
+        Endpoint.record_failed_offer(offer.participant_id, offer.stream, offer.request_id)
+        raise NegotiationRefused(*PROCESS_OFFER_CUT_OFF) from exc
     except kurento.KurentoError as exc:
         if exc.code in (40200, 40201, 40205, 40001):
             raise NegotiationRefused(400, f"the media server refused the offer: {exc.message}") from exc
@@ -182,7 +194,11 @@ def _finish_duplicate(offer: Offer, endpoint: kurento.WebRtcEndpoint) -> None:
     deadline = time.monotonic() + DUPLICATE_WAIT_S
     while time.monotonic() < deadline:
         stored = Endpoint.find(offer.participant_id, offer.stream)
-        if stored is None or stored.answer_published:
+        if stored is None:
+            return
+        if stored.answer_published:
+            if stored.answered_request_id == offer.request_id and not stored.answer_sdp:
+                raise NegotiationRefused(*PROCESS_OFFER_CUT_OFF)  # the same error again, never processOffer
             return
         time.sleep(0.05)
     stored = Endpoint.find(offer.participant_id, offer.stream)
@@ -192,7 +208,7 @@ def _finish_duplicate(offer: Offer, endpoint: kurento.WebRtcEndpoint) -> None:
         answer = stored.answer_sdp
     else:
         try:
-            answer = _process_offer(endpoint, offer.sdp)
+            answer = _process_offer(offer, endpoint)
         except kurento.AlreadyNegotiated:
             answer = endpoint.get_local_session_descriptor()
     _deliver_answer(offer, endpoint, answer, [])
@@ -201,20 +217,51 @@ def _finish_duplicate(offer: Offer, endpoint: kurento.WebRtcEndpoint) -> None:
 def add_candidates(
     settings: Settings, session_id: str, participant_id: str, stream: str, candidates: list[dict[str, Any]]
 ) -> None:
-    # The usual case, candidates trickled after the offer: one read, then one round trip to the KMS.
+    # The usual case, candidates trickled after the offer: one read, one round trip to the KMS,
+    # and one read to check that a re-offer did not replace the endpoint meanwhile.
     stored = Endpoint.find(participant_id, stream)
     if stored is None:
         if not _is_active(participant_id):
             return  # a late task of one who left: no record to leave behind
         Endpoint.ensure(session_id, participant_id, stream)
     if stored is None or stored.kurento is None:
-        if Endpoint.buffer_candidates(participant_id, stream, candidates):
+        if Endpoint.buffer_candidates(participant_id, stream, candidates, settings.max_candidates_per_stream):
             return  # the endpoint does not exist yet; whoever creates it applies these
-        stored = Endpoint.find(participant_id, stream)  # it appeared meanwhile
+        stored = Endpoint.find(participant_id, stream)  # it appeared meanwhile, or the buffer is full
+        if stored is not None and stored.kurento is None:
+            _refuse_candidates(settings, session_id, participant_id, stream, len(candidates))
+            return
         if stored is None or stored.kurento is None:
             log.info("endpoint of %s/%s went away (a rejoin); candidates dropped", participant_id, stream)
             return
+    applied_to = stored.kurento
+    _apply_quietly(participant_id, stream, applied_to, candidates)
+    # A re-offer may have stored a fresh endpoint between the read and the apply (its offer task
+    # runs beside this one): these candidates then belong to the new endpoint, not to the old one
+    # it is about to release (issue 13). Read again and follow the replacement.
+    current = Endpoint.find(participant_id, stream)
+    if current is not None and current.kurento is not None and current.kurento != applied_to:
+        _apply_quietly(participant_id, stream, current.kurento, candidates)
+
+
+def _apply_quietly(
+    participant_id: str, stream: str, endpoint: kurento.WebRtcEndpoint, candidates: list[dict[str, Any]]
+) -> None:
     try:
-        _apply_candidates(stored.kurento, candidates)
+        _apply_candidates(endpoint, candidates)
     except kurento.ObjectNotFound:
         log.info("endpoint of %s/%s is gone; candidates dropped", participant_id, stream)
+
+
+def _refuse_candidates(settings: Settings, session_id: str, participant_id: str, stream: str, count: int) -> None:
+    limit = settings.max_candidates_per_stream
+    log.warning("candidate buffer of %s/%s full (%d); %d dropped", participant_id, stream, limit, count)
+    get_publisher(settings).to_participant(
+        session_id,
+        participant_id,
+        messages.error(
+            None,
+            413,
+            f"{count} ICE candidates for stream {stream} dropped: at most {limit} wait for an offer to be processed",
+        ),
+    )

@@ -11,7 +11,7 @@ import json
 from typing import TYPE_CHECKING
 
 from bson import ObjectId
-from mongoengine import BooleanField, FloatField, ListField, NotUniqueError, StringField
+from mongoengine import BooleanField, FloatField, IntField, ListField, NotUniqueError, StringField
 
 from models.base import Document
 from models.fields import KurentoObjectField
@@ -30,6 +30,9 @@ class Endpoint(Document):
     # Candidates as JSON strings: the stand-in stores pushed sub-documents as strings anyway,
     # and scalars keep $push/$pull semantics identical on a real MongoDB.
     pending_candidates = ListField(StringField(), default=list)
+    # Its length, kept beside it so the buffering update can stop at the cap with a plain
+    # comparison (the stand-in has no $size in queries).
+    pending_count = IntField(default=0)
     # The offer this endpoint negotiates: Kurento negotiates an endpoint once, so exactly one
     # request may call processOffer on it; it is claimed when the endpoint is stored (claim_kurento).
     negotiating_request_id = StringField(default="")
@@ -75,13 +78,15 @@ class Endpoint(Document):
         return cls.objects(participant_id=participant_id, stream=stream).first()
 
     @classmethod
-    def buffer_candidates(cls, participant_id: str, stream: str, candidates: list[dict]) -> bool:
-        """Queues candidates while the endpoint has no Kurento object; False once it has one."""
+    def buffer_candidates(cls, participant_id: str, stream: str, candidates: list[dict], cap: int) -> bool:
+        """Queues candidates while the endpoint has no Kurento object and fewer than `cap` wait
+        (so the document and the burst replayed to the media server stay bounded); False once it
+        has one, or when these would pass the cap."""
         encoded = [json.dumps(c, sort_keys=True) for c in candidates]
         return bool(
-            cls.objects(participant_id=participant_id, stream=stream, kurento=None).update_one(
-                push_all__pending_candidates=encoded
-            )
+            cls.objects(
+                participant_id=participant_id, stream=stream, kurento=None, pending_count__lte=cap - len(encoded)
+            ).update_one(push_all__pending_candidates=encoded, inc__pending_count=len(encoded))
         )
 
     @classmethod
@@ -102,6 +107,7 @@ class Endpoint(Document):
         before = cls.objects(participant_id=participant_id, stream=stream, kurento=replacing).modify(
             set__kurento=endpoint,
             set__pending_candidates=[],
+            set__pending_count=0,
             set__kms_session=endpoint.client.session_id,
             set__failed_since=0.0,
             set__failure_reported=False,
@@ -185,6 +191,16 @@ class Endpoint(Document):
                 failed_since__lte=failing_before,
                 failure_reported=False,
             ).update_one(set__failure_reported=True)
+        )
+
+    @classmethod
+    def record_failed_offer(cls, participant_id: str, stream: str, request_id: str) -> bool:
+        """Records that the offer `request_id` ended without an answer (its processOffer was cut off),
+        so a redelivery repeats the error instead of calling processOffer again."""
+        return bool(
+            cls.objects(participant_id=participant_id, stream=stream, negotiating_request_id=request_id).update_one(
+                set__answered_request_id=request_id, set__answer_sdp=None, set__answer_published=True
+            )
         )
 
     @classmethod

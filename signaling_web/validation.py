@@ -22,7 +22,7 @@ def validate_name(value: str) -> None:
             raise ValidationError(f"must not contain control or format characters (found U+{ord(char):04X}).")
 
 
-def validate_sdp(sdp: str, max_bytes: int) -> None:
+def validate_sdp(sdp: str, max_bytes: int, max_media_sections: int | None = None) -> None:
     if len(sdp.encode()) > max_bytes:
         raise ValidationError(f"SDP is larger than {max_bytes} bytes.")
     lines = [line.rstrip("\r") for line in sdp.split("\n") if line.strip()]
@@ -36,6 +36,10 @@ def validate_sdp(sdp: str, max_bytes: int) -> None:
             media_sections[-1].append(line)
     if not media_sections:
         raise ValidationError("SDP has no m= line.")
+    if max_media_sections is not None and len(media_sections) > max_media_sections:
+        # Each m-line costs the media server an element's worth of work and the stored answer grows
+        # with it; a call needs a handful.
+        raise ValidationError(f"SDP has {len(media_sections)} m-lines; at most {max_media_sections} are accepted.")
     for index, section in enumerate(media_sections):
         mids = [line for line in section if line.startswith("a=mid:")]
         if len(mids) != 1:

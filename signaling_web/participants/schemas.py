@@ -31,11 +31,18 @@ STREAM_DOC = {"description": '"publish" for own media, or the participant_id of 
 
 class OfferSchema(Schema):
     stream = ma.fields.Str(required=True, validate=ma.validate.Length(min=1, max=64), metadata=STREAM_DOC)
-    sdp = ma.fields.Str(required=True)
+    sdp = ma.fields.Str(
+        required=True,
+        metadata={
+            "description": "At most MAX_SDP_BYTES (64 KiB) and MAX_MEDIA_SECTIONS (32) m-lines; "
+            "more is refused with 422."
+        },
+    )
 
     @ma.validates("sdp")
     def _sdp(self, value: str, **_kwargs: Any) -> None:
-        validate_sdp(value, _settings().max_sdp_bytes)
+        settings = _settings()
+        validate_sdp(value, settings.max_sdp_bytes, settings.max_media_sections)
 
 
 class IceCandidateSchema(Schema):
@@ -60,8 +67,21 @@ class CandidatesSchema(Schema):
     stream = ma.fields.Str(required=True, validate=ma.validate.Length(min=1, max=64), metadata=STREAM_DOC)
     candidate = ma.fields.Nested(IceCandidateSchema, load_default=None)
     candidates = ma.fields.List(
-        ma.fields.Nested(IceCandidateSchema), load_default=None, validate=ma.validate.Length(min=1, max=100)
+        ma.fields.Nested(IceCandidateSchema),
+        load_default=None,
+        validate=ma.validate.Length(min=1),
+        metadata={
+            "description": "At most MAX_CANDIDATES_PER_REQUEST (100); more is refused with 422. Of the candidates sent "
+            "before a stream's offer is processed, MAX_CANDIDATES_PER_STREAM (200) are kept; later ones are dropped "
+            "with an `error` message (code 413)."
+        },
     )
+
+    @ma.validates("candidates")
+    def _few_enough(self, value: list[dict[str, Any]] | None, **_kwargs: Any) -> None:
+        limit = _settings().max_candidates_per_request
+        if value is not None and len(value) > limit:
+            raise ma.ValidationError(f"At most {limit} candidates per request.")
 
     @ma.validates_schema
     def _one_or_many(self, data: dict[str, Any], **_kwargs: Any) -> None:

@@ -205,7 +205,7 @@ def _buffer_and_claim_race(pid: str) -> tuple[list[str], list[str]]:
             "sdpMid": "0",
             "sdpMLineIndex": 0,
         }
-        kept = Endpoint.buffer_candidates(pid, PUBLISH, [candidate])
+        kept = Endpoint.buffer_candidates(pid, PUBLISH, [candidate], cap=100)
         with lock:
             # Not buffered means the endpoint exists: the caller adds it to the live endpoint.
             (buffered if kept else applied).append(candidate["candidate"])
@@ -217,6 +217,18 @@ def _buffer_and_claim_race(pid: str) -> tuple[list[str], list[str]]:
 
     race(9, lambda i: claim(i) if i == 4 else send(i))
     return applied, buffered
+
+
+def test_buffering_stops_at_the_cap():  # update_one {pending_count: {$lte}} with $push $each and $inc
+    pid = f"p-{uuid.uuid4().hex}"
+    Endpoint.ensure("s", pid, PUBLISH)
+    one = {"candidate": "candidate:1 1 udp 1 127.0.0.1 1000 typ host", "sdpMid": "0", "sdpMLineIndex": 0}
+    assert Endpoint.buffer_candidates(pid, PUBLISH, [one, one], cap=3)
+    assert not Endpoint.buffer_candidates(pid, PUBLISH, [one, one], cap=3)
+    assert Endpoint.buffer_candidates(pid, PUBLISH, [one], cap=3)
+    assert not Endpoint.buffer_candidates(pid, PUBLISH, [one], cap=3)
+    stored = Endpoint.find(pid, PUBLISH)
+    assert stored is not None and (len(stored.pending_candidates), stored.pending_count) == (3, 3)
 
 
 def test_no_candidate_is_lost_between_buffering_and_claiming():  # $push $each vs findAndModify $set

@@ -75,3 +75,11 @@ def test_names_people_read_refuse_control_format_and_blank_text(name):
 @pytest.mark.parametrize("name", ["", "Alice", "Zoë Müller", "李雷", "Ana-María O'Neil", "👩‍💻 dev"])
 def test_ordinary_names_in_any_script_are_accepted(name):
     validate_name(name)
+
+
+def test_offers_with_more_m_lines_than_the_cap_are_refused() -> None:
+    section = "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:{}\r\n"
+    offer = "v=0\r\n" + "".join(section.format(i) for i in range(33))
+    with pytest.raises(ValidationError, match="33 m-lines; at most 32"):
+        validate_sdp(offer, 64 * 1024, max_media_sections=32)
+    validate_sdp("v=0\r\n" + "".join(section.format(i) for i in range(32)), 64 * 1024, max_media_sections=32)

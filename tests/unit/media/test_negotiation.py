@@ -99,3 +99,67 @@ def test_subscribing_to_a_stream_nobody_publishes_is_refused(settings: Settings,
         409,
         "r1",
     )
+
+
+def test_candidates_racing_a_reoffer_reach_the_new_endpoint(
+    settings: Settings, published: RecordingPublisher, kms: InProcessEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13: add_candidates read the old endpoint, then a re-offer replaced it before the apply."""
+    import kurento
+
+    session = new_session()
+    alice = new_participant(session)
+    negotiation.process_offer(settings, session.id, alice.id, PUBLISH, OFFER, "r1")
+    first = endpoint_id(alice.id, PUBLISH)
+    original = kurento.WebRtcEndpoint.add_ice_candidates
+    reoffered: list[str] = []
+
+    def reoffer_first(self: kurento.WebRtcEndpoint, candidates: list[tuple[str, str, int]]) -> None:
+        # The re-offer's task runs between this task's read and its apply, as on another worker thread.
+        if not reoffered:
+            reoffered.append(self.id)
+            negotiation.process_offer(settings, session.id, alice.id, PUBLISH, OFFER, "r2")
+        original(self, candidates)
+
+    monkeypatch.setattr(kurento.WebRtcEndpoint, "add_ice_candidates", reoffer_first)
+    negotiation.add_candidates(settings, session.id, alice.id, PUBLISH, CANDIDATES[:1])
+    second = endpoint_id(alice.id, PUBLISH)
+    assert reoffered == [first] and second != first
+    assert received_candidates(kms, second) == [CANDIDATES[0]["candidate"]]
+
+
+def test_candidates_waiting_for_an_endpoint_are_capped_and_the_client_told(
+    settings: Settings, published: RecordingPublisher, kms: InProcessEmulator
+) -> None:
+    import dataclasses
+
+    capped = dataclasses.replace(settings, max_candidates_per_stream=2)
+    session = new_session()
+    alice = new_participant(session)
+    many = [{**CANDIDATES[0], "candidate": f"{CANDIDATES[0]['candidate']} x{i}"} for i in range(3)]
+    negotiation.add_candidates(capped, session.id, alice.id, PUBLISH, many[:2])
+    negotiation.add_candidates(capped, session.id, alice.id, PUBLISH, many[2:])
+    stored = Endpoint.find(alice.id, PUBLISH)
+    assert stored is not None and len(stored.pending_candidates) == 2
+    [(_, to, refused)] = published.of_type("error")
+    assert (to, refused["code"], refused["request_id"]) == (alice.id, 413, None)
+    # The offer takes the two that waited, and the buffer starts again from empty for the next one.
+    negotiation.process_offer(capped, session.id, alice.id, PUBLISH, OFFER, "r1")
+    assert received_candidates(kms, endpoint_id(alice.id, PUBLISH)) == [c["candidate"] for c in many[:2]]
+
+
+def test_an_unmapped_media_server_error_is_not_swallowed_as_a_refusal(
+    settings: Settings, published: RecordingPublisher, kms: InProcessEmulator
+) -> None:
+    """The task's failure hook (media_tasks.base_task) turns it into `error` 502; here it must propagate."""
+    import kurento
+
+    session = new_session()
+    alice = new_participant(session)
+    kms.control("failOperation", operation="processOffer", code=40999, message="boom")
+    with pytest.raises(kurento.KurentoError) as raised:
+        negotiation.process_offer(settings, session.id, alice.id, PUBLISH, OFFER, "r1")
+    assert raised.value.code == 40999
+    # Used up: the next offer is answered.
+    negotiation.process_offer(settings, session.id, alice.id, PUBLISH, OFFER, "r2")
+    assert [m["request_id"] for _, _, m in published.of_type("sdpAnswer")] == ["r2"]
