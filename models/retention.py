@@ -19,19 +19,30 @@ from models.base import Document
 log = logging.getLogger(__name__)
 
 
+def ttl_of(document: type[Document], field: str) -> tuple[str, int | None] | None:
+    """(name, expireAfterSeconds) of the single-field index on `field`, None without one. Found by
+    its key: nx-27017 names indexes its own way."""
+    for name, info in document._get_collection().index_information().items():
+        if [tuple(part) for part in info.get("key", [])] == [(field, 1)]:
+            return name, info.get("expireAfterSeconds")
+    return None
+
+
 def ensure_ttl_index(document: type[Document], field: str, seconds: int) -> None:
     collection = document._get_collection()
-    name = f"{field}_ttl"
-    try:
-        collection.create_index([(field, 1)], name=name, expireAfterSeconds=int(seconds))
+    existing = ttl_of(document, field)
+    if existing is None:
+        collection.create_index([(field, 1)], name=f"{field}_ttl", expireAfterSeconds=int(seconds))
         return
-    except OperationFailure as exc:
-        log.info("TTL index %s.%s: %s; changing it in place", collection.name, name, exc)
+    name, current = existing
+    if current == int(seconds):
+        return
     try:
         collection.database.command(
             "collMod", collection.name, index={"name": name, "expireAfterSeconds": int(seconds)}
         )
-    except OperationFailure:
+    except OperationFailure as exc:
         # A server without collMod: make the index again with the new lifetime.
+        log.info("TTL index %s.%s: %s; making it again", collection.name, name, exc)
         collection.drop_index(name)
-        collection.create_index([(field, 1)], name=name, expireAfterSeconds=int(seconds))
+        collection.create_index([(field, 1)], name=f"{field}_ttl", expireAfterSeconds=int(seconds))
