@@ -86,6 +86,16 @@ class Settings:
     """How often the leading worker looks for endpoints no record names (ORPHAN_SWEEP_S)."""
     orphan_grace_s: float = 30.0
     """How long an endpoint may stay unnamed by any record before it is released as orphaned (ORPHAN_GRACE_S)."""
+    empty_session_timeout_s: int = 300
+    """A session with no joined participant for this long (from its creation, or since its last participant
+    left) is closed as if deleted (EMPTY_SESSION_TIMEOUT_S)."""
+    idempotency_ttl_s: int = 24 * 3600
+    """How long an Idempotency-Key's stored response is replayed before the record is deleted (IDEMPOTENCY_TTL_S)."""
+    retention_s: int = 24 * 3600
+    """How long the records of left participants (with their outbox), closed sessions and task starts are kept
+    before they are deleted (RETENTION_S)."""
+    lifetime_sweep_s: float = 60.0
+    """How often the leading worker deletes what outlived its lifetime and closes empty sessions (LIFETIME_SWEEP_S)."""
     kms_request_timeout_s: float = 10.0
     """Timeout of one JSON-RPC request to a media server (KMS_REQUEST_TIMEOUT_S)."""
     cors_origins: tuple[str, ...] = ()

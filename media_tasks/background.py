@@ -1,6 +1,6 @@
 """Per-worker background loop: KMS session heartbeats and takeovers, and the jobs that
 exactly one worker runs at a time (health monitor, removal of silent participants, release of
-orphaned endpoints)."""
+orphaned endpoints, closing empty sessions and deleting expired records)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pymongo.errors import ConnectionFailure
 
 from media_tasks import kms_sessions, session_lifecycle
 from media_tasks.kms_health import HealthMonitor
+from media_tasks.lifetimes import LifetimeSweeper
 from media_tasks.orphan_sweep import OrphanSweeper
 from media_tasks.worker_identity import WORKER_ID
 from messaging.publisher import get_publisher
@@ -32,6 +33,8 @@ class BackgroundLoop(threading.Thread):
         self.clock = clock  # for intervals; stored times (leases, purges) are wall-clock
         self.monitor = HealthMonitor(settings)
         self.sweeper = OrphanSweeper(settings)
+        self.lifetimes = LifetimeSweeper(settings)
+        self._last_takeover_release = float("-inf")
         self._stopping = threading.Event()
         self._last_reap = float("-inf")
         self._leading = False
@@ -69,6 +72,9 @@ class BackgroundLoop(threading.Thread):
         reachable_for = self.db_reachable_for()
         if reachable_for >= kms_sessions.HEARTBEAT_STALE_S:
             kms_sessions.take_over_stale(self.settings)
+        if self.clock() - self._last_takeover_release >= self.settings.lifetime_sweep_s:
+            self._last_takeover_release = self.clock()
+            kms_sessions.release_idle_takeovers()
         now = time.time()
         if not Lease.hold(LEADER_LEASE, WORKER_ID, now, now + 4 * self.settings.kms_health_interval_s):
             self._leading = False
@@ -85,6 +91,8 @@ class BackgroundLoop(threading.Thread):
             # A queue message can only come back while its queue exists (x-expires).
             OutboxMessage.purge_acknowledged(now - self.settings.participant_queue_expires_s)
         self.sweeper.maybe_sweep(now)
+        # Empty sessions are judged like silent participants: over reachable database only.
+        self.lifetimes.maybe_sweep(now, reachable_for)
 
     def stop(self) -> None:
         self._stopping.set()

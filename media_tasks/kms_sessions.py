@@ -16,7 +16,7 @@ import time
 import kurento
 from media_tasks.kms_events import listen_endpoint_events
 from media_tasks.worker_identity import WORKER_ID
-from models import Endpoint, KmsSession
+from models import Endpoint, KmsSession, Session
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -70,3 +70,32 @@ def _attach(settings: Settings, kms_session_id: str, kms_url: str) -> None:
     with _lock:
         _taken_over[kms_session_id] = client
     log.info("took over KMS session %s on %s with %d endpoints", kms_session_id, kms_url, len(endpoints))
+
+
+def release_idle_takeovers() -> list[str]:
+    """Closes the taken-over clients nothing needs any more, and forgets their KMS sessions.
+
+    A taken-over session only relays the events of endpoints the dead worker created; once no
+    record names one, its connection is idle. But closing it lets KMS collect the session, and
+    with it any object only that session references: a pipeline the dead worker created. So a
+    client is kept while a session not closed still stores a pipeline on its media server.
+    """
+    with _lock:
+        held = list(_taken_over.items())
+    released = []
+    for kms_session_id, client in held:
+        if Endpoint.count_under_kms_session(kms_session_id) or Session.on_server(client.url):
+            continue
+        with _lock:
+            _taken_over.pop(kms_session_id, None)
+        client.close()
+        KmsSession.forget(kms_session_id)
+        released.append(kms_session_id)
+        log.info("released taken-over KMS session %s on %s: nothing left to relay", kms_session_id, client.url)
+    return released
+
+
+def taken_over() -> list[str]:
+    """The KMS sessions this process holds for dead workers."""
+    with _lock:
+        return list(_taken_over)

@@ -147,6 +147,11 @@ class Endpoint(Document):
         return bool(cls.objects(id=endpoint_id).delete())
 
     @classmethod
+    def count_under_kms_session(cls, kms_session: str) -> int:
+        """How many recorded endpoints deliver their events through this KMS session."""
+        return cls.objects(kms_session=kms_session, kurento__ne=None).count()
+
+    @classmethod
     def forget_all_in(cls, session_id: str) -> None:
         """Deletes every endpoint record of the session (its pipeline is released or lost)."""
         cls.objects(session_id=session_id).delete()

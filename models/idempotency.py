@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
-from mongoengine import FloatField, IntField, NotUniqueError, StringField
+from mongoengine import DateTimeField, FloatField, IntField, NotUniqueError, StringField
 
 from models.base import Document
 
@@ -19,6 +20,8 @@ class IdempotencyRecord(Document):
     # Hash of the request body the key was first used with: the same key with another body is
     # refused rather than answered with a response to a different request.
     fingerprint = StringField(default="")
+    # The claim's time as a date, for the TTL index (IDEMPOTENCY_TTL_S) and the sweep.
+    stored_at = DateTimeField(default=lambda: datetime.now(UTC))
 
     meta = {"collection": "idempotency", "indexes": ["created_at"]}
 
@@ -33,7 +36,9 @@ class IdempotencyRecord(Document):
         now = time.time() if now is None else now
         for _attempt in range(5):
             try:
-                cls(id=key, created_at=now, fingerprint=fingerprint).save(force_insert=True)
+                cls(id=key, created_at=now, fingerprint=fingerprint, stored_at=datetime.fromtimestamp(now, UTC)).save(
+                    force_insert=True
+                )
                 return None
             except NotUniqueError:
                 existing = cls.objects(id=key).first()
@@ -44,7 +49,7 @@ class IdempotencyRecord(Document):
                     and existing.created_at < now - PENDING_TIMEOUT_S
                     and cls.objects(
                         id=key, status_code=None, created_at=existing.created_at, fingerprint=fingerprint
-                    ).update_one(set__created_at=now)
+                    ).update_one(set__created_at=now, set__stored_at=datetime.fromtimestamp(now, UTC))
                 ):
                     return None
                 return existing
@@ -58,3 +63,8 @@ class IdempotencyRecord(Document):
     def abandon(cls, key: str) -> None:
         """Frees the key after a failure that did nothing, so the client may retry."""
         cls.objects(id=key, status_code=None).delete()
+
+    @classmethod
+    def purge_stored_before(cls, before: datetime) -> int:
+        """Deletes records claimed before `before` (what the TTL index does on MongoDB)."""
+        return cls.objects(stored_at__lt=before).delete()

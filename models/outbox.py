@@ -118,3 +118,8 @@ class OutboxMessage(Document):
     def purge_acknowledged(cls, before: float) -> int:
         """Deletes acknowledged entries old enough that their queue message cannot come back."""
         return cls.objects(acked_at__gt=0.0, acked_at__lt=before).delete()
+
+    @classmethod
+    def purge_of(cls, participant_ids: list[str]) -> int:
+        """Deletes every entry of these participants (they left RETENTION_S ago)."""
+        return cls.objects(participant_id__in=participant_ids).delete()

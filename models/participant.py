@@ -41,6 +41,8 @@ class Participant(Document):
     joined_at = DateTimeField(default=lambda: datetime.now(UTC))
     # Announcements already broadcast ("joined", "left"), so a redelivered task does not repeat them.
     announced = ListField(StringField(), default=list)
+    # When it left: it and its outbox are deleted RETENTION_S later (media_tasks.lifetimes).
+    left_at = DateTimeField(null=True)
 
     meta = {"collection": "participants", "indexes": [("session_id", "state"), "last_seen_at"]}
 
@@ -78,15 +80,25 @@ class Participant(Document):
     def mark_left(cls, participant_id: str, reason: str) -> Participant | None:
         """The participant as it was before this call made it leave; None if it had already left."""
         return cls.objects(id=participant_id, state=ParticipantState.JOINED).modify(
-            set__state=ParticipantState.LEFT, set__left_reason=reason
+            set__state=ParticipantState.LEFT, set__left_reason=reason, set__left_at=datetime.now(UTC)
         )
 
     @classmethod
     def mark_all_left(cls, session_id: str, reason: str) -> int:
         """Makes every joined participant of the session leave (it is closing); returns how many."""
         return cls.objects(session_id=session_id, state=ParticipantState.JOINED).update(
-            set__state=ParticipantState.LEFT, set__left_reason=reason
+            set__state=ParticipantState.LEFT, set__left_reason=reason, set__left_at=datetime.now(UTC)
         )
+
+    @classmethod
+    def left_before(cls, before: datetime, limit: int = 500) -> list[str]:
+        """Ids of participants that left before `before` (joined ones have no left_at)."""
+        return [p.id for p in cls.objects(state=ParticipantState.LEFT, left_at__lt=before).only("id").limit(limit)]
+
+    @classmethod
+    def purge_left(cls, participant_ids: list[str]) -> int:
+        """Deletes these participants if they have left (never a joined one)."""
+        return cls.objects(id__in=participant_ids, state=ParticipantState.LEFT).delete()
 
     @classmethod
     def silent_since(cls, before: float) -> list[Participant]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import time
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -43,6 +44,11 @@ class Session(Document):
     pipeline_claim_until = FloatField(default=0.0)
     created_at = DateTimeField(default=lambda: datetime.now(UTC))
     announced = ListField(StringField(), default=list)
+    # Wall-clock time since which no participant has held a place: the creation, then each
+    # release of a place (read only while participant_count is 0). EMPTY_SESSION_TIMEOUT_S.
+    empty_since = FloatField(default=time.time)
+    # When it was closed: its record is deleted RETENTION_S later (TTL index on a date, and the sweep).
+    closed_at = DateTimeField(null=True)
 
     meta = {"collection": "sessions", "indexes": ["state", "kms_url"]}
 
@@ -76,8 +82,28 @@ class Session(Document):
         return bool(cls.objects(id=session_id, state=SessionState.CLOSED).count())
 
     @classmethod
-    def release_slot(cls, session_id: str) -> None:
-        cls.objects(id=session_id, participant_count__gt=0).update_one(dec__participant_count=1)
+    def release_slot(cls, session_id: str, now: float | None = None) -> None:
+        # Every release restarts the empty clock in the same write: when the count reaches 0, the
+        # last release is when the session became empty, whatever order racing joins and leaves took.
+        cls.objects(id=session_id, participant_count__gt=0).update_one(
+            dec__participant_count=1, set__empty_since=time.time() if now is None else now
+        )
+
+    @classmethod
+    def empty_before(cls, before: float) -> list[str]:
+        """Ids of the sessions not closed that nobody has held a place in since before `before`."""
+        return [
+            s.id
+            for s in cls.objects(participant_count=0, empty_since__lt=before, state__ne=SessionState.CLOSED).only("id")
+        ]
+
+    @classmethod
+    def close_if_empty(cls, session_id: str, empty_before: float) -> Session | None:
+        """Closes the session only if it is still empty since before `empty_before`: atomic against
+        a join (Session.reserve_slot), so either the join gets its place or the session closes."""
+        return cls.objects(
+            id=session_id, participant_count=0, empty_since__lt=empty_before, state__ne=SessionState.CLOSED
+        ).modify(set__state=SessionState.CLOSED, set__closed_at=datetime.now(UTC))
 
     @classmethod
     def claim_pipeline_creation(cls, session_id: str, claimer: str, now: float, until: float) -> bool:
@@ -135,4 +161,11 @@ class Session(Document):
     @classmethod
     def mark_closed(cls, session_id: str) -> Session | None:
         """Returns the session as it was when this call closed it, None if already closed."""
-        return cls.objects(id=session_id, state__ne=SessionState.CLOSED).modify(set__state=SessionState.CLOSED)
+        return cls.objects(id=session_id, state__ne=SessionState.CLOSED).modify(
+            set__state=SessionState.CLOSED, set__closed_at=datetime.now(UTC)
+        )
+
+    @classmethod
+    def purge_closed(cls, closed_before: datetime) -> int:
+        """Deletes sessions closed before `closed_before` (what their TTL index does on MongoDB)."""
+        return cls.objects(state=SessionState.CLOSED, closed_at__lt=closed_before).delete()

@@ -7,14 +7,24 @@ the same key with a different body is refused with 422 and does nothing, because
 with the first response would pretend that a different request was done (and would hand one
 joiner's token to another), and doing it would break the promise that a key's work happens once.
 A repeat while the first request is still running gets 409.
+
+Records are written before authentication and hold the first response, which may carry a
+participant token (a join's answer). So the stored body is sealed: encrypted and authenticated
+with a key derived from SECRET_KEY and the client's raw Idempotency-Key, which is never stored
+(the record's id is a hash of it). A reader of the database alone cannot open a stored answer.
+The cipher is HMAC-SHA256 in counter mode with an HMAC-SHA256 tag (encrypt-then-MAC), from the
+standard library; the nonce is random per record.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
 import json
+import secrets
 
-from flask import Flask, Response, g, has_request_context, request
+from flask import Flask, Response, current_app, g, has_request_context, request
 from flask_smorest import abort
 
 from messaging.rerun_identity import enqueue_root_id
@@ -23,6 +33,52 @@ from signaling_web.extensions import strict_json_loads
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
+SEALED_PREFIX = "sealed1:"
+_NONCE_BYTES = 16
+_TAG_BYTES = 32
+
+
+def _derive(secret_key: str, raw_key: str, purpose: bytes) -> bytes:
+    return hmac.new(secret_key.encode(), purpose + b"\0" + raw_key.encode(), hashlib.sha256).digest()
+
+
+def _keystream(key: bytes, nonce: bytes, length: int) -> bytes:
+    blocks = (length + 31) // 32
+    return b"".join(
+        hmac.new(key, nonce + counter.to_bytes(8, "big"), hashlib.sha256).digest() for counter in range(blocks)
+    )[:length]
+
+
+def seal(secret_key: str, raw_key: str, body: str) -> str:
+    """The body encrypted and authenticated under (SECRET_KEY, raw Idempotency-Key)."""
+    plain = body.encode()
+    nonce = secrets.token_bytes(_NONCE_BYTES)
+    stream = _keystream(_derive(secret_key, raw_key, b"idempotency-encrypt"), nonce, len(plain))
+    cipher = bytes(a ^ b for a, b in zip(plain, stream, strict=True))
+    tag = hmac.new(_derive(secret_key, raw_key, b"idempotency-mac"), nonce + cipher, hashlib.sha256).digest()
+    return SEALED_PREFIX + base64.b64encode(nonce + cipher + tag).decode()
+
+
+def unseal(secret_key: str, raw_key: str, sealed: str) -> str | None:
+    """The body `seal` sealed, or None when it cannot be opened with these keys."""
+    if not sealed.startswith(SEALED_PREFIX):
+        return None
+    try:
+        raw = base64.b64decode(sealed[len(SEALED_PREFIX) :], validate=True)
+    except ValueError:
+        return None
+    if len(raw) < _NONCE_BYTES + _TAG_BYTES:
+        return None
+    nonce, cipher, tag = raw[:_NONCE_BYTES], raw[_NONCE_BYTES:-_TAG_BYTES], raw[-_TAG_BYTES:]
+    expected = hmac.new(_derive(secret_key, raw_key, b"idempotency-mac"), nonce + cipher, hashlib.sha256).digest()
+    if not hmac.compare_digest(tag, expected):
+        return None
+    stream = _keystream(_derive(secret_key, raw_key, b"idempotency-encrypt"), nonce, len(cipher))
+    return bytes(a ^ b for a, b in zip(cipher, stream, strict=True)).decode()
+
+
+def _secret_key() -> str:
+    return current_app.extensions["signaling_settings"].secret_key
 
 
 def _body_fingerprint() -> str:
@@ -53,6 +109,7 @@ def _before() -> Response | None:
     existing = IdempotencyRecord.claim(scoped, fingerprint=fingerprint)
     if existing is None:
         g.idempotency_key = scoped
+        g.idempotency_raw_key = key  # request memory only: what opens the stored answer
         return None
     if existing.fingerprint != fingerprint:
         abort(
@@ -62,19 +119,25 @@ def _before() -> Response | None:
         )
     if existing.status_code is None:
         abort(409, message=f"A request with this {HEADER} is still being processed.")
-    replay = Response(existing.body, status=existing.status_code, mimetype="application/json")
+    body = unseal(_secret_key(), key, existing.body or "")
+    if body is None:
+        # Sealed under another SECRET_KEY (rotated since): its tokens would not work either.
+        abort(409, message=f"The answer stored under this {HEADER} can no longer be read; send a new request.")
+    replay = Response(body, status=existing.status_code, mimetype="application/json")
     replay.headers["Idempotent-Replayed"] = "true"
     return replay
 
 
 def _after(response: Response) -> Response:
     scoped = g.pop("idempotency_key", None)
+    raw_key = g.pop("idempotency_raw_key", "")
     if scoped is None:
         return response
     if response.status_code >= 500:
         IdempotencyRecord.abandon(scoped)  # nothing was promised; let the client retry
     else:
-        IdempotencyRecord.complete(scoped, response.status_code, response.get_data(as_text=True))
+        sealed = seal(_secret_key(), raw_key, response.get_data(as_text=True))
+        IdempotencyRecord.complete(scoped, response.status_code, sealed)
     return response
 
 

@@ -1,0 +1,114 @@
+"""Lifetimes: empty sessions end, and records outlive their use only by a retention period.
+
+The leading worker (media_tasks.background) runs this every LIFETIME_SWEEP_S:
+
+- A session nobody has held a place in for EMPTY_SESSION_TIMEOUT_S (since its creation, or since
+  its last participant left) is closed as if deleted: marked closed atomically against a racing
+  join, then the DELETE path's `media.close_session` task (sessionClosed to anyone left, pipeline
+  released). Only after as long a stretch of reachable database: during an outage nobody could
+  join, so an outage does not count as emptiness.
+- Idempotency records older than IDEMPOTENCY_TTL_S, and closed sessions and task-start records
+  older than RETENTION_S, are deleted: by their TTL indexes on MongoDB (made here, models.retention)
+  and by this sweep on the nx-27017 stand-in, which never applies TTL indexes.
+- Participants that left RETENTION_S ago are deleted with their outbox entries (no TTL index: the
+  entries must go with their participant, which MongoDB cannot cascade).
+
+Every worker also closes the clients it took over from dead workers once they relay nothing
+(media_tasks.kms_sessions.release_idle_takeovers).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from media_tasks.dispatch import task_queue
+from models import IdempotencyRecord, OutboxMessage, Participant, Session, TaskStart
+from models.retention import ensure_ttl_index
+from settings import Settings
+
+log = logging.getLogger(__name__)
+
+PURGE_BATCH = 500
+
+
+@dataclass
+class SweepReport:
+    closed_sessions: list[str]
+    idempotency_records: int = 0
+    sessions: int = 0
+    task_starts: int = 0
+    participants: int = 0
+    outbox_entries: int = 0
+
+
+def on_session_closed(settings: Settings, session_id: str, reason: str) -> None:
+    """The hook point for what follows a close the service decided (webhooks: `sessionClosed` with
+    `data.reason` "empty"); today it only logs."""
+    log.info("session %s closed (%s)", session_id, reason)
+
+
+def close_empty_sessions(settings: Settings, now: float) -> list[str]:
+    """Closes the sessions empty for EMPTY_SESSION_TIMEOUT_S, as DELETE does; returns their ids."""
+    cutoff = now - settings.empty_session_timeout_s
+    closed = []
+    for session_id in Session.empty_before(cutoff):
+        if Session.close_if_empty(session_id, cutoff) is None:
+            continue  # someone joined meanwhile, or another close came first
+        Participant.mark_all_left(session_id, "session_closed")  # as signaling_web.admission.close
+        task_queue(settings).close_session(session_id=session_id)
+        on_session_closed(settings, session_id, "empty")
+        closed.append(session_id)
+    return closed
+
+
+def ensure_ttl_indexes(settings: Settings) -> None:
+    ensure_ttl_index(IdempotencyRecord, "stored_at", settings.idempotency_ttl_s)
+    ensure_ttl_index(Session, "closed_at", settings.retention_s)
+    ensure_ttl_index(TaskStart, "started_at", settings.retention_s)
+
+
+def purge_expired(settings: Settings, now: float, report: SweepReport) -> None:
+    """Deletes what the TTL indexes delete on MongoDB, plus left participants with their outbox."""
+    at = datetime.fromtimestamp(now, UTC)
+    retained_since = at - timedelta(seconds=settings.retention_s)
+    report.idempotency_records = IdempotencyRecord.purge_stored_before(
+        at - timedelta(seconds=settings.idempotency_ttl_s)
+    )
+    report.sessions = Session.purge_closed(retained_since)
+    report.task_starts = TaskStart.purge_started_before(retained_since)
+    while True:
+        gone = Participant.left_before(retained_since, limit=PURGE_BATCH)
+        if not gone:
+            break
+        # The outbox first: a crash in between leaves a participant whose entries a later sweep finds.
+        report.outbox_entries += OutboxMessage.purge_of(gone)
+        report.participants += Participant.purge_left(gone)
+        if len(gone) < PURGE_BATCH:
+            break
+
+
+class LifetimeSweeper:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._last_sweep = float("-inf")
+        self._indexed = False
+
+    def maybe_sweep(self, now: float, db_reachable_for: float) -> SweepReport | None:
+        if now - self._last_sweep < self.settings.lifetime_sweep_s:
+            return None
+        self._last_sweep = now
+        return self.sweep(now, db_reachable_for)
+
+    def sweep(self, now: float, db_reachable_for: float) -> SweepReport:
+        if not self._indexed:
+            ensure_ttl_indexes(self.settings)
+            self._indexed = True
+        report = SweepReport(closed_sessions=[])
+        if db_reachable_for >= self.settings.empty_session_timeout_s:
+            report.closed_sessions = close_empty_sessions(self.settings, now)
+        purge_expired(self.settings, now, report)
+        if report.closed_sessions or report.sessions or report.participants or report.idempotency_records:
+            log.info("lifetime sweep: %s", report)
+        return report
