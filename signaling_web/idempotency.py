@@ -12,8 +12,7 @@ Records are written before authentication and hold the first response, which may
 participant token (a join's answer). So the stored body is sealed: encrypted and authenticated
 with a key derived from SECRET_KEY and the client's raw Idempotency-Key, which is never stored
 (the record's id is a hash of it). A reader of the database alone cannot open a stored answer.
-The cipher is HMAC-SHA256 in counter mode with an HMAC-SHA256 tag (encrypt-then-MAC), from the
-standard library; the nonce is random per record.
+The cipher is AES-256-GCM from the `cryptography` package; the nonce is random per record.
 """
 
 from __future__ import annotations
@@ -24,6 +23,8 @@ import hmac
 import json
 import secrets
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from flask import Flask, Response, current_app, g, has_request_context, request
 from flask_smorest import abort
 
@@ -33,30 +34,20 @@ from signaling_web.extensions import strict_json_loads
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
-SEALED_PREFIX = "sealed1:"
-_NONCE_BYTES = 16
-_TAG_BYTES = 32
+SEALED_PREFIX = "sealed2:"
+_NONCE_BYTES = 12  # GCM's standard nonce
 
 
-def _derive(secret_key: str, raw_key: str, purpose: bytes) -> bytes:
-    return hmac.new(secret_key.encode(), purpose + b"\0" + raw_key.encode(), hashlib.sha256).digest()
-
-
-def _keystream(key: bytes, nonce: bytes, length: int) -> bytes:
-    blocks = (length + 31) // 32
-    return b"".join(
-        hmac.new(key, nonce + counter.to_bytes(8, "big"), hashlib.sha256).digest() for counter in range(blocks)
-    )[:length]
+def _derive(secret_key: str, raw_key: str) -> bytes:
+    """A 256-bit key of its own per (SECRET_KEY, Idempotency-Key)."""
+    return hmac.new(secret_key.encode(), b"idempotency-seal\0" + raw_key.encode(), hashlib.sha256).digest()
 
 
 def seal(secret_key: str, raw_key: str, body: str) -> str:
     """The body encrypted and authenticated under (SECRET_KEY, raw Idempotency-Key)."""
-    plain = body.encode()
     nonce = secrets.token_bytes(_NONCE_BYTES)
-    stream = _keystream(_derive(secret_key, raw_key, b"idempotency-encrypt"), nonce, len(plain))
-    cipher = bytes(a ^ b for a, b in zip(plain, stream, strict=True))
-    tag = hmac.new(_derive(secret_key, raw_key, b"idempotency-mac"), nonce + cipher, hashlib.sha256).digest()
-    return SEALED_PREFIX + base64.b64encode(nonce + cipher + tag).decode()
+    cipher = AESGCM(_derive(secret_key, raw_key)).encrypt(nonce, body.encode(), None)
+    return SEALED_PREFIX + base64.b64encode(nonce + cipher).decode()
 
 
 def unseal(secret_key: str, raw_key: str, sealed: str) -> str | None:
@@ -65,16 +56,9 @@ def unseal(secret_key: str, raw_key: str, sealed: str) -> str | None:
         return None
     try:
         raw = base64.b64decode(sealed[len(SEALED_PREFIX) :], validate=True)
-    except ValueError:
+        return AESGCM(_derive(secret_key, raw_key)).decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], None).decode()
+    except (ValueError, InvalidTag):
         return None
-    if len(raw) < _NONCE_BYTES + _TAG_BYTES:
-        return None
-    nonce, cipher, tag = raw[:_NONCE_BYTES], raw[_NONCE_BYTES:-_TAG_BYTES], raw[-_TAG_BYTES:]
-    expected = hmac.new(_derive(secret_key, raw_key, b"idempotency-mac"), nonce + cipher, hashlib.sha256).digest()
-    if not hmac.compare_digest(tag, expected):
-        return None
-    stream = _keystream(_derive(secret_key, raw_key, b"idempotency-encrypt"), nonce, len(cipher))
-    return bytes(a ^ b for a, b in zip(cipher, stream, strict=True)).decode()
 
 
 def _secret_key() -> str:
