@@ -246,6 +246,8 @@ class Mailbox:
             delivered = self._store(participant.id, moved, received)
             if delivered is None:
                 return []  # the lease lapsed and another poll moved messages: these are requeued
+            if self.settings.test_pause_after_outbox_store:
+                _pause_for_test(self.settings.test_pause_after_outbox_store)
             connection.ack(subscription, received[-1].delivery_tag)
             return delivered
         finally:
@@ -294,3 +296,10 @@ class _Moved:
     """The highest seq stored by the poll holding the lease, written back when it releases it."""
 
     last_seq: int
+
+
+def _pause_for_test(marker: str) -> None:
+    """Test hook (TEST_PAUSE_AFTER_OUTBOX_STORE): stored, not acked, lease held; wait to be killed."""
+    with open(marker, "w") as out:
+        out.write(str(os.getpid()))
+    time.sleep(60)
