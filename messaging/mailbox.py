@@ -162,6 +162,13 @@ class Mailbox:
             )
             if leased is not None:
                 after = leased.acked_seq  # what was acknowledged before is never served again
+                recorded = leased.last_seq
+                if leased.lease_lapsed:
+                    # Its holder died (or its release failed) maybe after storing entries beyond
+                    # last_seq: serve them, and number after them, so that the broker's redelivered
+                    # copies are dropped as the duplicates they now really are. One indexed read,
+                    # only after a lease that was not released.
+                    leased.last_seq = max(recorded, OutboxMessage.highest_seq(participant_id))
                 moved = _Moved(leased.last_seq)
                 try:
                     delivered: list[DeliveredMessage] = []
@@ -177,12 +184,20 @@ class Mailbox:
                     return Delivery(delivered, delivered[-1]["seq"] if delivered else after)
                 finally:
                     trimmed = self._trim(participant_id, after) if after - leased.trimmed_seq >= TRIM_BATCH else None
-                    stored_up_to = moved.last_seq if moved.last_seq > leased.last_seq else None
+                    stored_up_to = moved.last_seq if moved.last_seq > recorded else None
                     Participant.release_poll_lease(participant_id, owner, time.time(), trimmed, stored_up_to)
             if known is None:
                 known = Participant.objects(id=participant_id, session_id=session_id).first()
                 if known is None:
                     raise UnknownParticipant(participant_id)
+                if after > known.last_seq:
+                    # A poll beside a holder that then died may have served entries its release
+                    # never recorded: the outbox, not last_seq, says what was handed out.
+                    highest = OutboxMessage.highest_seq(participant_id)
+                    if known.last_seq < highest and after <= highest:
+                        Participant.catch_up_seq(participant_id, highest)
+                        known.last_seq = highest
+                        continue
                 # An `after` beyond every seq handed out acknowledges nothing that does not exist
                 # yet; one below the acknowledgement on record does not bring anything back.
                 clamped = max(min(after, known.last_seq), known.acked_seq)

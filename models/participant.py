@@ -44,6 +44,10 @@ class Participant(Document):
 
     meta = {"collection": "participants", "indexes": [("session_id", "state"), "last_seen_at"]}
 
+    # Not stored. Set by acquire_poll_lease: the lease it took was never released (its holder died,
+    # or its release failed), so the outbox may hold entries beyond last_seq.
+    lease_lapsed: bool = False
+
     @property
     def is_active(self) -> bool:
         return self.state == ParticipantState.JOINED
@@ -134,20 +138,29 @@ class Participant(Document):
         """Takes the poll lease if it is free and records the client's acknowledgement, in one write.
 
         Returns the participant as it is afterwards (its last_seq says whether the outbox holds
-        anything beyond `acked`), or None when another poll holds the lease, when `acked` is
-        beyond every seq handed out (last_seq), or when the participant is not one of `session_id`.
+        anything beyond `acked`, unless `lease_lapsed`), or None when another poll holds the lease,
+        when `acked` is beyond every seq handed out (last_seq), or when the participant is not one
+        of `session_id`.
         """
         query = {"id": participant_id, "poll_lease_until__lt": now, "last_seq__gte": acked}
         if session_id is not None:
             query["session_id"] = session_id
-        return cls.objects(**query).modify(
-            new=True,
+        # The document as it was before, so the same write tells whether the previous lease was
+        # released (poll_owner cleared) or lapsed; the new values are applied here.
+        leased = cls.objects(**query).modify(
+            new=False,
             set__poll_owner=owner,
             set__poll_instance=instance or None,
             set__poll_lease_until=until,
             set__last_seen_at=now,
             max__acked_seq=acked,
         )
+        if leased is None:
+            return None
+        leased.lease_lapsed = leased.poll_owner is not None
+        leased.poll_owner, leased.poll_instance, leased.poll_lease_until = owner, instance or None, until
+        leased.last_seen_at, leased.acked_seq = now, max(leased.acked_seq, acked)
+        return leased
 
     @classmethod
     def acknowledge(cls, participant_id: str, acked: int) -> None:
