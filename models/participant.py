@@ -34,6 +34,10 @@ class Participant(Document):
     # Lease that lets exactly one long poll at a time move messages into the outbox. Each web
     # instance renews the leases its waiting polls hold in one write (messaging.mailbox);
     # poll_instance says which instance holds it, for operators.
+    # Messages the participant's queue dropped on overflow (counted by messaging.overflow), and how
+    # many of them the client was told of with `messagesDropped` (written when a poll releases its lease).
+    dropped_count = IntField(default=0)
+    dropped_reported = IntField(default=0)
     poll_owner = StringField(null=True)
     poll_instance = StringField(null=True)
     poll_lease_until = FloatField(default=0.0)
@@ -185,10 +189,21 @@ class Participant(Document):
         cls.objects(id=participant_id).update_one(max__last_seq=highest_stored)
 
     @classmethod
+    def count_dropped(cls, participant_id: str, count: int) -> None:
+        cls.objects(id=participant_id).update_one(inc__dropped_count=count)
+
+    @classmethod
     def release_poll_lease(
-        cls, participant_id: str, owner: str, now: float, trimmed: int | None = None, last_seq: int | None = None
+        cls,
+        participant_id: str,
+        owner: str,
+        now: float,
+        trimmed: int | None = None,
+        last_seq: int | None = None,
+        dropped_reported: int | None = None,
     ) -> None:
-        """Frees the lease; `last_seq` is the highest seq its holder stored in the outbox."""
+        """Frees the lease; `last_seq` is the highest seq its holder stored in the outbox,
+        `dropped_reported` the dropped_count its `messagesDropped` covered."""
         changes = {
             "set__poll_owner": None,
             "set__poll_instance": None,
@@ -199,6 +214,8 @@ class Participant(Document):
             changes["max__trimmed_seq"] = trimmed
         if last_seq is not None:
             changes["max__last_seq"] = last_seq
+        if dropped_reported is not None:
+            changes["max__dropped_reported"] = dropped_reported
         if not cls.objects(id=participant_id, poll_owner=owner).update_one(**changes) and last_seq is not None:
             # The lease lapsed and another poll took it: still, never let last_seq fall behind the outbox.
             cls.catch_up_seq(participant_id, last_seq)
