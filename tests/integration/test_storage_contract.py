@@ -167,6 +167,20 @@ def test_a_poll_lease_taken_over_after_it_lapsed_says_so():  # findAndModify ret
     assert Participant.acquire_poll_lease(participant.id, "c", now + 4, now + 5).lease_lapsed is False
 
 
+def test_dropped_messages_are_counted_and_their_report_only_moves_forward():  # $inc, $max on release
+    participant = Participant(session_id="s", display_name="p")
+    participant.save(force_insert=True)
+    Participant.count_dropped(participant.id, 3)
+    Participant.count_dropped(participant.id, 2)
+    now = float(int(time.time()))
+    leased = Participant.acquire_poll_lease(participant.id, "a", now, now + 5)
+    assert (leased.dropped_count, leased.dropped_reported) == (5, 0)
+    Participant.release_poll_lease(participant.id, "a", now, dropped_reported=5)
+    Participant.release_poll_lease(participant.id, "a-late", now, dropped_reported=3)
+    stored = Participant.objects(id=participant.id).first()
+    assert (stored.dropped_count, stored.dropped_reported) == (5, 5)
+
+
 def test_one_write_renews_the_leases_of_waiting_polls_only():  # update_many by _id $in + owner $in
     now = float(int(time.time()))  # whole seconds: the stand-in rounds floats to 15 digits
     ids = []
