@@ -75,7 +75,10 @@ class Settings:
     participant_queue_expires_s: int = 300
     """An unused participant queue is deleted by RabbitMQ after this long (PARTICIPANT_QUEUE_EXPIRES_S)."""
     participant_queue_max_length: int = 10000
-    """Guard against a participant that never polls (PARTICIPANT_QUEUE_MAX_LENGTH)."""
+    """Guard against a participant that never polls (PARTICIPANT_QUEUE_MAX_LENGTH); beyond it the oldest
+    messages are dropped and the client gets `messagesDropped {count}` (messaging.overflow)."""
+    participant_queue_max_bytes: int = 64 * 1024 * 1024
+    """The same guard in bytes of message bodies (PARTICIPANT_QUEUE_MAX_BYTES)."""
     participant_timeout_s: int = 60
     """A participant that has not polled for this long is removed (PARTICIPANT_TIMEOUT_S)."""
     connection_debounce_s: float = 4.0
@@ -114,6 +117,10 @@ class Settings:
     """"json" (one object per line, with session and participant ids) or "text" (LOG_FORMAT)."""
     worker_concurrency: int = 8
     """Threads per worker process; tasks mostly wait on the KMS and the database (WORKER_CONCURRENCY)."""
+    test_pause_after_outbox_store: str = ""
+    """Tests only: a file path; a poll that stored messages in the outbox creates it and then hangs before
+    acking them and releasing its lease, so a test can kill the instance in exactly that window
+    (TEST_PAUSE_AFTER_OUTBOX_STORE); "" = off."""
 
 
 _ENV_NAMES = {

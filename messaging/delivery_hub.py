@@ -136,6 +136,19 @@ class HubConnection:
 
         return self._call(start_consuming)
 
+    def declare(self, action: Callable[[AmqpChannel], object]) -> None:
+        """Runs declarations (messaging.topology) on a channel of this connection, then closes it."""
+
+        def declare_on_a_channel(conn: Connection) -> None:
+            channel = conn.connection.channel()
+            try:
+                action(channel)
+            finally:
+                if channel.is_open:
+                    channel.close()
+
+        self._call(declare_on_a_channel)
+
     def ack(self, subscription: Subscription, delivery_tag: int) -> None:
         """Acknowledges everything up to `delivery_tag` (queued; runs before a later unsubscribe)."""
         subscription.acked_tag = max(subscription.acked_tag, delivery_tag)

@@ -34,8 +34,10 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
-from messaging import topology
+from messaging import messages, topology
 from messaging.delivery_hub import AmqpMessage, BrokerUnavailable, DeliveryHub, QueueGone, Subscription
+from messaging.messages import Message
+from messaging.overflow import OverflowCounter
 from models import OutboxMessage, Participant, bound_to, database_alias
 from settings import Settings
 
@@ -110,6 +112,8 @@ class Mailbox:
         self.hub = DeliveryHub(settings.rabbitmq_url, settings.delivery_connections)
         self._renewer_pid = 0
         self._renewer: LeaseRenewer | None = None
+        self._overflow_pid = 0
+        self._overflow: OverflowCounter | None = None
 
     @property
     def renewer(self) -> LeaseRenewer:
@@ -119,6 +123,14 @@ class Mailbox:
             self._renewer = LeaseRenewer(instance, database_alias(self.settings))
             self._renewer_pid = os.getpid()
         return self._renewer
+
+    @property
+    def overflow(self) -> OverflowCounter:
+        # Per process, like the renewer.
+        if self._overflow is None or self._overflow_pid != os.getpid():
+            self._overflow = OverflowCounter(self.settings, self.hub, database_alias(self.settings))
+            self._overflow_pid = os.getpid()
+        return self._overflow
 
     def poll(
         self,
@@ -135,6 +147,7 @@ class Mailbox:
         the lease; it may refuse the poll by raising. UnknownParticipant when there is no such
         participant in the session.
         """
+        self.overflow.ensure_running()
         with contextlib.ExitStack() as held:
             return self._poll(
                 session_id, participant_id, after, wait, limit, lambda: held.enter_context(beside_another())
@@ -162,7 +175,15 @@ class Mailbox:
             )
             if leased is not None:
                 after = leased.acked_seq  # what was acknowledged before is never served again
+                recorded = leased.last_seq
+                if leased.lease_lapsed:
+                    # Its holder died (or its release failed) maybe after storing entries beyond
+                    # last_seq: serve them, and number after them, so that the broker's redelivered
+                    # copies are dropped as the duplicates they now really are. One indexed read,
+                    # only after a lease that was not released.
+                    leased.last_seq = max(recorded, OutboxMessage.highest_seq(participant_id))
                 moved = _Moved(leased.last_seq)
+                reported: int | None = None
                 try:
                     delivered: list[DeliveredMessage] = []
                     if leased.last_seq > after:
@@ -171,18 +192,36 @@ class Mailbox:
                         delivered = self._delivery(OutboxMessage.after(participant_id, after, limit), after).messages
                         if len(delivered) >= limit:
                             return Delivery(delivered, delivered[-1]["seq"])
+                    if leased.dropped_count > leased.dropped_reported:
+                        # The queue dropped its oldest messages: say so before what it still holds.
+                        # The id makes a repeat of this notice (a lapsed lease) a duplicate.
+                        notice = messages.messages_dropped(leased.dropped_count - leased.dropped_reported)
+                        stored = self._store_notice(
+                            participant_id, moved, f"dropped-{participant_id}-{leased.dropped_count}", notice
+                        )
+                        if stored is not None:
+                            delivered += stored
+                            reported = leased.dropped_count
                     delivered += self._move_to_outbox(
                         leased, moved, deadline, limit - len(delivered), immediate=wait == 0 or bool(delivered)
                     )
                     return Delivery(delivered, delivered[-1]["seq"] if delivered else after)
                 finally:
                     trimmed = self._trim(participant_id, after) if after - leased.trimmed_seq >= TRIM_BATCH else None
-                    stored_up_to = moved.last_seq if moved.last_seq > leased.last_seq else None
-                    Participant.release_poll_lease(participant_id, owner, time.time(), trimmed, stored_up_to)
+                    stored_up_to = moved.last_seq if moved.last_seq > recorded else None
+                    Participant.release_poll_lease(participant_id, owner, time.time(), trimmed, stored_up_to, reported)
             if known is None:
                 known = Participant.objects(id=participant_id, session_id=session_id).first()
                 if known is None:
                     raise UnknownParticipant(participant_id)
+                if after > known.last_seq:
+                    # A poll beside a holder that then died may have served entries its release
+                    # never recorded: the outbox, not last_seq, says what was handed out.
+                    highest = OutboxMessage.highest_seq(participant_id)
+                    if known.last_seq < highest and after <= highest:
+                        Participant.catch_up_seq(participant_id, highest)
+                        known.last_seq = highest
+                        continue
                 # An `after` beyond every seq handed out acknowledges nothing that does not exist
                 # yet; one below the acknowledgement on record does not bring anything back.
                 clamped = max(min(after, known.last_seq), known.acked_seq)
@@ -225,7 +264,17 @@ class Mailbox:
         try:
             subscription = connection.subscribe(queue, prefetch=limit, skip_if_empty=immediate)
         except QueueGone:
-            return []  # the queue expired (the client stayed away too long): nothing left to deliver
+            # The broker deleted the queue (x-expires: the client stayed away longer than
+            # PARTICIPANT_QUEUE_EXPIRES_S). A participant that left needs nothing more; a joined one
+            # gets its queue and binding back, and a `resync`: what was published meanwhile is lost.
+            if not participant.is_active:
+                return []
+            session_id, settings = participant.session_id, self.settings
+            connection.declare(
+                lambda channel: topology.declare_participant(channel, settings, session_id, participant.id)
+            )
+            notice = messages.resync(messages.RESYNC_QUEUE_EXPIRED)
+            return self._store_notice(participant.id, moved, f"resync-{uuid.uuid4().hex}", notice) or []
         if subscription is None:
             return []  # nothing waiting, and the client did not ask to wait
         try:
@@ -246,6 +295,8 @@ class Mailbox:
             delivered = self._store(participant.id, moved, received)
             if delivered is None:
                 return []  # the lease lapsed and another poll moved messages: these are requeued
+            if self.settings.test_pause_after_outbox_store:
+                _pause_for_test(self.settings.test_pause_after_outbox_store)
             connection.ack(subscription, received[-1].delivery_tag)
             return delivered
         finally:
@@ -277,6 +328,19 @@ class Mailbox:
             message_id = message.properties.get("message_id") or f"tag-{uuid.uuid4().hex}"
             body = message.body.decode() if isinstance(message.body, bytes) else message.body
             entries.append((message_id, body))
+        return Mailbox._store_entries(participant_id, moved, entries)
+
+    @staticmethod
+    def _store_notice(
+        participant_id: str, moved: _Moved, message_id: str, notice: Message
+    ) -> list[DeliveredMessage] | None:
+        """Stores a message of the service's own (a gap in delivery) as the next seq."""
+        return Mailbox._store_entries(participant_id, moved, [(message_id, json.dumps(notice, separators=(",", ":")))])
+
+    @staticmethod
+    def _store_entries(
+        participant_id: str, moved: _Moved, entries: list[tuple[str, str]]
+    ) -> list[DeliveredMessage] | None:
         batch = OutboxMessage.store_many(participant_id, moved.last_seq, entries)
         if batch.stored:
             moved.last_seq = batch.stored[-1][0]
@@ -294,3 +358,10 @@ class _Moved:
     """The highest seq stored by the poll holding the lease, written back when it releases it."""
 
     last_seq: int
+
+
+def _pause_for_test(marker: str) -> None:
+    """Test hook (TEST_PAUSE_AFTER_OUTBOX_STORE): stored, not acked, lease held; wait to be killed."""
+    with open(marker, "w") as out:
+        out.write(str(os.getpid()))
+    time.sleep(60)

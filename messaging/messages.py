@@ -63,6 +63,20 @@ class SessionClosed(TypedDict):
 ChatMessage = TypedDict("ChatMessage", {"type": Literal["message"], "from": str, "payload": dict[str, Any]})
 
 
+class MessagesDropped(TypedDict):
+    """The participant's queue overflowed: `count` older messages were dropped before the next one."""
+
+    type: Literal["messagesDropped"]
+    count: int
+
+
+class Resync(TypedDict):
+    """Messages may have been missed (`reason`); re-read GET /sessions/{sid} and renegotiate."""
+
+    type: Literal["resync"]
+    reason: str
+
+
 class Error(TypedDict):
     type: Literal["error"]
     request_id: str | None
@@ -82,6 +96,8 @@ Message = (
     | MediaServerLost
     | SessionClosed
     | ChatMessage
+    | MessagesDropped
+    | Resync
     | Error
 )
 
@@ -132,3 +148,16 @@ def chat_message(sender: str, payload: dict[str, Any]) -> ChatMessage:
 
 def error(request_id: str | None, code: int, message: str) -> Error:
     return {"type": "error", "request_id": request_id, "code": code, "message": message}
+
+
+def messages_dropped(count: int) -> MessagesDropped:
+    return {"type": "messagesDropped", "count": count}
+
+
+# Why a `resync` was sent: the participant's queue was deleted by the broker (x-expires) while
+# the participant stayed joined, so whatever was published meanwhile had nowhere to go.
+RESYNC_QUEUE_EXPIRED = "queueExpired"
+
+
+def resync(reason: str) -> Resync:
+    return {"type": "resync", "reason": reason}

@@ -2,7 +2,12 @@
 
 Each session has a durable fanout exchange; each participant a durable classic queue bound
 to it. The queue has `x-expires` so abandoned participants clean up by themselves and
-`x-max-length` as a guard against a client that never polls.
+`x-max-length`/`x-max-length-bytes` as a guard against a client that never polls.
+
+Past a guard the queue drops its oldest messages (`drop-head`: publishers are never refused,
+so one stalled participant cannot fail the tasks of a whole session) and dead-letters them to
+the deployment's overflow exchange, with the participant id as routing key; web processes
+count them per participant (messaging.overflow) and the client gets `messagesDropped`.
 """
 
 from __future__ import annotations
@@ -22,6 +27,12 @@ def session_exchange(settings: Settings, session_id: str) -> Exchange:
     return Exchange(f"{settings.name_prefix}.session.{session_id}", type="fanout", durable=True)
 
 
+def overflow_queue(settings: Settings) -> Queue:
+    """Where participant queues dead-letter what they drop; one per deployment."""
+    name = f"{settings.name_prefix}.participant-overflow"
+    return Queue(name, exchange=Exchange(name, type="fanout", durable=True), durable=True)
+
+
 def participant_queue(settings: Settings, session_id: str, participant_id: str) -> Queue:
     return Queue(
         f"{settings.name_prefix}.participant.{participant_id}",
@@ -31,6 +42,10 @@ def participant_queue(settings: Settings, session_id: str, participant_id: str) 
             "x-queue-type": "classic",
             "x-expires": settings.participant_queue_expires_s * 1000,
             "x-max-length": settings.participant_queue_max_length,
+            "x-max-length-bytes": settings.participant_queue_max_bytes,
+            "x-overflow": "drop-head",
+            "x-dead-letter-exchange": overflow_queue(settings).exchange.name,
+            "x-dead-letter-routing-key": participant_id,
         },
     )
 
@@ -40,10 +55,16 @@ def declare_session(channel: Channel, settings: Settings, session_id: str) -> No
 
 
 def declare_participant(channel: Channel, settings: Settings, session_id: str, participant_id: str) -> None:
-    """Declares the session exchange and the participant queue, and binds them (idempotent)."""
+    """Declares the session exchange and the participant queue, and binds them (idempotent); also
+    the overflow exchange its drops go to, so that none is lost uncounted."""
+    declare_overflow(channel, settings)
     queue = participant_queue(settings, session_id, participant_id)(channel)
     queue.exchange.declare()
     queue.declare()
+
+
+def declare_overflow(channel: Channel, settings: Settings) -> None:
+    overflow_queue(settings)(channel).declare()
 
 
 def unbind_participant(channel: Channel, settings: Settings, session_id: str, participant_id: str) -> None:

@@ -34,6 +34,10 @@ class Participant(Document):
     # Lease that lets exactly one long poll at a time move messages into the outbox. Each web
     # instance renews the leases its waiting polls hold in one write (messaging.mailbox);
     # poll_instance says which instance holds it, for operators.
+    # Messages the participant's queue dropped on overflow (counted by messaging.overflow), and how
+    # many of them the client was told of with `messagesDropped` (written when a poll releases its lease).
+    dropped_count = IntField(default=0)
+    dropped_reported = IntField(default=0)
     poll_owner = StringField(null=True)
     poll_instance = StringField(null=True)
     poll_lease_until = FloatField(default=0.0)
@@ -45,6 +49,10 @@ class Participant(Document):
     left_at = DateTimeField(null=True)
 
     meta = {"collection": "participants", "indexes": [("session_id", "state"), "last_seen_at"]}
+
+    # Not stored. Set by acquire_poll_lease: the lease it took was never released (its holder died,
+    # or its release failed), so the outbox may hold entries beyond last_seq.
+    lease_lapsed: bool = False
 
     @property
     def is_active(self) -> bool:
@@ -146,20 +154,29 @@ class Participant(Document):
         """Takes the poll lease if it is free and records the client's acknowledgement, in one write.
 
         Returns the participant as it is afterwards (its last_seq says whether the outbox holds
-        anything beyond `acked`), or None when another poll holds the lease, when `acked` is
-        beyond every seq handed out (last_seq), or when the participant is not one of `session_id`.
+        anything beyond `acked`, unless `lease_lapsed`), or None when another poll holds the lease,
+        when `acked` is beyond every seq handed out (last_seq), or when the participant is not one
+        of `session_id`.
         """
         query = {"id": participant_id, "poll_lease_until__lt": now, "last_seq__gte": acked}
         if session_id is not None:
             query["session_id"] = session_id
-        return cls.objects(**query).modify(
-            new=True,
+        # The document as it was before, so the same write tells whether the previous lease was
+        # released (poll_owner cleared) or lapsed; the new values are applied here.
+        leased = cls.objects(**query).modify(
+            new=False,
             set__poll_owner=owner,
             set__poll_instance=instance or None,
             set__poll_lease_until=until,
             set__last_seen_at=now,
             max__acked_seq=acked,
         )
+        if leased is None:
+            return None
+        leased.lease_lapsed = leased.poll_owner is not None
+        leased.poll_owner, leased.poll_instance, leased.poll_lease_until = owner, instance or None, until
+        leased.last_seen_at, leased.acked_seq = now, max(leased.acked_seq, acked)
+        return leased
 
     @classmethod
     def acknowledge(cls, participant_id: str, acked: int) -> None:
@@ -184,10 +201,21 @@ class Participant(Document):
         cls.objects(id=participant_id).update_one(max__last_seq=highest_stored)
 
     @classmethod
+    def count_dropped(cls, participant_id: str, count: int) -> None:
+        cls.objects(id=participant_id).update_one(inc__dropped_count=count)
+
+    @classmethod
     def release_poll_lease(
-        cls, participant_id: str, owner: str, now: float, trimmed: int | None = None, last_seq: int | None = None
+        cls,
+        participant_id: str,
+        owner: str,
+        now: float,
+        trimmed: int | None = None,
+        last_seq: int | None = None,
+        dropped_reported: int | None = None,
     ) -> None:
-        """Frees the lease; `last_seq` is the highest seq its holder stored in the outbox."""
+        """Frees the lease; `last_seq` is the highest seq its holder stored in the outbox,
+        `dropped_reported` the dropped_count its `messagesDropped` covered."""
         changes = {
             "set__poll_owner": None,
             "set__poll_instance": None,
@@ -198,6 +226,8 @@ class Participant(Document):
             changes["max__trimmed_seq"] = trimmed
         if last_seq is not None:
             changes["max__last_seq"] = last_seq
+        if dropped_reported is not None:
+            changes["max__dropped_reported"] = dropped_reported
         if not cls.objects(id=participant_id, poll_owner=owner).update_one(**changes) and last_seq is not None:
             # The lease lapsed and another poll took it: still, never let last_seq fall behind the outbox.
             cls.catch_up_seq(participant_id, last_seq)

@@ -32,7 +32,16 @@ class PollArgsSchema(Schema):
 
 class PolledSchema(Schema):
     messages = ma.fields.List(
-        ma.fields.Dict(), metadata={"description": "Each has seq and type, plus the type's fields."}
+        ma.fields.Dict(),
+        metadata={
+            "description": "Each has seq and type, plus the type's fields. Besides the types of the contract, "
+            "the service tells of gaps in delivery: `messagesDropped {count}` (the participant's queue "
+            "overflowed PARTICIPANT_QUEUE_MAX_LENGTH or PARTICIPANT_QUEUE_MAX_BYTES and dropped its `count` "
+            "oldest messages, which came before this one) and `resync {reason}` (`queueExpired`: the queue "
+            "was deleted while the client stayed away longer than PARTICIPANT_QUEUE_EXPIRES_S, so anything "
+            "sent meanwhile is lost). After either, re-read GET /sessions/{sid} and renegotiate the streams "
+            "whose sdpAnswer or candidates may be missing."
+        },
     )
     last_seq = ma.fields.Int()
 

@@ -154,6 +154,33 @@ def test_poll_lease_is_exclusive_until_released():  # findAndModify {lease_until
     assert Participant.objects(id=participant.id).first().last_seq == 12
 
 
+def test_a_poll_lease_taken_over_after_it_lapsed_says_so():  # findAndModify returning the old document
+    participant = Participant(session_id="s", display_name="p", last_seq=3)
+    participant.save(force_insert=True)
+    now = float(int(time.time()))
+    first = Participant.acquire_poll_lease(participant.id, "a", now, now + 1, "web-a", 2)
+    assert (first.lease_lapsed, first.poll_owner, first.poll_lease_until, first.acked_seq) == (False, "a", now + 1, 2)
+    # "a" never released it (its instance died): the next holder is told, to reconcile last_seq.
+    again = Participant.acquire_poll_lease(participant.id, "b", now + 2, now + 3, "web-b", 1)
+    assert (again.lease_lapsed, again.poll_owner, again.acked_seq, again.last_seq) == (True, "b", 2, 3)
+    Participant.release_poll_lease(participant.id, "b", now + 2)
+    assert Participant.acquire_poll_lease(participant.id, "c", now + 4, now + 5).lease_lapsed is False
+
+
+def test_dropped_messages_are_counted_and_their_report_only_moves_forward():  # $inc, $max on release
+    participant = Participant(session_id="s", display_name="p")
+    participant.save(force_insert=True)
+    Participant.count_dropped(participant.id, 3)
+    Participant.count_dropped(participant.id, 2)
+    now = float(int(time.time()))
+    leased = Participant.acquire_poll_lease(participant.id, "a", now, now + 5)
+    assert (leased.dropped_count, leased.dropped_reported) == (5, 0)
+    Participant.release_poll_lease(participant.id, "a", now, dropped_reported=5)
+    Participant.release_poll_lease(participant.id, "a-late", now, dropped_reported=3)
+    stored = Participant.objects(id=participant.id).first()
+    assert (stored.dropped_count, stored.dropped_reported) == (5, 5)
+
+
 def test_one_write_renews_the_leases_of_waiting_polls_only():  # update_many by _id $in + owner $in
     now = float(int(time.time()))  # whole seconds: the stand-in rounds floats to 15 digits
     ids = []

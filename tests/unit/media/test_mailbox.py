@@ -52,6 +52,9 @@ class FakeQueues:
             subscription.on_message(message)
         return subscription
 
+    def declare(self, _action: Any) -> None:
+        return None  # no broker here: nothing to declare
+
     def ack(self, subscription: Subscription, delivery_tag: int) -> None:
         self.acked.append(delivery_tag)
         self.queues[subscription.queue] = [m for m in self.queues[subscription.queue] if m.delivery_tag > delivery_tag]
