@@ -15,10 +15,12 @@ from .conftest import load_values
 FROM_SECRETS = {"RABBITMQ_URL", "MONGODB_URI", "SIGNALING_API_KEYS", "SECRET_KEY"}
 # Derived by the chart from the kms.* values (external URLs, or the headless Service's name).
 DERIVED = {"KMS_URLS", "KMS_DISCOVERY_DNS"}
+# Hooks for fault tests only: never deployed.
+TEST_ONLY = {"TEST_PAUSE_AFTER_OUTBOX_STORE"}
 
 
 def env_names() -> set[str]:
-    return {service_settings.env_name(f.name) for f in fields(service_settings.Settings)}
+    return {service_settings.env_name(f.name) for f in fields(service_settings.Settings)} - TEST_ONLY
 
 
 def camel(env: str) -> str:
