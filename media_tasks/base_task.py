@@ -29,7 +29,7 @@ from pymongo.errors import ConnectionFailure, OperationFailure
 import kurento
 from media_tasks.kms_pool import NoMediaServer
 from messaging import messages
-from messaging.publisher import get_publisher
+from messaging.publisher import PublishNotConfirmed, get_publisher
 from messaging.rerun_identity import publishing_for_task, task_seed
 from models.task_start import TaskStart
 from settings import Settings
@@ -139,9 +139,16 @@ class MediaTask(Task):
     def _run_and_flush(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         with publishing_for_task(self._message_seed()):
             result = super().__call__(*args, **kwargs)
-        # The task is acknowledged after this returns: first make sure the broker has every
-        # message the task published (messaging.publisher defers confirms to here).
-        get_publisher(self.settings).flush()
+            # The task is acknowledged after this returns: first make sure the broker has every
+            # message this task published (messaging.publisher defers confirms to here and
+            # accounts them per task, so this waits for exactly this task's own).
+            try:
+                get_publisher(self.settings).flush()
+            except PublishNotConfirmed as exc:
+                # A failed task is acknowledged, and its lost message with it: run it again now
+                # instead (same task id, so its copies keep their message ids).
+                log.warning("task %s[%s]: %s; running it again", self.name, self.request.id, exc)
+                raise self.retry(exc=exc, countdown=0) from exc
         return result
 
 

@@ -17,9 +17,15 @@ log = logging.getLogger(__name__)
 
 
 def prepare_session(settings: Settings, session_id: str) -> None:
-    """Declares the session's fanout exchange, so broadcasts have a home before anyone joins."""
+    """Declares the session's exchange (the web tier already did, at creation) unless the session
+    is closed: a late or redelivered run must not bring a closed session's exchange back."""
+    if Session.is_closed(session_id):
+        return
     with broker_channel(settings) as channel:
         topology.declare_session(channel, settings, session_id)
+        # Closed meanwhile: its close may have deleted the exchange before this declare.
+        if Session.is_closed(session_id):
+            topology.delete_session_exchange(channel, settings, session_id)
 
 
 def announce_join(settings: Settings, session_id: str, participant_id: str, display_name: str) -> None:

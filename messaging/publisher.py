@@ -1,13 +1,25 @@
-"""Publishing to sessions (fanout) and to single participants (their queue), from workers.
+"""Publishing to sessions (broadcasts) and to single participants (their queue), from workers.
 
 One connection per process, shared by task threads and by the Kurento event dispatcher
 thread, so publishing goes through a lock. Publisher confirms are on, but a publish does not
 wait for its own: the broker routes a message to its queue (and on to a waiting consumer) at
 once and confirms only after writing it to disk, a few milliseconds later. Waiting for that
-on every message cost an offer most of its latency. Instead `flush()` waits for every
-outstanding confirm, and tasks call it before they are acknowledged (media_tasks.base_task):
-a task is done only once everything it published is safe, and a broker refusal or crash
-makes the task run again rather than lose a message.
+on every message cost an offer most of its latency. Instead `flush()` waits for the confirms
+of the calling task's own publishes, and tasks call it before they are acknowledged
+(media_tasks.base_task): a task is done only once everything it published is safe, and a
+broker refusal or crash makes the task run again rather than lose a message.
+
+Confirms are accounted per task (messaging.rerun_identity.TaskScope): each publish records its
+(channel generation, delivery tag) in the publishing task's scope, an ack or nack settles it
+there, and a channel that closes marks every scope with an unconfirmed publish on it as lost,
+whichever task's publish (or flush) saw the channel close. So one task's flush never consumes
+another's nack or returns early because another task's failure reset the channel. Publishes
+outside tasks (Kurento events) share one scope of their own: a loss there is logged, and the
+background loop's flush raises it once.
+
+Broadcasts go to the per-deployment exchange (messaging.topology.broadcast_exchange), which is
+never deleted: a broadcast for a closed session routes nowhere instead of closing the channel
+under everyone else's publishes.
 
 A task that runs again publishes again, under the same message ids (messaging.rerun_identity),
 so participants' outboxes drop the copies.
@@ -20,22 +32,22 @@ import logging
 import os
 import threading
 import time
+from functools import partial
 
-from amqp.exceptions import NotFound
-from kombu import Connection, Exchange, Producer
+from kombu import Connection, Producer
 
 from messaging import rerun_identity, topology
 from messaging.messages import Message
+from messaging.rerun_identity import TaskScope
 from settings import Settings
 
 log = logging.getLogger(__name__)
 
-_DIRECT = Exchange("", type="direct")
 FLUSH_TIMEOUT_S = 10.0
 
 
 class PublishNotConfirmed(ConnectionError):
-    """The broker refused, or may have lost, messages published since the last flush."""
+    """The broker refused, or may have lost, messages this task published."""
 
 
 class Publisher:
@@ -44,21 +56,25 @@ class Publisher:
         self._lock = threading.Lock()
         self._connection: Connection | None = None
         self._producer: Producer | None = None
-        self._published = 0  # delivery tags of this channel's confirms count from 1
-        self._confirmed = 0
-        self._nacked = False
+        self._generation = 0  # one per channel: delivery tags count from 1 on each
+        self._last_tag = 0
+        # Unconfirmed delivery tags of the current channel, in order, and whose they are.
+        self._awaiting: dict[int, TaskScope] = {}
+        # Publishes outside any task (the Kurento event thread).
+        self._outside = TaskScope("outside-tasks")
 
     # -- publishing --------------------------------------------------------------------------
     def to_session(self, session_id: str, message: Message) -> None:
-        self._publish(message, topology.session_exchange(self.settings, session_id), "")
+        self._publish(message, topology.broadcast_exchange(self.settings).name, session_id)
 
     def to_participant(self, session_id: str, participant_id: str, message: Message) -> None:
         queue = topology.participant_queue(self.settings, session_id, participant_id)
-        self._publish(message, _DIRECT, queue.name)
+        self._publish(message, "", queue.name)
 
-    def _publish(self, message: Message, exchange: Exchange, routing_key: str) -> None:
+    def _publish(self, message: Message, exchange: str, routing_key: str) -> None:
         body = json.dumps(message, separators=(",", ":"))
-        message_id = rerun_identity.message_id(exchange.name, routing_key, body)
+        message_id = rerun_identity.message_id(exchange, routing_key, body)
+        scope = rerun_identity.current_task_scope() or self._outside
         with self._lock:
             for attempt in range(3):
                 try:
@@ -72,71 +88,89 @@ class Publisher:
                         message_id=message_id,
                         retry=False,
                     )
-                    self._published += 1
-                    return
                 except Exception as exc:
-                    if self._published > self._confirmed:
-                        # Earlier messages on this channel are unconfirmed and the channel is gone.
-                        self._reset()
-                        raise PublishNotConfirmed("the channel closed with messages unconfirmed") from exc
-                    self._reset()
+                    # Whatever was unconfirmed on this channel is lost to its tasks' flushes; this
+                    # message went nowhere we know of, so it is published again on a new channel.
+                    self._channel_lost(f"the channel closed with messages unconfirmed: {exc}")
                     if attempt == 2:
                         raise
                     log.warning("publish failed, reconnecting", exc_info=True)
+                    continue
+                self._last_tag += 1
+                self._awaiting[self._last_tag] = scope
+                scope.awaiting.add((self._generation, self._last_tag))
+                return
 
     # -- confirms ----------------------------------------------------------------------------
     def flush(self, timeout: float = FLUSH_TIMEOUT_S) -> None:
-        """Waits until the broker confirmed every message published so far."""
+        """Waits until the broker confirmed every message this task (or, outside tasks, the
+        Kurento event relay) published; raises PublishNotConfirmed if any was refused or was
+        unconfirmed on a channel that closed."""
+        scope = rerun_identity.current_task_scope() or self._outside
         with self._lock:
-            if self._connection is None or self._confirmed >= self._published:
-                self._raise_if_nacked()
-                return
             deadline = time.monotonic() + timeout
             try:
-                while self._confirmed < self._published:
+                while scope.awaiting and self._connection is not None:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
-                        raise PublishNotConfirmed("the broker did not confirm in time")
+                        # Only this scope gives up: its task runs again; the others keep waiting.
+                        scope.awaiting.clear()
+                        scope.lost = "the broker did not confirm in time"
+                        break
                     try:
                         self._connection.connection.drain_events(timeout=remaining)
                     except TimeoutError:
                         continue
-            except NotFound:
-                # A session exchange was gone (the session closed): that message had nowhere to
-                # go, but the channel closed with it, so what else was in flight is uncertain.
-                self._reset()
-                raise PublishNotConfirmed("a message was refused (no such exchange)") from None
-            except PublishNotConfirmed:
-                self._reset()
-                raise
             except Exception as exc:
-                self._reset()
-                raise PublishNotConfirmed(f"the broker connection dropped: {exc}") from exc
-            self._raise_if_nacked()
+                # The channel or the connection closed (a refused publish, the broker away).
+                self._channel_lost(f"the broker channel closed: {exc}")
+            if scope.lost is not None:
+                reason, scope.lost = scope.lost, None
+                raise PublishNotConfirmed(reason)
 
-    def _raise_if_nacked(self) -> None:
-        if self._nacked:
-            self._nacked = False
-            raise PublishNotConfirmed("the broker refused a message (nack)")
+    def _settle(self, generation: int, delivery_tag: int, multiple: bool, refused: bool) -> None:
+        if generation != self._generation:
+            return
+        tags = [t for t in self._awaiting if t <= delivery_tag] if multiple else [delivery_tag]
+        for tag in tags:
+            scope = self._awaiting.pop(tag, None)
+            if scope is None:
+                continue
+            scope.awaiting.discard((generation, tag))
+            if refused:
+                self._mark_lost(scope, "the broker refused a message (nack)")
 
-    def _on_ack(self, delivery_tag: int, multiple: bool) -> None:
-        self._confirmed = max(self._confirmed, delivery_tag)
-
-    def _on_nack(self, delivery_tag: int, multiple: bool) -> None:
-        self._nacked = True
-        self._confirmed = max(self._confirmed, delivery_tag)
+    def _mark_lost(self, scope: TaskScope, reason: str) -> None:
+        scope.lost = reason
+        if scope is self._outside:
+            log.warning("a Kurento event relayed outside tasks may be lost: %s", reason)
 
     # -- connection --------------------------------------------------------------------------
     def _producer_now(self) -> Producer:
         if self._producer is None:
             self._connection = Connection(self.settings.rabbitmq_url, heartbeat=0)
             channel = self._connection.channel()
+            # Once per channel: broadcasts need their exchange (durable, never deleted).
+            topology.broadcast_exchange(self.settings)(channel).declare()
             channel.confirm_select()
-            channel.events["basic_ack"].add(self._on_ack)
-            channel.events["basic_nack"].add(self._on_nack)
+            self._generation += 1
+            self._last_tag = 0
+            channel.events["basic_ack"].add(partial(self._on_confirm, self._generation, False))
+            channel.events["basic_nack"].add(partial(self._on_confirm, self._generation, True))
             self._producer = Producer(channel)
-            self._published = self._confirmed = 0
         return self._producer
+
+    def _on_confirm(self, generation: int, refused: bool, delivery_tag: int, multiple: bool) -> None:
+        self._settle(generation, delivery_tag, multiple, refused)
+
+    def _channel_lost(self, reason: str) -> None:
+        """Every publish still unconfirmed on the channel is lost for its own scope."""
+        for tag, scope in self._awaiting.items():
+            scope.awaiting.discard((self._generation, tag))
+        for scope in set(self._awaiting.values()):
+            self._mark_lost(scope, reason)
+        self._awaiting.clear()
+        self._reset()
 
     def _reset(self) -> None:
         if self._connection is not None:
@@ -146,11 +180,10 @@ class Publisher:
                 pass
         self._connection = None
         self._producer = None
-        self._published = self._confirmed = 0
 
     def close(self) -> None:
         with self._lock:
-            self._reset()
+            self._channel_lost("the publisher was closed")
 
 
 _publishers: dict[tuple[int, str], Publisher] = {}

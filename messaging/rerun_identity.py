@@ -45,28 +45,46 @@ def task_seed(task_id: str | None, root_id: str | None, parent_id: str | None) -
     return task_id or uuid.uuid4().hex
 
 
+class TaskScope:
+    """One run of a task on one thread: what its message ids derive from, and (kept by
+    messaging.publisher) the confirms it still awaits, so that its flush waits for exactly its own
+    messages and fails for exactly its own losses."""
+
+    def __init__(self, seed: str) -> None:
+        self.seed = seed
+        self.published = 0
+        # (channel generation, delivery tag) of each publish not yet confirmed.
+        self.awaiting: set[tuple[int, int]] = set()
+        # Why a message of this scope may be lost (nack, channel closed unconfirmed); None if none.
+        self.lost: str | None = None
+
+
 class _TaskPublishing(threading.local):
-    seed: str | None = None
-    published: int = 0
+    scope: TaskScope | None = None
 
 
 _task = _TaskPublishing()
 
 
 @contextlib.contextmanager
-def publishing_for_task(seed: str) -> Iterator[None]:
+def publishing_for_task(seed: str) -> Iterator[TaskScope]:
     """Messages published by this thread meanwhile get ids a re-run of the task reproduces."""
-    _task.seed, _task.published = seed, 0
+    _task.scope = TaskScope(seed)
     try:
-        yield
+        yield _task.scope
     finally:
-        _task.seed = None
+        _task.scope = None
+
+
+def current_task_scope() -> TaskScope | None:
+    """The scope of the task running on this thread; None outside tasks (Kurento event thread)."""
+    return _task.scope
 
 
 def message_id(exchange: str, routing_key: str, body: str) -> str:
-    seed = _task.seed
-    if seed is None:
+    scope = _task.scope
+    if scope is None:
         return uuid.uuid4().hex
-    _task.published += 1
-    material = f"{seed}\n{_task.published}\n{exchange}\n{routing_key}\n{body}".encode()
+    scope.published += 1
+    material = f"{scope.seed}\n{scope.published}\n{exchange}\n{routing_key}\n{body}".encode()
     return hashlib.sha256(material).hexdigest()[:32]

@@ -8,6 +8,17 @@ Past a guard the queue drops its oldest messages (`drop-head`: publishers are ne
 so one stalled participant cannot fail the tasks of a whole session) and dead-letters them to
 the deployment's overflow exchange, with the participant id as routing key; web processes
 count them per participant (messaging.overflow) and the client gets `messagesDropped`.
+
+Broadcasts are published to one durable topic exchange per deployment, `<prefix>.broadcast`,
+with the session id as routing key; each session's fanout exchange is bound to it under its id
+(declared with the session exchange). That exchange is never deleted, so a broadcast for a
+closed session (whose exchange is gone) routes nowhere, where publishing to the deleted
+exchange itself would make the broker close the publisher's channel and drop what other tasks
+published after it.
+
+A closed session's exchange is never declared again: the session exchange is declared when the
+session is created; a join binds its queue to it without declaring it, then checks the session
+is still open (signaling_web.admission.join).
 """
 
 from __future__ import annotations
@@ -21,6 +32,10 @@ from settings import Settings
 if TYPE_CHECKING:
     # What kombu's annotations call a channel (Connection.default_channel), whatever the transport.
     from kombu.transport.virtual import Channel
+
+
+def broadcast_exchange(settings: Settings) -> Exchange:
+    return Exchange(f"{settings.name_prefix}.broadcast", type="topic", durable=True)
 
 
 def session_exchange(settings: Settings, session_id: str) -> Exchange:
@@ -51,16 +66,28 @@ def participant_queue(settings: Settings, session_id: str, participant_id: str) 
 
 
 def declare_session(channel: Channel, settings: Settings, session_id: str) -> None:
-    session_exchange(settings, session_id)(channel).declare()
+    """Declares the session exchange and binds it to the broadcast exchange (idempotent)."""
+    broadcast = broadcast_exchange(settings)(channel)
+    broadcast.declare()
+    exchange = session_exchange(settings, session_id)(channel)
+    exchange.declare()
+    exchange.bind_to(broadcast, routing_key=session_id)
 
 
 def declare_participant(channel: Channel, settings: Settings, session_id: str, participant_id: str) -> None:
-    """Declares the session exchange and the participant queue, and binds them (idempotent); also
-    the overflow exchange its drops go to, so that none is lost uncounted."""
+    """Declares the participant queue and binds it to the session exchange (idempotent); also
+    the overflow exchange its drops go to, so that none is lost uncounted.
+
+    The session exchange is not declared here: if it is gone (the session closed), the bind
+    fails with NotFound and the channel closes, rather than bringing the exchange back."""
     declare_overflow(channel, settings)
     queue = participant_queue(settings, session_id, participant_id)(channel)
-    queue.exchange.declare()
-    queue.declare()
+    queue.queue_declare()
+    queue.queue_bind()
+
+
+def delete_participant_queue(channel: Channel, settings: Settings, session_id: str, participant_id: str) -> None:
+    participant_queue(settings, session_id, participant_id)(channel).delete()
 
 
 def declare_overflow(channel: Channel, settings: Settings) -> None:

@@ -9,6 +9,9 @@ follows is queued for the workers (media_tasks.session_lifecycle). Refusals are 
 from __future__ import annotations
 
 import hmac
+import logging
+
+from amqp.exceptions import NotFound
 
 from media_tasks.dispatch import TaskQueue
 from messaging import topology
@@ -27,9 +30,14 @@ from models.errors import (
 )
 from settings import Settings
 
+log = logging.getLogger(__name__)
+
 
 def create_session(settings: Settings, tasks: TaskQueue, name: str, max_participants: int | None) -> Session:
     session = Session.create(name, max_participants or settings.default_max_participants)
+    # Declared here, while nobody can have closed it, so that joins never need to declare it.
+    with broker_channel(settings) as channel:
+        topology.declare_session(channel, settings, session.id)
     tasks.create_session(session_id=session.id)
     return session
 
@@ -97,14 +105,49 @@ def join(settings: Settings, tasks: TaskQueue, session_id: str, join_token: str,
     participant = Participant(session_id=session.id, display_name=display_name)
     try:
         participant.admit()
-        with broker_channel(settings) as channel:
-            topology.declare_participant(channel, settings, session.id, participant.id)
-    except Exception:
+        _declare_queue(settings, session.id, participant.id)
+        # A close marks the session closed first and its joined participants left after
+        # (close below, and again in its task, before deleting the exchange). This participant
+        # was stored and its queue bound before this read: if the session is still open here,
+        # any close comes later, marks this participant left and unbinds its queue; if it is
+        # closed, this join undoes itself.
+        if Session.is_closed(session.id):
+            raise SessionClosed()
+    except Exception as exc:
         Session.release_slot(session.id)
         Participant.discard(participant.id)
+        _forget_queue(settings, session.id, participant.id, session_closed=isinstance(exc, SessionClosed))
         raise
     tasks.announce_join(session_id=session.id, participant_id=participant.id, display_name=display_name)
     return participant
+
+
+def _declare_queue(settings: Settings, session_id: str, participant_id: str) -> None:
+    """The participant's queue, bound to its session's exchange, which it never redeclares
+    unless the session is open (a session created before creation declared it)."""
+    try:
+        with broker_channel(settings) as channel:
+            topology.declare_participant(channel, settings, session_id, participant_id)
+        return
+    except NotFound:
+        if Session.is_closed(session_id):
+            raise SessionClosed() from None
+    with broker_channel(settings) as channel:
+        # Should the session close meanwhile, the check after this in join undoes it.
+        topology.declare_session(channel, settings, session_id)
+        topology.declare_participant(channel, settings, session_id, participant_id)
+
+
+def _forget_queue(settings: Settings, session_id: str, participant_id: str, session_closed: bool) -> None:
+    """Best effort: a queue left behind expires by itself (x-expires)."""
+    try:
+        with broker_channel(settings) as channel:
+            topology.delete_participant_queue(channel, settings, session_id, participant_id)
+            if session_closed:
+                # The session's exchange goes with its close; if a declare above raced it, again.
+                topology.delete_session_exchange(channel, settings, session_id)
+    except Exception:
+        log.warning("could not delete the queue of a failed join (%s); it will expire", participant_id, exc_info=True)
 
 
 def leave(tasks: TaskQueue, session_id: str, participant_id: str, reason: str) -> None:
