@@ -25,14 +25,14 @@ from signaling_web.openapi import (
     ACCESS_REFUSALS,
     ANYONE,
     AS_MEMBER_OR_OPERATOR,
+    AS_OPERATOR,
     AS_OPERATOR_IF_CONFIGURED,
     AS_PARTICIPANT,
     NO_API_KEY,
     NO_CREDENTIALS,
+    NO_OPERATOR_KEY,
     NO_TOKEN,
-    NO_TOKEN_WHEN_OPEN,
     NOT_YOUR_SESSION,
-    NOT_YOUR_SESSION_WHEN_OPEN,
     NOT_YOURS,
     Documented,
     Security,
@@ -78,11 +78,8 @@ def _member_or_operator() -> None:
         auth.require_member(_path("session_id"))
 
 
-def _operator_or_member_if_open() -> None:
-    if auth.api_keys_configured():
-        auth.require_api_key()
-    else:
-        auth.require_member(_path("session_id"))  # open deployment: a participant may close its session
+def _operator() -> None:
+    auth.require_api_key()
 
 
 def _operator_if_configured() -> None:
@@ -103,10 +100,9 @@ member = Role(_member, AS_PARTICIPANT, (NO_TOKEN, NOT_YOUR_SESSION))
 member_or_operator = Role(_member_or_operator, AS_MEMBER_OR_OPERATOR, (NO_CREDENTIALS, NOT_YOUR_SESSION))
 """An API key, or a participant of the session the path names."""
 
-operator_or_member_if_open = Role(
-    _operator_or_member_if_open, AS_MEMBER_OR_OPERATOR, (NO_API_KEY, NO_TOKEN_WHEN_OPEN, NOT_YOUR_SESSION_WHEN_OPEN)
-)
-"""An API key when SIGNALING_API_KEYS is set; without keys, a participant of the session."""
+operator = Role(_operator, AS_OPERATOR, (NO_OPERATOR_KEY,))
+"""An API key, always: without SIGNALING_API_KEYS nobody holds one (an open deployment's sessions end
+when empty, EMPTY_SESSION_TIMEOUT_S). A participant's token never closes its whole session."""
 
 operator_if_configured = Role(_operator_if_configured, AS_OPERATOR_IF_CONFIGURED, (NO_API_KEY,))
 """An API key when SIGNALING_API_KEYS is set; anyone otherwise."""

@@ -37,8 +37,8 @@ SECURITY_SCHEMES = {
         "type": "apiKey",
         "in": "header",
         "name": "X-API-Key",
-        "description": "One of SIGNALING_API_KEYS, for operators' backends. Needed to create and close "
-        "sessions when keys are configured.",
+        "description": "One of SIGNALING_API_KEYS, for operators' backends. Needed to close sessions, and to "
+        "create them when keys are configured.",
     },
 }
 Security = list[dict[str, list[str]]]
@@ -46,6 +46,7 @@ AS_PARTICIPANT: Security = [{PARTICIPANT_TOKEN: []}]
 AS_MEMBER_OR_OPERATOR: Security = [{API_KEY: []}, {PARTICIPANT_TOKEN: []}]
 # `{}`: no credential at all is accepted too (an open deployment, SIGNALING_API_KEYS unset).
 AS_OPERATOR_IF_CONFIGURED: Security = [{API_KEY: []}, {}]
+AS_OPERATOR: Security = [{API_KEY: []}]
 ANYONE: Security = []
 
 IDEMPOTENCY_KEY = {
@@ -99,17 +100,11 @@ NO_CREDENTIALS = (
     "Neither a valid X-API-Key nor a valid participant token of this session.",
     TokenRequired.message,
 )
-NO_TOKEN_WHEN_OPEN = (
+NO_OPERATOR_KEY = (
     401,
-    "Without API keys configured: no valid participant token of this session.",
-    TokenRequired.message,
+    "No valid X-API-Key (without SIGNALING_API_KEYS configured, nobody has one).",
+    ApiKeyRequired.message,
 )
-NOT_YOUR_SESSION_WHEN_OPEN = (
-    403,
-    "Without API keys configured: the token belongs to another session.",
-    NotYourSession.message,
-)
-
 NO_SUCH_SESSION = (404, SessionNotFound.message)
 NO_SUCH_PARTICIPANT = (404, "No such session or participant.", ParticipantNotFound.message)
 HAS_LEFT = (409, "The participant has left, or the session is closed.", ParticipantLeft.message)

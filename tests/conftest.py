@@ -146,6 +146,33 @@ def api(stack) -> Api:
     return stack.api()
 
 
+KEYS = ("k1", "k2")
+
+
+@pytest.fixture(scope="session")
+def keyed_stack(run_dir, rabbitmq_url, mongodb_uri, kms_url):
+    """A deployment with API keys (SIGNALING_API_KEYS): what creating and closing sessions need."""
+    env = stack_env(rabbitmq_url, mongodb_uri, [kms_url], SIGNALING_API_KEYS=",".join(KEYS))
+    running = start_stack(env, run_dir / "logs-keyed", workers=1)
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def keyed(keyed_stack) -> Api:
+    return keyed_stack.api(api_key="k1")
+
+
+@pytest.fixture
+def keyed_db(keyed_stack):
+    """This test process connected to the keyed stack's database (as `db` for the open one)."""
+    from models import connect_db
+    from settings import load_settings
+
+    connect_db(load_settings(keyed_stack.env))
+    return keyed_stack
+
+
 @pytest.fixture
 def db(stack):
     """This test process connected to the stack's database, to check stored state.

@@ -47,12 +47,12 @@ class SessionById(MethodView):
 
     @blp.response(202, AcceptedSchema, example=EXAMPLES["accepted"])
     @errors(blp, NO_SUCH_SESSION)
-    @access.operator_or_member_if_open
+    @access.operator
     def delete(self, session_id: str) -> dict[str, Any]:
         """Close a session: everyone gets sessionClosed and the media is released
 
-        With SIGNALING_API_KEYS set, only an API key may close a session; without keys, a
-        participant of the session may."""
+        Only an API key closes a session (a participant's token never does); without
+        SIGNALING_API_KEYS nobody holds one, and sessions end when empty (EMPTY_SESSION_TIMEOUT_S)."""
         admission.get_session(session_id)
         admission.close(task_queue(), session_id)
         return {}

@@ -153,36 +153,36 @@ def test_leave_releases_every_endpoint_of_the_leaver_and_fed_by_it(api, db, kms,
     assert all(b[0] != binding[0] for b in rabbit.bindings(stack.env["RABBITMQ_URL"]) if b[1] == binding[1])
 
 
-def test_closing_a_session_releases_its_pipeline(api, db, kms, stack):
+def test_closing_a_session_releases_its_pipeline(keyed, keyed_db, kms, keyed_stack):
     from messaging import topology
     from models import Endpoint, Session
     from settings import load_settings
 
-    session = api.create_session()
-    alice, bob = api.join(session, "alice"), api.join(session, "bob")
+    session = keyed.create_session()
+    alice, bob = keyed.join(session, "alice"), keyed.join(session, "bob")
     alice.wait_type("sdpAnswer", request_id=alice.offer(PUBLISH_SDP))
     bob.wait_type("streamPublished", participant_id=alice.participant_id)
     bob.wait_type("sdpAnswer", request_id=bob.offer(SUBSCRIBE_SDP, stream=alice.participant_id))
     pipeline = Session.objects(id=session["session_id"]).first().pipeline.id
     endpoints = [e.kurento.id for e in Endpoint.objects(session_id=session["session_id"])]
     assert len(endpoints) == 2 and pipeline in kms.server_manager.get_pipelines()
-    exchange = topology.session_exchange(load_settings(stack.env), session["session_id"]).name
+    exchange = topology.session_exchange(load_settings(keyed_stack.env), session["session_id"]).name
 
-    response = api.http.delete(f"{api.base}/api/v1/sessions/{session['session_id']}", headers=alice.headers)
+    response = keyed.http.delete(f"{keyed.base}/api/v1/sessions/{session['session_id']}", headers=keyed.key_headers)
     assert response.status_code == 202
     bob.wait_type("sessionClosed")
     # The worker tells everyone first, then releases the pipeline (and its endpoints with it).
     wait_until(lambda: pipeline not in kms.server_manager.get_pipelines(), "pipeline released")
     assert not on_kms(kms, pipeline) and not any(on_kms(kms, object_id) for object_id in endpoints)
-    wait_until(lambda: exchange not in rabbit.exchanges(stack.env["RABBITMQ_URL"]), "session exchange deleted")
+    wait_until(lambda: exchange not in rabbit.exchanges(keyed_stack.env["RABBITMQ_URL"]), "session exchange deleted")
     assert Endpoint.objects(session_id=session["session_id"]).count() == 0
 
 
-def test_closing_a_session_tells_everyone(api):
-    session = api.create_session()
-    alice = api.join(session, "alice")
-    bob = api.join(session, "bob")
-    response = api.http.delete(f"{api.base}/api/v1/sessions/{session['session_id']}", headers=alice.headers)
+def test_closing_a_session_tells_everyone(keyed):
+    session = keyed.create_session()
+    alice = keyed.join(session, "alice")
+    bob = keyed.join(session, "bob")
+    response = keyed.http.delete(f"{keyed.base}/api/v1/sessions/{session['session_id']}", headers=keyed.key_headers)
     assert response.status_code == 202
     alice.wait_type("sessionClosed")
     bob.wait_type("sessionClosed")

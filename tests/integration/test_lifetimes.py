@@ -51,6 +51,7 @@ def short_lived(run_dir, rabbitmq_url, mongodb_uri, kms_url):
         RETENTION_S=str(RETENTION_S),
         IDEMPOTENCY_TTL_S=str(IDEMPOTENCY_TTL_S),
         LIFETIME_SWEEP_S="0.5",
+        SIGNALING_API_KEYS="k1",  # closing a session needs the API key
     )
     running = start_stack(env, run_dir / "logs-lifetimes", workers=1)
     yield running
@@ -60,7 +61,7 @@ def short_lived(run_dir, rabbitmq_url, mongodb_uri, kms_url):
 @pytest.fixture
 def api(short_lived):
     connect_db(load_settings(short_lived.env))
-    return short_lived.api()
+    return short_lived.api(api_key="k1")
 
 
 def wait_until(condition: Callable[[], object], timeout: float, what: str) -> float:
@@ -134,11 +135,11 @@ def test_left_participants_and_their_outbox_closed_sessions_and_idempotency_reco
     assert alice.leave().status_code == 202
 
     closed = api.create_session()
-    closer = api.join(closed, "closer")  # without API keys a member may close its session
-    closing = api.http.delete(f"{api.base}/api/v1/sessions/{closed['session_id']}", headers=closer.headers)
+    api.join(closed, "closer")
+    closing = api.http.delete(f"{api.base}/api/v1/sessions/{closed['session_id']}", headers=api.key_headers)
     assert closing.status_code == 202, closing.text
 
-    key = {"Idempotency-Key": secrets.token_hex(8)}
+    key = {"Idempotency-Key": secrets.token_hex(8), **api.key_headers}
     first = api.http.post(f"{api.base}/api/v1/sessions", json={"name": "k"}, headers=key)
     assert first.status_code == 201
     replay = api.http.post(f"{api.base}/api/v1/sessions", json={"name": "k"}, headers=key)
@@ -200,8 +201,11 @@ def test_task_starts_expire_after_the_retention_and_running_ones_stay(api, short
     report = lifetimes.SweepReport(closed_sessions=[])
     lifetimes.purge_expired(settings, now + RETENTION_S - 1, report)
     assert TaskStart.objects(id="finished-never").count() == 1, "a task started within the retention was removed"
+    time.sleep(0.05)  # the next start is measurably later (dates are stored to the millisecond)
+    restarted = time.time()
     TaskStart.count_start("finished-never", "media.process_offer")  # started again: the clock starts again
-    lifetimes.purge_expired(settings, now + RETENTION_S + 0.5, report)
+    # A purge whose cutoff falls between the two starts would have removed the first one only.
+    lifetimes.purge_expired(settings, restarted - 0.01 + RETENTION_S, report)
     assert TaskStart.objects(id="finished-never").count() == 1
     lifetimes.purge_expired(settings, time.time() + RETENTION_S + 1, report)
     assert TaskStart.objects(id="finished-never").count() == 0
