@@ -141,16 +141,16 @@ class PrivateRabbit:
     def start(self, timeout: float = 60.0) -> float:
         """Starts the node (same mnesia dir every time) and returns seconds until AMQP answers."""
         began = time.monotonic()
-        log = open(self.base / "server.out", "ab")  # noqa: SIM115 - kept by the child
-        self.proc = subprocess.Popen(
-            [self.SCRIPT],
-            env={**os.environ, **self.env},
-            cwd=self.base,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        with open(self.base / "server.out", "ab") as log:  # the child keeps its own copy of the fd
+            self.proc = subprocess.Popen(
+                [self.SCRIPT],
+                env={**os.environ, **self.env},
+                cwd=self.base,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         deadline = began + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -72,5 +72,6 @@ def test_doctor_prints_each_check_as_it_completes(stack):
     finally:
         silent.close()
         doctor.wait(30)
+        doctor.stdout.close()
     assert doctor.returncode == 1
     assert rest.startswith(f"FAIL kms {silent_url}") and "ok   workers" in rest

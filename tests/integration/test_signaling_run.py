@@ -188,4 +188,7 @@ def test_signaling_run_starts_everything_serves_a_call_and_stops_everything_on_c
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
             run.wait(10)
+        output.join(10)  # EOF once every process holding the pipe is gone
+        if not output.is_alive():
+            run.stdout.close()
         delete_vhost(vhost)
