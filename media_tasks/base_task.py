@@ -108,10 +108,9 @@ class MediaTask(Task):
         try:
             # Under the task's message ids: a re-run that fails again sends a copy the outbox drops.
             with publishing_for_task(self._message_seed()):
-                get_publisher(self.settings).to_participant(
-                    session_id, participant_id, messages.error(request_id, code, message)
-                )
-            get_publisher(self.settings).flush()
+                publisher = get_publisher(self.settings)
+                publisher.to_participant(session_id, participant_id, messages.error(request_id, code, message))
+                publisher.flush()  # inside the scope: confirms are accounted per task scope
         except Exception:  # noqa: BLE001 - the task's own failure is what propagates
             log.exception("could not tell %s that request %s failed", participant_id, request_id)
 
