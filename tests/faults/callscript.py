@@ -304,8 +304,10 @@ class Call:
         poll_wait: float = 5.0,
         poll_bases: list[int] | None = None,
         on_created=None,
+        api_key: str | None = None,
     ) -> None:
-        """`on_created(sessions)` runs after the sessions exist and before anyone joins."""
+        """`on_created(sessions)` runs after the sessions exist and before anyone joins; `api_key`
+        for a deployment with SIGNALING_API_KEYS."""
         self.bases = bases
         self.tag = uuid.uuid4().hex[:8]
         self.poll_wait = poll_wait
@@ -314,7 +316,10 @@ class Call:
         http = Http(bases, Stats())
         for s in range(sessions):
             response = http.request(
-                "POST", "/api/v1/sessions", json_body={"name": f"fault-{s}", "max_participants": per_session + 2}
+                "POST",
+                "/api/v1/sessions",
+                json_body={"name": f"fault-{s}", "max_participants": per_session + 2},
+                headers={"X-API-Key": api_key} if api_key else None,
             )
             assert response.status_code == 201, response.text
             self.sessions.append(response.json())

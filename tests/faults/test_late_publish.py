@@ -24,11 +24,14 @@ from tests.support import rabbit
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 LATE_TASKS = 12
+API_KEY = "late-publish-key"  # closing a session needs the API key
 
 
 def test_late_tasks_of_a_closed_session_do_not_cost_other_sessions_their_messages(fault_dir, vhost_url):
     # One worker: the late tasks and the chat share its one publisher channel.
-    stack = FaultStack(fault_dir, vhost_url, kms_count=1, worker_count=1, web_count=1).start()
+    stack = FaultStack(
+        fault_dir, vhost_url, kms_count=1, worker_count=1, web_count=1, extra_env={"SIGNALING_API_KEYS": API_KEY}
+    ).start()
     call = None
     try:
         from media_tasks.routing import shard_exchange, shard_for, shard_name
@@ -36,20 +39,17 @@ def test_late_tasks_of_a_closed_session_do_not_cost_other_sessions_their_message
 
         settings = stack.settings()
         base = stack.base_urls[0]
-        closed = requests.post(f"{base}/api/v1/sessions", json={"name": "closing"}, timeout=10).json()
+        key = {"X-API-Key": API_KEY}
+        closed = requests.post(f"{base}/api/v1/sessions", json={"name": "closing"}, headers=key, timeout=10).json()
         member = requests.post(
             f"{base}/api/v1/sessions/{closed['session_id']}/participants",
             json={"display_name": "m", "join_token": closed["join_token"]},
             timeout=10,
         ).json()
-        call = Call(stack.base_urls, sessions=2, per_session=3)
+        call = Call(stack.base_urls, sessions=2, per_session=3, api_key=API_KEY)
         call.chat_round(1)
 
-        answer = requests.delete(
-            f"{base}/api/v1/sessions/{closed['session_id']}",
-            headers={"Authorization": f"Bearer {member['token']}"},
-            timeout=10,
-        )
+        answer = requests.delete(f"{base}/api/v1/sessions/{closed['session_id']}", headers=key, timeout=10)
         assert answer.status_code == 202, answer.text
         exchange = topology.session_exchange(settings, closed["session_id"]).name
         deadline = time.monotonic() + 30
