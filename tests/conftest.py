@@ -150,12 +150,19 @@ KEYS = ("k1", "k2")
 
 
 @pytest.fixture(scope="session")
-def keyed_stack(run_dir, rabbitmq_url, mongodb_uri, kms_url):
-    """A deployment with API keys (SIGNALING_API_KEYS): what creating and closing sessions need."""
-    env = stack_env(rabbitmq_url, mongodb_uri, [kms_url], SIGNALING_API_KEYS=",".join(KEYS))
+def keyed_stack(run_dir, mongodb_uri, kms_url):
+    """A deployment with API keys (SIGNALING_API_KEYS): what creating and closing sessions need.
+
+    In a vhost of its own: Celery's control broadcasts (worker pings, as /ready and the doctor
+    send) reach every worker of a vhost, and the shared stack's tests count their own."""
+    url, vhost = create_vhost(os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//"))
+    env = stack_env(url, mongodb_uri, [kms_url], SIGNALING_API_KEYS=",".join(KEYS))
     running = start_stack(env, run_dir / "logs-keyed", workers=1)
-    yield running
-    running.stop()
+    try:
+        yield running
+    finally:
+        running.stop()
+        delete_vhost(vhost)
 
 
 @pytest.fixture
