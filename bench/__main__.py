@@ -12,6 +12,7 @@ from gevent import monkey
 monkey.patch_all()
 
 import argparse  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 BENCHMARKS = ("suite", "offer_latency", "offer_timeline", "capacity")
 
@@ -21,13 +22,19 @@ def main() -> None:
     parser.add_argument("names", nargs="*", default=["suite"], help=f"any of {', '.join(BENCHMARKS)}")
     parser.add_argument("--quick", action="store_true", help="smaller numbers, for a smoke run")
     parser.add_argument("--skip-janus", action="store_true")
+    parser.add_argument("--only", help="suite: comma-separated scenarios to run (the others are skipped)")
+    parser.add_argument("--out", help="suite: directory for bench.json and bench.png (default bench/results)")
     args = parser.parse_args()
     for name in args.names:
         if name not in BENCHMARKS:
             parser.error(f"unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)}")
         module = __import__(f"bench.{name}", fromlist=["main"])
         if name == "suite":
-            module.main(quick=args.quick, skip_janus=args.skip_janus)
+            only = args.only.split(",") if args.only else None
+            if only and set(only) - set(module.SCENARIOS):
+                parser.error(f"--only: choose from {', '.join(module.SCENARIOS)}")
+            out = {"out": Path(args.out)} if args.out else {}
+            module.main(quick=args.quick, skip_janus=args.skip_janus, only=only, **out)
         elif name == "capacity":
             module.main(quick=args.quick)
         else:

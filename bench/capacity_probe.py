@@ -3,8 +3,6 @@ tier, MongoDB commands by name and collection, tasks per worker, RabbitMQ queues
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import subprocess
 import tempfile
@@ -18,6 +16,7 @@ import gevent
 import psutil
 import requests
 
+from bench.counting import install_hook, mongo_counts
 from bench.procstats import tier as load_tier
 from bench.procstats import tree
 from bench.stack import deployment as bench_deployment
@@ -26,63 +25,20 @@ from signaling_cli import processes
 WRITE_COMMANDS = {"insert", "update", "delete", "findAndModify"}
 BACKGROUND_COLLECTIONS = {"media_servers", "leases", "lease"}
 
-SITECUSTOMIZE = '''
-"""Counts MongoDB commands of this process by name and collection (bench/capacity.py)."""
-import json, os, threading, time
-from collections import Counter, defaultdict
-
-_DIR = os.environ.get("CAPACITY_MONGO_OPS_DIR")
-if _DIR:
-    import pymongo.monitoring
-
-    class _CommandCounter(pymongo.monitoring.CommandListener):
-        def __init__(self):
-            self.counts = Counter()
-            self.lock = threading.Lock()
-            self.flushed = 0.0
-
-        def started(self, event):
-            target = event.command.get(event.command_name)
-            key = f"{event.command_name}:{target if isinstance(target, str) else ''}"
-            with self.lock:
-                self.counts[key] += 1
-                now = time.monotonic()
-                if now - self.flushed < 0.25:
-                    return
-                self.flushed = now
-                data = json.dumps(self.counts)
-            path = os.path.join(_DIR, f"{os.getpid()}.json")
-            with open(path + ".tmp", "w") as out:
-                out.write(data)
-            os.replace(path + ".tmp", path)
-
-        def succeeded(self, event):
-            pass
-
-        def failed(self, event):
-            pass
-
-    pymongo.monitoring.register(_CommandCounter())
-'''
-
 
 @contextmanager
 def deployment(workers: int = 2) -> Iterator[dict]:
     """bench/stack.py's deployment, with every web and worker process counting its MongoDB commands."""
     run_dir = Path(tempfile.mkdtemp(prefix="signaling-capacity-"))
-    hook, ops = run_dir / "hook", run_dir / "mongo-ops"
-    hook.mkdir(parents=True)
-    ops.mkdir()
-    (hook / "sitecustomize.py").write_text(SITECUSTOMIZE)
-    env = {
+    hook_env = install_hook(run_dir, always=True)
+    ops = Path(hook_env["BENCH_MONGO_OPS_DIR"])
+    env = hook_env | {
         "SIGNALING_PREFIX": "cap",
         # Every session creation and join comes from this one address, where real callers each
         # have their own bucket: a high rate, so none is refused; the default burst keeps the
         # bookkeeping as deployed (one bucket write per burst/10 requests of a caller).
         "RATE_LIMIT_PER_S": "1000",
         "PARTICIPANT_TIMEOUT_S": "60",  # as deployed
-        "PYTHONPATH": os.pathsep.join([str(hook), str(processes.ROOT)]),
-        "CAPACITY_MONGO_OPS_DIR": str(ops),
     }
     try:
         with bench_deployment(workers=workers, env=env) as (base, procs):
@@ -120,13 +76,7 @@ def cpu_rss(procs: dict[str, processes.ManagedProcess]) -> dict:
 
 
 def mongo_ops(ops_dir: Path) -> Counter[str]:
-    total: Counter[str] = Counter()
-    for path in ops_dir.glob("*.json"):
-        try:
-            total.update(json.loads(path.read_text()))
-        except (OSError, ValueError):
-            pass
-    return total
+    return mongo_counts(ops_dir)
 
 
 def worker_metrics(urls: list[str]) -> dict:

@@ -4,11 +4,13 @@ gevent process, each with one long poll (`GET …/messages?after=&wait=`) in its
 from __future__ import annotations
 
 import time
+from urllib.parse import urlsplit
 
+from bench.counting import Counts
 from bench.http import Http
 from bench.inbox import Predicate
 from bench.polling import PollingClient
-from bench.procstats import tiers_cpu_s, tiers_rss
+from bench.procstats import broker_processes, tiers_cpu_s, tiers_rss
 from bench.protocol import IdleNames, PeerClient
 from signaling_cli.processes import ManagedProcess
 
@@ -34,6 +36,7 @@ class Participant(PollingClient):
         self.participant_id: str | None = None
         self.token: str | None = None
         self.after = 0
+        self.delivering_polls = 0  # polls that returned at least one message (bench/counting.py)
 
     @property
     def _path(self) -> str:
@@ -49,6 +52,7 @@ class Participant(PollingClient):
             "GET", f"{self._path}/messages?after={self.after}&wait={wait}&limit=200", headers=self._auth
         )
         self.after = body["last_seq"]
+        self.delivering_polls += bool(body["messages"])
         self.inbox.add(body["messages"])
         return list(body["messages"])
 
@@ -163,13 +167,17 @@ class OurSystem:
         self.base, self.procs = base, procs
         self.poll_holder_pid = procs["web"].pid
         self.service = Service(base)
+        web = procs["web"].extra
+        self.counts: Counts | None = web.get("counts")
+        broker_port = urlsplit(web["env"]["RABBITMQ_URL"]).port if "env" in web else None
+        self._beams = broker_processes(broker_port or 5672)
 
     def room(self, capacity: int, announce_joins: bool = False) -> OurRoom:
         # Every join is announced to the session; `announce_joins` is Janus's opt-in.
         return OurRoom(self.base, self.service.create_session(max_participants=max(capacity, 2)))
 
     def cpu_s(self) -> dict[str, float]:
-        return tiers_cpu_s(self.procs)
+        return tiers_cpu_s(self.procs, self._beams)
 
     def rss_mib(self) -> dict[str, float]:
         return tiers_rss(self.procs)

@@ -34,7 +34,8 @@ def _latencies(axes: Any, raw_ours: dict, raw_janus: dict) -> None:
     for ax in axes[0]:
         ax.set_xscale("log")
         ax.set_xlabel("ms (log)")
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
 
 
 def _throughput(axes: Any, ours: dict, janus: dict, rates: list[float]) -> None:
@@ -43,10 +44,15 @@ def _throughput(axes: Any, ours: dict, janus: dict, rates: list[float]) -> None:
         (1, "p95", "p95 offer to answer vs offered load"),
     ):
         ax = axes[1][col]
+        ran = False
         for name, res, color in (("ours", ours, OURS), ("Janus", janus, JANUS)):
             steps = get(res, "sustained", "steps", default=[]) or []
             ys = [s[key] if key in s else s["offer_to_answer_ms"]["p95"] for s in steps]
             ax.plot([s["offered_per_s"] for s in steps], ys, marker="o", label=name, color=color)
+            ran = ran or any(isinstance(y, (int, float)) and y > 0 for y in ys)
+        if not ran:
+            ax.set_title(f"{title} (not run)")
+            continue
         if key == "p95":
             ax.axhline(50, color="#888", linestyle="--", label="SLO 50 ms")
             ax.set_yscale("log")
@@ -58,14 +64,47 @@ def _throughput(axes: Any, ours: dict, janus: dict, rates: list[float]) -> None:
         ax.legend()
 
 
-def plot(raw_ours: dict, raw_janus: dict, ours: dict, janus: dict, rates: list[float], path: Path) -> None:
+def _targets(ax: Any, goals: list[dict]) -> None:
+    """Each of issue 13's figures as a fraction of its target: under 1 (the dashed line) is met."""
+    shown = [g for g in goals if isinstance(g["ours"], (int, float)) and g["limit"] is not None]
+    names, values, colors = [], [], []
+    for g in shown:
+        ours, limit = float(g["ours"]), float(g["limit"])
+        if limit == 0:  # "none failed": 0 is met, n failed is drawn as 1 + n
+            value = 1.0 + ours if ours else 0.0
+        else:
+            value = ours / limit if g["at_most"] else (limit / ours if ours else 10.0)
+        names.append(f"{g['figure']}: {g['ours']} ({g['target']})")
+        values.append(max(value, 1e-3))
+        colors.append("#3a9d5d" if g["met"] else OURS)
+    ax.barh(range(len(values)), values, color=colors)
+    ax.set_yticks(range(len(values)), names, fontsize=8)
+    ax.invert_yaxis()
+    ax.axvline(1.0, color="#444", linestyle="--")
+    ax.set_xscale("log")
+    ax.set_xlabel("figure / target (log; at most 1 = met; for 'at least' targets: target / figure)")
+    ax.set_title("issue 13: each figure against its target (green: met)")
+
+
+def plot(
+    raw_ours: dict,
+    raw_janus: dict,
+    ours: dict,
+    janus: dict,
+    rates: list[float],
+    path: Path,
+    goals: list[dict] | None = None,
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8))
+    fig = plt.figure(figsize=(12, 13))
+    grid = fig.add_gridspec(3, 2, height_ratios=[1, 1, 1.1])
+    axes = [[fig.add_subplot(grid[r, c]) for c in range(2)] for r in range(2)]
     _latencies(axes, raw_ours, raw_janus)
     _throughput(axes, ours, janus, rates)
+    _targets(fig.add_subplot(grid[2, :]), goals or [])
     fig.tight_layout()
     fig.savefig(path, dpi=90)

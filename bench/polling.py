@@ -36,6 +36,9 @@ class PollingClient:
 
     def stop(self) -> None:
         if self._poller is not None:
-            self._poller.kill(block=False)
+            # Dead before its connection closes: closing it under a read in progress raises
+            # "reentrant call" (it cost the fanout scenario its figures).
+            self._poller.kill(block=True, timeout=2)
+            self._poller = None
         self.cmd.close()
         self.pollhttp.close()

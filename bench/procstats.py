@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import gevent
@@ -35,12 +36,42 @@ def by_tier(procs: dict[str, ManagedProcess]) -> dict[str, list[int]]:
     return out
 
 
-def tiers_cpu_s(procs: dict[str, ManagedProcess]) -> dict[str, float]:
+def broker_processes(port: int | None = None) -> list[psutil.Process]:
+    """RabbitMQ's beam.smp: the one listening on `port` when it can be told (another broker on
+    the machine, e.g. a test's private one, is not ours), else every beam.smp."""
+    beams = [p for p in psutil.process_iter(["name"]) if p.info["name"] == "beam.smp"]
+    if port is not None:
+        for beam in beams:
+            try:
+                if any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in beam.net_connections("tcp")):
+                    return [beam]
+            except (psutil.AccessDenied, psutil.NoSuchProcess):
+                pass
+    return beams
+
+
+def tiers_cpu_s(procs: dict[str, ManagedProcess], beams: list[psutil.Process] | None = None) -> dict[str, float]:
     """CPU seconds (user + system) used so far per tier, RabbitMQ's own server included."""
     out = {name: sum(tree_cpu_s(pid) for pid in pids) for name, pids in by_tier(procs).items()}
-    beams = [p for p in psutil.process_iter(["name"]) if p.info["name"] == "beam.smp"]
-    out["rabbitmq"] = sum(sum(p.cpu_times()[:2]) for p in beams)
+    out["rabbitmq"] = sum(sum(p.cpu_times()[:2]) for p in (broker_processes() if beams is None else beams))
     return out
+
+
+def own_cpu_s() -> float:
+    """CPU seconds of this process: the load generator (all its clients are greenlets in it)."""
+    return sum(psutil.Process().cpu_times()[:2])
+
+
+def machine_cpu_s() -> tuple[float, float]:
+    """(busy, steal) CPU seconds of the whole machine so far, every core summed."""
+    t = psutil.cpu_times()
+    busy = t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0)
+    return busy, getattr(t, "steal", 0.0)
+
+
+def load_now() -> dict:
+    """The machine's 1-minute load average and its CPU count (recorded where a figure starts)."""
+    return {"loadavg_1min": round(os.getloadavg()[0], 2), "cpu_count": psutil.cpu_count() or 1}
 
 
 def tiers_rss(procs: dict[str, ManagedProcess]) -> dict[str, float]:

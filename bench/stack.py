@@ -12,6 +12,7 @@ from pathlib import Path
 
 import requests
 
+from bench.counting import Counts, install_hook
 from bench.procstats import tree_rss_mib
 from signaling_cli import processes
 from tests.support.rabbit import create_vhost, delete_vhost
@@ -19,8 +20,14 @@ from tests.support.rabbit import create_vhost, delete_vhost
 
 @contextmanager
 def deployment(
-    workers: int = 2, kms_mode: str = "signaling", web_processes: int = 1, env: dict[str, str] | None = None
+    workers: int = 2,
+    kms_mode: str = "signaling",
+    web_processes: int = 1,
+    env: dict[str, str] | None = None,
+    count: bool = False,
 ) -> Iterator[tuple[str, dict[str, processes.ManagedProcess]]]:
+    """`count`: web and worker processes count their MongoDB commands while a window is open
+    (bench/counting.py); `procs["web"].extra["counts"]` reads every counter."""
     run_dir = Path(tempfile.mkdtemp(prefix="signaling-bench-"))
     logs = run_dir / "logs"
     url, vhost = create_vhost()
@@ -29,19 +36,23 @@ def deployment(
         mongo, mongo_uri = processes.start_mongo(run_dir / "mongo", logs)
         kms, kms_url = processes.start_emulator(logs, mode=kms_mode)
         started += [mongo, kms]
-        env = _env(url, mongo_uri, kms_url) | (env or {})
+        env = _env(url, mongo_uri, kms_url) | (install_hook(run_dir) if count else {}) | (env or {})
         metrics_ports = [processes.free_port() for _ in range(workers)]
         started += [
-            processes.start_worker({**env, "WORKER_METRICS_PORT": str(port)}, logs, name=f"worker{i + 1}")
+            processes.start_worker(
+                {**env, "WORKER_METRICS_PORT": str(port), "BENCH_TIER": "workers"}, logs, name=f"worker{i + 1}"
+            )
             for i, port in enumerate(metrics_ports)
         ]
-        web = processes.start_web(env, logs, processes=web_processes)
+        web = processes.start_web({**env, "BENCH_TIER": "web"}, logs, processes=web_processes)
+        metrics_urls = [f"http://127.0.0.1:{port}/metrics" for port in metrics_ports]
         # Benchmarks that listen on the broker (Celery task events) need the deployment's settings.
         web.extra.update(
             env=env,
             vhost=vhost,
             run_dir=run_dir,
-            worker_metrics=[f"http://127.0.0.1:{port}/metrics" for port in metrics_ports],
+            worker_metrics=metrics_urls,
+            counts=Counts(Path(env["BENCH_MONGO_OPS_DIR"]), metrics_urls, url, vhost) if count else None,
         )
         started.append(web)
         base = f"http://127.0.0.1:{web.port}"

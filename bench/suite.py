@@ -17,26 +17,45 @@ from typing import Any
 
 from bench.machine import machine
 from bench.plot import plot
+from bench.procstats import load_now
 from bench.protocol import Fixtures, System
 from bench.scenarios.calls import calls
 from bench.scenarios.fanout import fanout
 from bench.scenarios.footprint import idle_polls, memory
 from bench.scenarios.rates import sustained
-from bench.scenarios.sequential import cpu_per_offer, single_client
+from bench.scenarios.sequential import counts_per_offer, cpu_per_offer, single_client
 from bench.stats import summary
-from bench.table import table
+from bench.table import table, targets
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RATES: list[float] = [10, 20, 40, 80, 160, 320, 640]
 
 
+SCENARIOS = (
+    "single_client",
+    "cpu_per_offer",
+    "counts_per_offer",
+    "calls",
+    "fanout",
+    "sustained",
+    "memory",
+    "idle_polls",
+)
+ONLY: set[str] = set(SCENARIOS)  # `--only` narrows it (a smoke test runs a few pieces)
+
+
 def _step(results: dict, key: str, fn: Callable[..., dict], *args: Any) -> dict:
-    print(f"bench: {key}...", flush=True)
+    if key not in ONLY:
+        results[key] = {"skipped": "not in --only"}
+        return results[key]
+    load = load_now()
+    print(f"bench: {key}... (load {load['loadavg_1min']} on {load['cpu_count']} CPUs)", flush=True)
     t0 = time.monotonic()
     try:
         results[key] = fn(*args)
     except Exception as exc:  # noqa: BLE001 - one failed figure must not lose the others
         results[key] = {"failed": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-1500:]}
+    results[key]["_load_at_start"] = load
     results[key]["_seconds"] = round(time.monotonic() - t0, 1)
     print(f"bench: {key} done in {results[key]['_seconds']} s", flush=True)
     return results[key]
@@ -49,6 +68,7 @@ def run_scenarios(
     fx = Fixtures.load()
     _step(res, "single_client", single_client, system, fx, 30 if quick else 100)
     _step(res, "cpu_per_offer", cpu_per_offer, system, fx, 50 if quick else 200)
+    _step(res, "counts_per_offer", counts_per_offer, system, fx, 20 if quick else 50)
     with around_calls or nullcontext():
         done = _step(res, "calls", calls, system, fx, 10 if quick else 50, 4, 50.0, 30.0 if quick else 60.0)
     raw["calls"] = done.pop("_samples", {})
@@ -78,7 +98,7 @@ def run_ours(quick: bool) -> tuple[dict, dict]:
 
     res: dict = {}
     raw: dict = {}
-    with deployment(workers=2, kms_mode="signaling") as (base, procs):
+    with deployment(workers=2, kms_mode="signaling", count=True) as (base, procs):
         system = OurSystem(base, procs)
         res["rss_at_rest_mib"] = system.rss_mib()
         run_scenarios(system, quick, res, raw, _dispatch(procs["web"].extra["worker_metrics"], res, raw))
@@ -111,25 +131,41 @@ def _janus_or_why(quick: bool, skip: bool) -> tuple[dict, dict]:
         return {"failed": f"{type(exc).__name__}: {exc}"}, {}
 
 
-def main(quick: bool = False, skip_janus: bool = False) -> dict:
+def main(quick: bool = False, skip_janus: bool = False, only: list[str] | None = None, out: Path = RESULTS) -> dict:
     t0 = time.monotonic()
-    RESULTS.mkdir(exist_ok=True)
-    load_at_start = [round(x, 2) for x in os.getloadavg()]
+    out.mkdir(parents=True, exist_ok=True)
+    ONLY.clear()
+    ONLY.update(only or SCENARIOS)
+    load, loadavg = load_now(), [round(x, 2) for x in os.getloadavg()]
+    print(f"bench: load at start {load['loadavg_1min']} (1 min) on {load['cpu_count']} CPUs", flush=True)
     ours, raw_ours = run_ours(quick)
     janus, raw_janus = _janus_or_why(quick, skip_janus)
     rows = table(ours, janus)
+    goals = targets(ours, janus)
     result = {
-        "machine": machine() | {"loadavg_at_start": load_at_start},
+        "machine": machine() | {"loadavg_at_start": loadavg},
+        "load_at_start": load,
         "quick": quick,
+        "only": sorted(ONLY),
         "table": rows,
+        "targets": goals,
         "ours": ours,
         "janus": janus,
         "elapsed_s": round(time.monotonic() - t0, 1),
     }
-    (RESULTS / "bench.json").write_text(json.dumps(result, indent=2, default=str))
-    plot(raw_ours, raw_janus, ours, janus, RATES, RESULTS / "bench.png")
+    (out / "bench.json").write_text(json.dumps(result, indent=2, default=str))
+    plot(raw_ours, raw_janus, ours, janus, RATES, out / "bench.png", goals)
+    print_report(rows, goals, load)
+    print(f"bench: wrote {out / 'bench.json'} and bench.png in {result['elapsed_s']} s", flush=True)
+    return result
+
+
+def print_report(rows: list[dict], goals: list[dict], load: dict) -> None:
     width = max(len(r["metric"]) for r in rows)
     for r in rows:
         print(f"{r['metric']:<{width}}  {r['ours']!s:>10}  {r['janus']!s:>10}  {r['ratio_ours_over_janus']!s:>8}")
-    print(f"bench: wrote {RESULTS / 'bench.json'} and bench.png in {result['elapsed_s']} s", flush=True)
-    return result
+    print(f"\nissue 13's targets (load at start {load['loadavg_1min']} on {load['cpu_count']} CPUs):")
+    width = max(len(g["figure"]) for g in goals)
+    for g in goals:
+        met = {True: "met", False: "NOT met", None: "n/a"}[g["met"]]
+        print(f"  {g['figure']:<{width}}  {g['ours']!s:>12}  target {g['target']:<14} {met}")

@@ -106,3 +106,64 @@ def table(ours: dict, janus: dict) -> list[dict]:
     _latencies(rows)
     _costs(rows)
     return rows.rows
+
+
+# --- issue 13's targets -----------------------------------------------------------------------
+def _target(figure: str, ours: Any, limit: float | None, at_most: bool = True, unit: str = "") -> dict:
+    """One target row: `met` is None when the figure is missing (or has no target)."""
+    met = None
+    if isinstance(ours, (int, float)) and limit is not None:
+        met = ours <= limit if at_most else ours >= limit
+    text = "" if limit is None else f"{'<=' if at_most else '>='} {limit:g}{unit}"
+    return {"figure": figure, "ours": ours, "target": text, "limit": limit, "at_most": at_most, "met": met}
+
+
+def _failed_offers(ours: dict) -> int | None:
+    """Publishes and subscribes of the calls scenario that never got an answer (errors or deadline)."""
+    calls = get(ours, "calls", default={}) or {}
+    if "sessions" not in calls:
+        return None
+    people, each = calls["sessions"] * calls["participants"], calls["participants"] - 1
+    answered = sum(
+        get(calls, "latency_ms", key, "n", default=0) or 0 for key in ("offer_to_answer", "subscribe_offer_to_answer")
+    )
+    return int(people + people * each - answered)
+
+
+def targets(ours: dict, janus: dict) -> list[dict]:
+    """Each of issue 13's figures next to its target, from this run's results."""
+    p50 = ("single_client", "latency_ms", "offer_to_answer", "p50")
+    ratio = None
+    if isinstance(get(ours, *p50), (int, float)) and get(janus, *p50):
+        ratio = round(get(ours, *p50) / get(janus, *p50), 2)
+    cpu, counted = get(ours, "cpu_per_offer", default={}) or {}, get(ours, "counts_per_offer", default={}) or {}
+    calls = get(ours, "calls", default={}) or {}
+    size = f"{calls.get('sessions', 50)} x {calls.get('participants', 4)}"
+    held = get(ours, "idle_polls", "polls_pending_during_sample")
+    return [
+        _target("offer to answer p50, one client: ours / Janus", ratio, 5, unit=" x"),
+        _target(
+            "CPU ms per offer, all tiers but the MongoDB stand-in", cpu.get("all_tiers_but_mongo_cpu_ms_per_offer"), 12
+        ),
+        _target("CPU ms per offer in the MongoDB stand-in", cpu.get("mongo_cpu_ms_per_offer"), 4),
+        _target("MongoDB operations per offer (counted)", get(counted, "mongo", "ops_per_offer"), 8),
+        _target("MongoDB writes per delivering poll (counted)", get(counted, "mongo", "writes_per_delivering_poll"), 1),
+        _target("KMS round trips per offer (counted)", get(counted, "kms", "round_trips_per_offer"), 3),
+        _target("KMS requests per offer (counted)", get(counted, "kms", "requests_per_offer"), None),
+        _target("sustained offers/s with p95 <= 50 ms", get(ours, "sustained", "sustained_offers_per_s"), 100, False),
+        _target(f"{size}: publish offer to answer p99 ms", get(calls, "latency_ms", "offer_to_answer", "p99"), 2000),
+        _target(
+            f"{size}: subscribe offer to answer p99 ms",
+            get(calls, "latency_ms", "subscribe_offer_to_answer", "p99"),
+            4000,
+        ),
+        _target(f"{size}: offers never answered", _failed_offers(ours), 0),
+        _target(f"{size}: dispatch_ms p50 (task start latency)", get(ours, "dispatch_ms", "all", "p50"), None),
+        _target(f"{size}: dispatch_ms p99 (task start latency)", get(ours, "dispatch_ms", "all", "p99"), None),
+        _target("broadcast to 50 p99 ms", get(ours, "fanout", "latency_ms", "broadcast_all_50", "p99"), 100),
+        _target(
+            f"idle polls ({held} held): CPU % of one core",
+            get(ours, "idle_polls", "web_holding_polls", "cpu_percent_of_one_core"),
+            0.3,
+        ),
+    ]

@@ -10,6 +10,7 @@ import time
 import gevent
 from gevent.pool import Pool
 
+from bench.procstats import own_cpu_s
 from bench.protocol import Client, Fixtures, System
 from bench.recorder import Recorder, paced
 from bench.scenarios.common import leave_all
@@ -64,10 +65,12 @@ def _step(rate: float, step_s: float, slo_ms: float, sdp: str, idle: list[Client
             return None
         return gevent.spawn(one, free.pop(random.randrange(len(free))))
 
+    generator_before = own_cpu_s()
     greenlets = paced(scheduled, rate, launch)
     gevent.joinall(greenlets, timeout=timeout + 2)
     gevent.killall([g for g in greenlets if not g.dead], block=True, timeout=5)
     elapsed = time.monotonic() - started
+    generator_s = own_cpu_s() - generator_before
     lat = rec.samples.get("offer_to_answer", [])
     s = summary(lat)
     return {
@@ -79,6 +82,10 @@ def _step(rate: float, step_s: float, slo_ms: float, sdp: str, idle: list[Client
         "skipped_no_idle_client": skipped,
         "offer_to_answer_ms": s,
         "within_slo": s["p95"] is not None and s["p95"] <= slo_ms and len(lat) >= 0.95 * scheduled,
+        # The load generator shares the cores: its own CPU says whether it kept up (one core is
+        # all a gevent process can use).
+        "generator_cpu_percent_of_one_core": round(100 * generator_s / elapsed, 1),
+        "generator_cpu_ms_per_offer": round(1000 * generator_s / max(1, len(lat)), 2),
         "first_errors": rec.first_errors[:3],
     }
 
@@ -87,6 +94,7 @@ def sustained(
     system: System, fx: Fixtures, rates: list[float], step_s: float = 5.0, slo_ms: float = 50.0, pool_size: int = 24
 ) -> dict:
     members, ready = _pool(system, fx, pool_size)
+    gevent.sleep(2.0)  # the first publishes' candidates and events are not part of the first step
     steps = []
     best = 0.0
     for rate in rates:
@@ -94,7 +102,8 @@ def sustained(
         steps.append(step)
         print(
             f"bench:   {rate:>5.0f} offers/s -> answered {step['answered']}/{step['scheduled']}, "
-            f"p95 {step['offer_to_answer_ms']['p95']} ms",
+            f"p95 {step['offer_to_answer_ms']['p95']} ms, generator {step['generator_cpu_percent_of_one_core']} % "
+            f"of a core ({step['generator_cpu_ms_per_offer']} ms/offer)",
             flush=True,
         )
         if not step["within_slo"]:
@@ -102,8 +111,14 @@ def sustained(
         best = rate
         gevent.sleep(1.0)
     leave_all(members)
+    per_offer = [s["generator_cpu_ms_per_offer"] for s in steps if s["answered"]]
     return {
         "sustained_offers_per_s": best,
+        # What this generator could offer on one core of its own at its measured cost per offer.
+        "generator_ceiling_offers_per_s": round(1000 / max(per_offer), 1) if per_offer and max(per_offer) else None,
+        "generator_max_cpu_percent_of_one_core": max(
+            (s["generator_cpu_percent_of_one_core"] for s in steps), default=None
+        ),
         "slo_p95_ms": slo_ms,
         "step_s": step_s,
         "steps": steps,
