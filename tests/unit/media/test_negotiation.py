@@ -230,3 +230,41 @@ def test_a_subscription_to_a_publisher_who_left_is_refused_and_released(
     assert [o for o in kms.emulator.registry.objects if o.startswith(pipeline + "/")] == [
         endpoint_id(alice.id, PUBLISH)
     ]
+
+
+def test_an_offer_cut_off_during_process_offer_is_refused_again_on_redelivery(
+    settings: Settings, published: RecordingPublisher
+) -> None:
+    """No claim was made yet: the record remembers the cut-off, so the redelivery repeats the 502."""
+    import dataclasses
+    import threading
+
+    import kurento
+
+    own = InProcessEmulator("signaling").start()  # withholding cannot be undone: an emulator of its own
+    try:
+        local = dataclasses.replace(settings, kms_urls=(own.url,))
+        session = new_session()
+        alice = new_participant(session)
+        own.control("withholdResponses", operation="processOffer")
+
+        def process_offers() -> int:
+            requests = own.control("requests")["requests"]
+            return sum(1 for r in requests if (r.get("params") or {}).get("operation") == "processOffer")
+
+        def cut_when_sent() -> None:
+            while process_offers() == 0:
+                threading.Event().wait(0.01)
+            own.control("dropConnections")
+
+        cutter = threading.Thread(target=cut_when_sent)
+        cutter.start()
+        negotiation.process_offer(local, session.id, alice.id, PUBLISH, OFFER, "r1")
+        cutter.join()
+        negotiation.process_offer(local, session.id, alice.id, PUBLISH, OFFER, "r1")  # redelivered
+        errors = [(m["code"], m["request_id"]) for _, _, m in published.of_type("error")]
+        assert errors == [(502, "r1"), (502, "r1")]
+        assert process_offers() == 1
+    finally:
+        kurento.pool.close_all()
+        own.stop()
