@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from messaging import messages
@@ -21,8 +22,28 @@ from settings import Settings
 log = logging.getLogger(__name__)
 
 WATCHED_EVENTS = ("IceComponentStateChanged", "ConnectionStateChanged", "MediaFlowInStateChanged")
+
+
+def watched_events(stream: str) -> tuple[str, ...]:
+    """What to subscribe for a stream: a subscriber endpoint only sends, nothing flows in by design."""
+    return WATCHED_EVENTS if stream == PUBLISH else WATCHED_EVENTS[:2]
+
+
 _BAD = {"FAILED", "DISCONNECTED", "NOT_FLOWING"}
 _GOOD = {"CONNECTED", "READY", "FLOWING"}
+
+
+@dataclass
+class Watch:
+    """One endpoint's connection as the process relaying its events knows it.
+
+    Only this endpoint's events start its debounce clock (Endpoint.mark_failing is conditional on
+    it being the stored one), so the relay knows when the clock may run: a good state costs a
+    write only then, not at every ICE, connection and media-flow event of a healthy call.
+    """
+
+    endpoint: str  # its stored reference, "<kms url>#<object id>"
+    maybe_failing: bool = False  # a fresh endpoint is stored healthy (Endpoint.claim_kurento)
 
 
 def _state(event_type: str, data: dict[str, Any]) -> str | None:
@@ -37,15 +58,21 @@ def on_state_event(
     event_type: str,
     data: dict[str, Any],
     schedule_check: Callable[[float], None],
+    watch: Watch | None = None,
 ) -> None:
     if event_type == "MediaFlowInStateChanged" and stream != PUBLISH:
         return  # a subscriber endpoint only sends; nothing flows in by design
     state = _state(event_type, data)
+    endpoint = watch.endpoint if watch is not None else None
     if state in _BAD:
-        if Endpoint.mark_failing(participant_id, stream, time.time()):
+        if watch is not None:
+            watch.maybe_failing = True
+        if Endpoint.mark_failing(participant_id, stream, time.time(), endpoint):
             schedule_check(settings.connection_debounce_s)
-    elif state in _GOOD:
-        Endpoint.mark_recovered(participant_id, stream)
+    elif state in _GOOD and (watch is None or watch.maybe_failing):
+        Endpoint.mark_recovered(participant_id, stream, endpoint)
+        if watch is not None:
+            watch.maybe_failing = False
 
 
 def check_connection(settings: Settings, session_id: str, participant_id: str, stream: str) -> bool:

@@ -32,10 +32,23 @@ def _schedule_check(settings: Settings, session_id: str, participant_id: str, st
 
 
 def event_handlers(
-    settings: Settings, session_id: str, participant_id: str, stream: str
+    settings: Settings,
+    session_id: str,
+    participant_id: str,
+    stream: str,
+    endpoint: kurento.MediaObject | str,
+    fresh: bool = True,
 ) -> dict[str, Callable[[dict], None]]:
-    """The callbacks for one endpoint, by Kurento event type."""
+    """The callbacks for one endpoint, by Kurento event type.
+
+    Candidates and the end of gathering are one publish each to the participant's queue and touch
+    no database; state events write only to start or stop the connection watch's clock
+    (connection_watch.Watch). `fresh`: an endpoint just created, stored healthy; a relay taken
+    over from a dead worker does not know whether that worker saw it fail.
+    """
     publisher = get_publisher(settings)
+    watch = connection_watch.Watch(_reference(endpoint), maybe_failing=not fresh)
+    schedule = _schedule_check(settings, session_id, participant_id, stream)
 
     def on_candidate(data: dict) -> None:
         publisher.to_participant(
@@ -47,18 +60,16 @@ def event_handlers(
 
     def on_state(event_type: str) -> Callable[[dict], None]:
         return lambda data: connection_watch.on_state_event(
-            settings,
-            session_id,
-            participant_id,
-            stream,
-            event_type,
-            data,
-            _schedule_check(settings, session_id, participant_id, stream),
+            settings, session_id, participant_id, stream, event_type, data, schedule, watch
         )
 
     handlers = {"IceCandidateFound": on_candidate, "IceGatheringDone": on_gathering_done}
-    handlers.update({event: on_state(event) for event in connection_watch.WATCHED_EVENTS})
+    handlers.update({event: on_state(event) for event in connection_watch.watched_events(stream)})
     return handlers
+
+
+def _reference(endpoint: kurento.MediaObject | str) -> str:
+    return endpoint if isinstance(endpoint, str) else f"{endpoint.client.url}#{endpoint.id}"
 
 
 def relay_endpoint_events(
@@ -68,7 +79,7 @@ def relay_endpoint_events(
 
     All event types in one round trip to the media server.
     """
-    endpoint.subscribe_many(event_handlers(settings, session_id, participant_id, stream))
+    endpoint.subscribe_many(event_handlers(settings, session_id, participant_id, stream, endpoint))
 
 
 def listen_endpoint_events(
@@ -80,5 +91,6 @@ def listen_endpoint_events(
     stream: str,
 ) -> None:
     """After taking a KMS session over: the subscriptions exist server-side, only routing is needed."""
-    for event_type, handler in event_handlers(settings, session_id, participant_id, stream).items():
+    handlers = event_handlers(settings, session_id, participant_id, stream, f"{client.url}#{endpoint_id}", fresh=False)
+    for event_type, handler in handlers.items():
         client.add_listener(endpoint_id, event_type, handler)

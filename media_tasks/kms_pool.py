@@ -14,7 +14,7 @@ import uuid
 
 import kurento
 from media_tasks.kms_discovery import media_servers
-from models import MediaServer, Session, SessionState
+from models import KurentoRef, MediaServer, Session, SessionState
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -89,6 +89,16 @@ def ensure_pipeline(settings: Settings, session_id: str) -> kurento.MediaPipelin
         if Session.claim_pipeline_creation(session_id, claimer, now, now + claim_ttl_s(settings)):
             return _create_pipeline(settings, session_id, session.lost_kms_url, claimer)
         time.sleep(CLAIM_POLL_S)
+
+
+def pipeline_of(element: str) -> kurento.MediaPipeline | None:
+    """The pipeline of a stored element reference, without a round trip: Kurento names a child
+    "<pipeline id>/<element id>" (kurento-protocol.md). None for an id that does not say."""
+    ref = KurentoRef.decode(element)
+    pipeline_id, slash, _ = ref.object_id.partition("/")
+    if not slash:
+        return None
+    return kurento.get_client(ref.kms_url).proxy(pipeline_id, kurento.MediaPipeline)  # type: ignore[return-value]
 
 
 def _create_pipeline(

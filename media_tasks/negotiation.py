@@ -14,10 +14,11 @@ from typing import Any
 import kurento
 from media_tasks import kms_sessions
 from media_tasks.kms_events import relay_endpoint_events
-from media_tasks.kms_pool import ensure_pipeline, release_quietly
-from messaging import messages
+from media_tasks.kms_pool import ensure_pipeline, pipeline_of, release_quietly
+from messaging import messages, rerun_identity
 from messaging.publisher import get_publisher
-from models import PUBLISH, Endpoint, Participant
+from models import PUBLISH, Endpoint, KurentoRef, Participant
+from models.endpoint import NegotiationState
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -25,7 +26,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Offer:
-    """One SDP offer being negotiated: who sent it, for which stream, under which request."""
+    """One SDP offer being negotiated: who sent it, for which stream, under which request.
+
+    `seed` is what the running task's message ids derive from (messaging.rerun_identity): the same
+    on every re-run of that task, so its copies of the answer are dropped by the outbox.
+    """
 
     settings: Settings
     session_id: str
@@ -33,6 +38,7 @@ class Offer:
     stream: str
     sdp: str
     request_id: str
+    seed: str = ""
 
 
 class NegotiationRefused(Exception):
@@ -42,51 +48,254 @@ class NegotiationRefused(Exception):
         self.message = message
 
 
-def _is_active(participant_id: str) -> bool:
-    participant = Participant.objects(id=participant_id).only("state").first()
-    return participant is not None and participant.is_active
+def process_offer(
+    settings: Settings, session_id: str, participant_id: str, stream: str, sdp: str, request_id: str
+) -> None:
+    """Answers an offer. The usual cost: one read of the endpoint records, one write claiming the
+    new endpoint with its answer, one operation on the participant(s), and two KMS round trips
+    (create, subscribe, connect and processOffer; then gatherCandidates and the release of the
+    endpoint it replaces). A first publish also reads the session's pipeline.
 
-
-def _stored_endpoint(session_id: str, participant_id: str, stream: str) -> Endpoint:
-    # A fresh stream costs two round trips (find, insert), a known one a single find.
-    stored = (
-        Endpoint.find(participant_id, stream)
-        or Endpoint.ensure(session_id, participant_id, stream)
-        or Endpoint.find(participant_id, stream)
-    )
-    if stored is None:
-        # The record was deleted between our insert and the read: the participant left or the
-        # session closed meanwhile (both delete endpoint records). Nothing to negotiate.
-        raise NegotiationRefused(409, "the participant left while its offer was processed")
-    return stored
-
-
-def _install_endpoint(
-    offer: Offer, replacing: kurento.WebRtcEndpoint | None
-) -> tuple[kurento.WebRtcEndpoint, list[dict[str, Any]]] | None:
-    """A fresh Kurento endpoint, stored in place of `replacing` and claimed for `request_id`.
-
-    Returns (endpoint, candidates that waited for it), or None when another worker changed the
-    stored endpoint first (ours is released). Exactly one endpoint survives however many race.
+    No check that the participant is still joined before the work: the web tier checked it when
+    it accepted the offer, and the check after the claim releases the endpoint of one who left
+    meanwhile (the leave's clean-up releases it otherwise: it runs after the participant is
+    marked left, so it finds our record whenever the check found the participant joined).
     """
-    pipeline = ensure_pipeline(offer.settings, offer.session_id)
-    endpoint = pipeline.create_webrtc_endpoint()
-    relay_endpoint_events(offer.settings, endpoint, offer.session_id, offer.participant_id, offer.stream)
+    scope = rerun_identity.current_task_scope()
+    offer = Offer(settings, session_id, participant_id, stream, sdp, request_id, scope.seed if scope else "")
+    try:
+        _answer_offer(offer)
+    except NegotiationRefused as refused:
+        get_publisher(settings).to_participant(
+            session_id, participant_id, messages.error(request_id, refused.code, refused.message)
+        )
+
+
+def _answer_offer(offer: Offer) -> None:
+    own, source = Endpoint.negotiation_states(offer.participant_id, offer.stream)
+    if offer.stream != PUBLISH and (source is None or source.kurento is None):
+        raise NegotiationRefused(409, f"participant {offer.stream} is not publishing")
+    source_endpoint = _proxy(source.kurento) if source is not None and source.kurento else None
+    for _attempt in range(3):
+        if (
+            own is not None
+            and own.answered_request_id == offer.request_id
+            and own.answer_published
+            and not own.answer_sdp
+        ):
+            raise NegotiationRefused(*PROCESS_OFFER_CUT_OFF)  # the same error again, never processOffer
+        if own is not None and own.negotiating_request_id == offer.request_id and own.kurento is not None:
+            _finish_duplicate(offer, own)
+            return
+        replacing = own.kurento if own is not None else None
+        endpoint, answer = _negotiate(offer, replacing or (source.kurento if source else None), source_endpoint, own)
+        # One write: the endpoint, its answer and the candidates that waited for it. Losing means
+        # another offer (or the leave's clean-up) changed the record since our read.
+        pending = Endpoint.claim_kurento(
+            offer.participant_id,
+            offer.stream,
+            endpoint,
+            offer.request_id,
+            replacing,
+            answer=answer,
+            seed=offer.seed,
+            session_id=offer.session_id if own is None else None,
+        )
+        if pending is None:
+            release_quietly(endpoint)
+            own = Endpoint.negotiation_states(offer.participant_id, offer.stream)[0]
+            continue
+        _deliver(
+            offer,
+            endpoint,
+            answer,
+            pending,
+            replacing,
+            probably_publishing=own is not None and bool(own.answered_request_id),
+        )
+        return
+    raise NegotiationRefused(409, "the stream could not be renegotiated")
+
+
+def _proxy(stored: str) -> kurento.WebRtcEndpoint:
+    return KurentoRef.decode(stored).proxy()  # type: ignore[return-value]
+
+
+def _negotiate(
+    offer: Offer, known_element: str | None, source: kurento.WebRtcEndpoint | None, own: NegotiationState | None
+) -> tuple[kurento.WebRtcEndpoint, str]:
+    """A fresh endpoint with its events relayed, fed by `source` (a subscription), and its answer.
+
+    The pipeline comes from an element stored in it (the endpoint a re-offer replaces, or the
+    publisher's), else from the session (a first publish).
+    """
+    pipeline = pipeline_of(known_element) if known_element else None
+    if pipeline is None:
+        pipeline = ensure_pipeline(offer.settings, offer.session_id)
+    try:
+        endpoint = pipeline.create_webrtc_endpoint()
+    except kurento.ObjectNotFound:
+        if known_element is None:
+            raise
+        # That pipeline is gone (the session closed, or its media server was replaced): the
+        # session says what holds now, or that it is over (SessionGone).
+        endpoint = ensure_pipeline(offer.settings, offer.session_id).create_webrtc_endpoint()
     kms_sessions.register_own(endpoint.client)
-    pending = Endpoint.claim_kurento(
-        offer.participant_id, offer.stream, endpoint, offer.request_id, replacing=replacing
-    )
-    if pending is None:
+    try:
+        relay_endpoint_events(offer.settings, endpoint, offer.session_id, offer.participant_id, offer.stream)
+        if source is not None:
+            source.connect(endpoint)
+    except kurento.KurentoUnavailable:
+        raise  # retried; the orphan sweep releases the endpoint if the media server kept it
+    except kurento.KurentoError:
         release_quietly(endpoint)
-        return None
-    return endpoint, pending
+        raise
+    return endpoint, _process_offer(offer, endpoint, own)
 
 
-def _publisher_endpoint(stream: str) -> kurento.WebRtcEndpoint:
-    publisher = Endpoint.find(stream, PUBLISH)
-    if publisher is None or publisher.kurento is None or not _is_active(stream):
-        raise NegotiationRefused(409, f"participant {stream} is not publishing")
-    return publisher.kurento
+PROCESS_OFFER_CUT_OFF = (
+    502,
+    "the media server connection was lost while it processed the offer; not retried (the offer may be what "
+    "broke it): offer again",
+)
+
+
+def _process_offer(offer: Offer, endpoint: kurento.WebRtcEndpoint, own: NegotiationState | None) -> str:
+    try:
+        return endpoint.process_offer(offer.sdp)
+    except kurento.KurentoUnavailable as exc:
+        # Not retried like other unavailability: the same SDP may crash the server again, and
+        # every media server would then be tried in turn. The client decides. Recorded so that a
+        # redelivery repeats the error; the endpoint, never stored, is left to the orphan sweep.
+        Endpoint.record_failed_offer(
+            offer.participant_id,
+            offer.stream,
+            offer.request_id,
+            own.kurento if own is not None else None,
+            session_id=offer.session_id if own is None else None,
+        )
+        raise NegotiationRefused(*PROCESS_OFFER_CUT_OFF) from exc
+    except kurento.KurentoError as exc:
+        release_quietly(endpoint)
+        if exc.code in (40200, 40201, 40205, 40001):
+            raise NegotiationRefused(400, f"the media server refused the offer: {exc.message}") from exc
+        raise
+
+
+def _deliver(
+    offer: Offer,
+    endpoint: kurento.WebRtcEndpoint,
+    answer: str,
+    pending: list[dict[str, Any]],
+    replaced: str | None,
+    probably_publishing: bool,
+) -> None:
+    """After the claim: the participant check, the answer, then gathering (and the release of the
+    endpoint this one replaced, which Kurento cannot negotiate twice)."""
+    publisher = get_publisher(offer.settings)
+    announce = False
+    if offer.stream == PUBLISH:
+        marked = Participant.mark_publishing(offer.participant_id, probably_publishing)
+        wanted, refusal = marked is not None, None
+        announce = bool(marked)
+    else:
+        joined = Participant.joined_among([offer.participant_id, offer.stream])
+        wanted = offer.participant_id in joined
+        refusal = (
+            None if offer.stream in joined else NegotiationRefused(409, f"participant {offer.stream} is not publishing")
+        )
+    if not wanted or refusal is not None:
+        # The participant (or the publisher) left while we negotiated, or before (a late
+        # redelivery): leave no orphan endpoint behind, on the KMS or in the record.
+        _release_all(endpoint, replaced)
+        Endpoint.forget(offer.participant_id, offer.stream, endpoint)
+        if wanted and refusal is not None:
+            raise refusal
+        return
+    # The answer first: it is what the client waits for.
+    publisher.to_participant(
+        offer.session_id, offer.participant_id, messages.sdp_answer(offer.stream, answer, offer.request_id)
+    )
+    if announce:
+        publisher.to_session(offer.session_id, messages.stream_published(offer.participant_id))
+    _start_gathering(offer, endpoint, pending, replaced)
+
+
+def _start_gathering(
+    offer: Offer, endpoint: kurento.WebRtcEndpoint, pending: list[dict[str, Any]], replaced: str | None
+) -> None:
+    # Remote candidates before gathering: KMS 6 stalled when they came after it (Kurento/bugtracker#539).
+    # Their own round trip: KMS may run the requests of one batch in any order.
+    _apply_quietly(offer.participant_id, offer.stream, endpoint, pending)
+    calls: list[tuple[str, dict[str, Any] | None]] = [
+        ("invoke", {"object": endpoint.id, "operation": "gatherCandidates"})
+    ]
+    old = _proxy(replaced) if replaced else None
+    if old is not None and old.client is endpoint.client:
+        calls.append(("release", {"object": old.id}))
+        old = None
+    gathered, *released = endpoint.client.request_many(calls)
+    if isinstance(gathered, kurento.KurentoError):
+        raise gathered
+    for failed in released:
+        if isinstance(failed, kurento.KurentoError):
+            log.info("release of %s failed: %s", replaced, failed)
+    release_quietly(old)  # on another media server: its own round trip
+
+
+def _release_all(endpoint: kurento.WebRtcEndpoint, replaced: str | None) -> None:
+    release_quietly(endpoint)
+    if replaced:
+        release_quietly(_proxy(replaced))
+
+
+DUPLICATE_WAIT_S = 3.0
+
+
+def _finish_duplicate(offer: Offer, own: NegotiationState) -> None:
+    """This request claimed the stored endpoint already.
+
+    The claim stores the answer: a re-run of the task that claimed it (a redelivery or a retry,
+    same seed) finishes what it may have left undone, sending the answer again under the same
+    message id (dropped by the outbox if it went out) and starting gathering again; another task
+    for the same request sends nothing, the claimer answers. A claim without an answer was made
+    by an earlier release, which called processOffer after claiming: see _finish_legacy_claim.
+    """
+    assert own.kurento is not None
+    endpoint = _proxy(own.kurento)
+    if own.answer_sdp is not None and own.answered_request_id == offer.request_id:
+        if own.negotiating_seed == offer.seed:
+            _deliver(offer, endpoint, own.answer_sdp, [], None, probably_publishing=False)
+        return
+    _finish_legacy_claim(offer, endpoint)
+
+
+def _finish_legacy_claim(offer: Offer, endpoint: kurento.WebRtcEndpoint) -> None:
+    deadline = time.monotonic() + DUPLICATE_WAIT_S
+    while time.monotonic() < deadline:
+        own, _ = Endpoint.negotiation_states(offer.participant_id, offer.stream)
+        if own is None:
+            return
+        if own.answer_published:
+            if own.answered_request_id == offer.request_id and not own.answer_sdp:
+                raise NegotiationRefused(*PROCESS_OFFER_CUT_OFF)
+            return
+        time.sleep(0.05)
+    own, _ = Endpoint.negotiation_states(offer.participant_id, offer.stream)
+    if own is None:
+        return  # the participant left meanwhile: nobody waits for this answer
+    if own.answered_request_id == offer.request_id and own.answer_sdp:
+        answer = own.answer_sdp
+    else:
+        try:
+            answer = endpoint.process_offer(offer.sdp)
+        except kurento.AlreadyNegotiated:
+            answer = endpoint.get_local_session_descriptor()
+    get_publisher(offer.settings).to_participant(
+        offer.session_id, offer.participant_id, messages.sdp_answer(offer.stream, answer, offer.request_id)
+    )
+    Endpoint.record_published_answer(offer.participant_id, offer.stream, offer.request_id, answer)
+    endpoint.gather_candidates()
 
 
 def _apply_candidates(endpoint: kurento.WebRtcEndpoint, candidates: list[dict[str, Any]]) -> None:
@@ -99,149 +308,32 @@ def _apply_candidates(endpoint: kurento.WebRtcEndpoint, candidates: list[dict[st
         endpoint.add_ice_candidates(wire)
 
 
-def process_offer(
-    settings: Settings, session_id: str, participant_id: str, stream: str, sdp: str, request_id: str
-) -> None:
-    # No check that the participant is still joined before the work: the web tier checked it
-    # when it accepted the offer, and the check after the answer releases the endpoint of one
-    # who left meanwhile. That saves a read on every offer.
-    publisher = get_publisher(settings)
-    try:
-        endpoint = _answer_offer(Offer(settings, session_id, participant_id, stream, sdp, request_id))
-    except NegotiationRefused as refused:
-        publisher.to_participant(session_id, participant_id, messages.error(request_id, refused.code, refused.message))
-        return
-    if stream == PUBLISH:
-        before = Participant.mark_publishing(participant_id)
-        if before is not None and not before.publishing:
-            publisher.to_session(session_id, messages.stream_published(participant_id))
-        still_active = before is not None
-    else:
-        still_active = _is_active(participant_id)
-    if not still_active:
-        # The participant left while we negotiated (or before: a late redelivery); leave no
-        # orphan endpoint behind, on the KMS or in the record.
-        release_quietly(endpoint)
-        Endpoint.forget(participant_id, stream, endpoint)
-
-
-def _answer_offer(offer: Offer) -> kurento.WebRtcEndpoint:
-    source = _publisher_endpoint(offer.stream) if offer.stream != PUBLISH else None
-    for _attempt in range(3):
-        stored = _stored_endpoint(offer.session_id, offer.participant_id, offer.stream)
-        if stored.negotiating_request_id == offer.request_id and stored.kurento is not None:
-            if source is not None:
-                source.connect(stored.kurento)  # repeated connects of the same pair are harmless
-            _finish_duplicate(offer, stored.kurento)
-            return stored.kurento
-        installed = _install_endpoint(offer, stored.kurento)
-        if installed is None:
-            continue  # another offer or delivery changed the endpoint meanwhile: look again
-        endpoint, pending = installed
-        if source is not None:
-            source.connect(endpoint)
-        answer = _process_offer(offer, endpoint)
-        _deliver_answer(offer, endpoint, answer, pending)
-        # Kurento negotiates each endpoint once: a new offer on a stream replaced its endpoint.
-        # Released after the answer went out, which is what the client waits for.
-        release_quietly(stored.kurento)
-        return endpoint
-    raise NegotiationRefused(409, "the stream could not be renegotiated")
-
-
-PROCESS_OFFER_CUT_OFF = (
-    502,
-    "the media server connection was lost while it processed the offer; not retried (the offer may be what "
-    "broke it): offer again",
-)
-
-
-def _process_offer(offer: Offer, endpoint: kurento.WebRtcEndpoint) -> str:
-    try:
-        return endpoint.process_offer(offer.sdp)
-    except kurento.KurentoUnavailable as exc:
-        # Not retried like other unavailability: the same SDP may crash the server again, and
-        # every media server would then be tried in turn. The client decides.
-        Endpoint.record_failed_offer(offer.participant_id, offer.stream, offer.request_id)
-        raise NegotiationRefused(*PROCESS_OFFER_CUT_OFF) from exc
-    except kurento.KurentoError as exc:
-        if exc.code in (40200, 40201, 40205, 40001):
-            raise NegotiationRefused(400, f"the media server refused the offer: {exc.message}") from exc
-        raise
-
-
-def _deliver_answer(offer: Offer, endpoint: kurento.WebRtcEndpoint, answer: str, pending: list[dict[str, Any]]) -> None:
-    # The answer first: it is what the client waits for. A crash before the record below makes
-    # a redelivery send the same answer again (see _finish_duplicate), never lose it.
-    get_publisher(offer.settings).to_participant(
-        offer.session_id, offer.participant_id, messages.sdp_answer(offer.stream, answer, offer.request_id)
-    )
-    Endpoint.record_published_answer(offer.participant_id, offer.stream, offer.request_id, answer)
-    # Remote candidates before gathering: KMS 6 stalled when they came after it (Kurento/bugtracker#539).
-    _apply_candidates(endpoint, pending)
-    endpoint.gather_candidates()
-
-
-DUPLICATE_WAIT_S = 3.0
-
-
-def _finish_duplicate(offer: Offer, endpoint: kurento.WebRtcEndpoint) -> None:
-    """Another delivery of this same request claimed the endpoint.
-
-    A duplicate running alongside (a publish retried by the web tier) finds the answer sent
-    within moments; a redelivery after its worker died finishes what that worker left undone.
-    """
-    deadline = time.monotonic() + DUPLICATE_WAIT_S
-    while time.monotonic() < deadline:
-        stored = Endpoint.find(offer.participant_id, offer.stream)
-        if stored is None:
-            return
-        if stored.answer_published:
-            if stored.answered_request_id == offer.request_id and not stored.answer_sdp:
-                raise NegotiationRefused(*PROCESS_OFFER_CUT_OFF)  # the same error again, never processOffer
-            return
-        time.sleep(0.05)
-    stored = Endpoint.find(offer.participant_id, offer.stream)
-    if stored is None:
-        return  # the participant left meanwhile: nobody waits for this answer
-    if stored.answered_request_id == offer.request_id and stored.answer_sdp:
-        answer = stored.answer_sdp
-    else:
-        try:
-            answer = _process_offer(offer, endpoint)
-        except kurento.AlreadyNegotiated:
-            answer = endpoint.get_local_session_descriptor()
-    _deliver_answer(offer, endpoint, answer, [])
-
-
 def add_candidates(
     settings: Settings, session_id: str, participant_id: str, stream: str, candidates: list[dict[str, Any]]
 ) -> None:
-    # The usual case, candidates trickled after the offer: one read, one round trip to the KMS,
-    # and one read to check that a re-offer did not replace the endpoint meanwhile.
-    stored = Endpoint.find(participant_id, stream)
+    # The usual case, candidates trickled after the offer: one projected read, one round trip to
+    # the KMS, and one read to check that a re-offer did not replace the endpoint meanwhile.
+    exists, stored = Endpoint.stored_kurento(participant_id, stream)
     if stored is None:
-        if not _is_active(participant_id):
+        if not exists and participant_id not in Participant.joined_among([participant_id]):
             return  # a late task of one who left: no record to leave behind
-        Endpoint.ensure(session_id, participant_id, stream)
-    if stored is None or stored.kurento is None:
-        if Endpoint.buffer_candidates(participant_id, stream, candidates, settings.max_candidates_per_stream):
+        cap = settings.max_candidates_per_stream
+        if Endpoint.buffer_candidates(participant_id, stream, candidates, cap, None if exists else session_id):
             return  # the endpoint does not exist yet; whoever creates it applies these
-        stored = Endpoint.find(participant_id, stream)  # it appeared meanwhile, or the buffer is full
-        if stored is not None and stored.kurento is None:
+        exists, stored = Endpoint.stored_kurento(participant_id, stream)  # it appeared meanwhile, or the buffer is full
+        if exists and stored is None:
             _refuse_candidates(settings, session_id, participant_id, stream, len(candidates))
             return
-        if stored is None or stored.kurento is None:
+        if stored is None:
             log.info("endpoint of %s/%s went away (a rejoin); candidates dropped", participant_id, stream)
             return
-    applied_to = stored.kurento
-    _apply_quietly(participant_id, stream, applied_to, candidates)
+    _apply_quietly(participant_id, stream, _proxy(stored), candidates)
     # A re-offer may have stored a fresh endpoint between the read and the apply (its offer task
     # runs beside this one): these candidates then belong to the new endpoint, not to the old one
     # it is about to release (issue 13). Read again and follow the replacement.
-    current = Endpoint.find(participant_id, stream)
-    if current is not None and current.kurento is not None and current.kurento != applied_to:
-        _apply_quietly(participant_id, stream, current.kurento, candidates)
+    _, current = Endpoint.stored_kurento(participant_id, stream)
+    if current is not None and current != stored:
+        _apply_quietly(participant_id, stream, _proxy(current), candidates)
 
 
 def _apply_quietly(

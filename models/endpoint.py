@@ -8,18 +8,58 @@ the endpoint id takes that list in the same atomic operation, so none is lost or
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from bson import ObjectId
 from mongoengine import BooleanField, FloatField, IntField, ListField, NotUniqueError, StringField
+from pymongo.errors import DuplicateKeyError
 
 from models.base import Document
-from models.fields import KurentoObjectField
+from models.fields import KurentoObjectField, KurentoProxy, ref_of
 
 if TYPE_CHECKING:
     from kurento import MediaObject
 
 PUBLISH = "publish"
+
+
+@dataclass(frozen=True)
+class NegotiationState:
+    """What an offer needs to know of a stored endpoint record, read as raw BSON (no document built).
+
+    `kurento` is the stored reference ("<kms url>#<object id>") or None.
+    """
+
+    participant_id: str
+    stream: str
+    kurento: str | None
+    negotiating_request_id: str
+    negotiating_seed: str
+    answered_request_id: str
+    answer_sdp: str | None
+    answer_published: bool
+
+    @classmethod
+    def of(cls, doc: dict[str, Any]) -> NegotiationState:
+        return cls(
+            doc["participant_id"],
+            doc["stream"],
+            doc.get("kurento"),
+            doc.get("negotiating_request_id") or "",
+            doc.get("negotiating_seed") or "",
+            doc.get("answered_request_id") or "",
+            doc.get("answer_sdp"),
+            bool(doc.get("answer_published")),
+        )
+
+
+_STATE_FIELDS = {field: 1 for field in NegotiationState.__dataclass_fields__} | {"_id": 0}
+
+
+def _encoded(endpoint: KurentoProxy | str | None) -> str | None:
+    ref = ref_of(endpoint)
+    return None if ref is None else ref.encode()
 
 
 class Endpoint(Document):
@@ -36,6 +76,10 @@ class Endpoint(Document):
     # The offer this endpoint negotiates: Kurento negotiates an endpoint once, so exactly one
     # request may call processOffer on it; it is claimed when the endpoint is stored (claim_kurento).
     negotiating_request_id = StringField(default="")
+    # The message seed of the task run that claimed it (messaging.rerun_identity): a re-run of that
+    # same task sends the stored answer again under the same message id (the outbox drops the copy),
+    # another task for the same request sends nothing.
+    negotiating_seed = StringField(default="")
     # Always present (""): the stand-in's $ne does not match documents that lack the field.
     answered_request_id = StringField(default="")
     answer_sdp = StringField(null=True)
@@ -78,47 +122,114 @@ class Endpoint(Document):
         return cls.objects(participant_id=participant_id, stream=stream).first()
 
     @classmethod
-    def buffer_candidates(cls, participant_id: str, stream: str, candidates: list[dict], cap: int) -> bool:
+    def buffer_candidates(
+        cls, participant_id: str, stream: str, candidates: list[dict], cap: int, session_id: str | None = None
+    ) -> bool:
         """Queues candidates while the endpoint has no Kurento object and fewer than `cap` wait
         (so the document and the burst replayed to the media server stay bounded); False once it
-        has one, or when these would pass the cap."""
+        has one, or when these would pass the cap. With `session_id`, a missing record is created
+        by the same write."""
         encoded = [json.dumps(c, sort_keys=True) for c in candidates]
-        return bool(
-            cls.objects(
-                participant_id=participant_id, stream=stream, kurento=None, pending_count__lte=cap - len(encoded)
-            ).update_one(push_all__pending_candidates=encoded, inc__pending_count=len(encoded))
+        query = {
+            "participant_id": participant_id,
+            "stream": stream,
+            "kurento": None,
+            "pending_count": {"$lte": cap - len(encoded)},
+        }
+        update: dict[str, Any] = {
+            "$push": {"pending_candidates": {"$each": encoded}},
+            "$inc": {"pending_count": len(encoded)},
+        }
+        if session_id is None:
+            return cls._get_collection().update_one(query, update).modified_count > 0
+        blank = cls(session_id=session_id, participant_id=participant_id, stream=stream).to_mongo().to_dict()
+        update["$setOnInsert"] = {
+            k: v
+            for k, v in blank.items()
+            if k not in ("_id", "participant_id", "stream", "kurento", "pending_candidates", "pending_count")
+        }
+        try:
+            cls._get_collection().update_one(query, update, upsert=True)
+        except DuplicateKeyError:
+            return False  # it exists, with an endpoint or a full buffer
+        return True
+
+    @classmethod
+    def negotiation_states(
+        cls, participant_id: str, stream: str
+    ) -> tuple[NegotiationState | None, NegotiationState | None]:
+        """The (participant, stream) record and, for a subscription, its publisher's publish record:
+        one indexed read, projected, whatever the stream."""
+        mine = {"participant_id": participant_id, "stream": stream}
+        query = mine if stream == PUBLISH else {"$or": [mine, {"participant_id": stream, "stream": PUBLISH}]}
+        own = source = None
+        for doc in cls._get_collection().find(query, _STATE_FIELDS):
+            state = NegotiationState.of(doc)
+            if (state.participant_id, state.stream) == (participant_id, stream):
+                own = state
+            else:
+                source = state
+        return own, source
+
+    @classmethod
+    def stored_kurento(cls, participant_id: str, stream: str) -> tuple[bool, str | None]:
+        """Whether the (participant, stream) record exists, and its stored endpoint reference."""
+        doc = cls._get_collection().find_one(
+            {"participant_id": participant_id, "stream": stream}, {"kurento": 1, "_id": 0}
         )
+        return doc is not None, None if doc is None else doc.get("kurento")
 
     @classmethod
     def claim_kurento(
         cls,
         participant_id: str,
         stream: str,
-        endpoint: MediaObject,
+        endpoint: KurentoProxy,
         request_id: str = "",
-        replacing: MediaObject | None = None,
+        replacing: KurentoProxy | str | None = None,
+        *,
+        answer: str | None = None,
+        seed: str = "",
+        session_id: str | None = None,
     ) -> list[dict] | None:
         """Stores `endpoint` in place of `replacing` (None: no endpoint yet) and claims its
-        negotiation for `request_id`, handing back the candidates that waited; one write.
+        negotiation for `request_id` (with its `answer` when known), handing back the candidates
+        that waited; one write.
 
-        None means the stored endpoint is no longer `replacing` (another worker got there first);
-        the caller must release its own.
+        With `session_id`, a missing record is created by the same write (an offer that found
+        none); without, the record must exist. None means the stored endpoint is no longer
+        `replacing` (another worker got there first); the caller must release its own.
         """
-        before = cls.objects(participant_id=participant_id, stream=stream, kurento=replacing).modify(
-            set__kurento=endpoint,
-            set__pending_candidates=[],
-            set__pending_count=0,
-            set__kms_session=endpoint.client.session_id,
-            set__failed_since=0.0,
-            set__failure_reported=False,
-            set__negotiating_request_id=request_id,
-            set__answered_request_id="",
-            set__answer_sdp=None,
-            set__answer_published=False,
-        )
+        changes: dict[str, Any] = {
+            "kurento": _encoded(endpoint),
+            "pending_candidates": [],
+            "pending_count": 0,
+            "kms_session": endpoint.client.session_id,  # type: ignore[attr-defined]
+            "failed_since": 0.0,
+            "failure_reported": False,
+            "negotiating_request_id": request_id,
+            "negotiating_seed": seed,
+            "answered_request_id": request_id if answer is not None else "",
+            "answer_sdp": answer,
+            "answer_published": False,
+        }
+        endpoints = cls._get_collection()
+        query: dict[str, Any] = {"participant_id": participant_id, "stream": stream, "kurento": _encoded(replacing)}
+        if session_id is not None and replacing is None:
+            # Not findAndModify with upsert: nx-27017 neither reports its duplicate key nor applies
+            # $setOnInsert there. A record that appeared meanwhile with waiting candidates does not
+            # match, so the insert fails on the unique index and the caller reads it again.
+            try:
+                endpoints.update_one(
+                    {**query, "pending_count": 0}, {"$set": {**changes, "session_id": session_id}}, upsert=True
+                )
+            except DuplicateKeyError:
+                return None
+            return []
+        before = endpoints.find_one_and_update(query, {"$set": changes}, {"pending_candidates": 1, "_id": 0})
         if before is None:
             return None
-        return [json.loads(c) for c in before.pending_candidates]
+        return [json.loads(c) for c in before.get("pending_candidates") or []]
 
     @classmethod
     def recorded_kurento_refs(cls, among: list[str] | None = None) -> set[str]:
@@ -171,19 +282,23 @@ class Endpoint(Document):
         return refs
 
     @classmethod
-    def mark_failing(cls, participant_id: str, stream: str, now: float) -> bool:
-        """Starts the debounce clock; True only when it was not running."""
-        return bool(
-            cls.objects(participant_id=participant_id, stream=stream, failed_since=0.0).update_one(
-                set__failed_since=now
-            )
-        )
+    def mark_failing(
+        cls, participant_id: str, stream: str, now: float, endpoint: KurentoProxy | str | None = None
+    ) -> bool:
+        """Starts the debounce clock; True only when it was not running. With `endpoint`, only while
+        that is the stored endpoint: events of one being replaced say nothing of its successor."""
+        query: dict[str, Any] = {"participant_id": participant_id, "stream": stream, "failed_since": 0.0}
+        if endpoint is not None:
+            query["kurento"] = _encoded(endpoint)
+        return cls._get_collection().update_one(query, {"$set": {"failed_since": now}}).modified_count > 0
 
     @classmethod
-    def mark_recovered(cls, participant_id: str, stream: str) -> None:
-        cls.objects(participant_id=participant_id, stream=stream).update_one(
-            set__failed_since=0.0, set__failure_reported=False
-        )
+    def mark_recovered(cls, participant_id: str, stream: str, endpoint: KurentoProxy | str | None = None) -> None:
+        """Stops the debounce clock (of `endpoint` only, when given); a write only when it runs."""
+        query: dict[str, Any] = {"participant_id": participant_id, "stream": stream, "failed_since": {"$gt": 0.0}}
+        if endpoint is not None:
+            query["kurento"] = _encoded(endpoint)
+        cls._get_collection().update_one(query, {"$set": {"failed_since": 0.0, "failure_reported": False}})
 
     @classmethod
     def claim_failure_report(cls, participant_id: str, stream: str, failing_before: float) -> bool:
@@ -199,14 +314,33 @@ class Endpoint(Document):
         )
 
     @classmethod
-    def record_failed_offer(cls, participant_id: str, stream: str, request_id: str) -> bool:
+    def record_failed_offer(
+        cls,
+        participant_id: str,
+        stream: str,
+        request_id: str,
+        replacing: KurentoProxy | str | None = None,
+        session_id: str | None = None,
+    ) -> bool:
         """Records that the offer `request_id` ended without an answer (its processOffer was cut off),
-        so a redelivery repeats the error instead of calling processOffer again."""
-        return bool(
-            cls.objects(participant_id=participant_id, stream=stream, negotiating_request_id=request_id).update_one(
-                set__answered_request_id=request_id, set__answer_sdp=None, set__answer_published=True
-            )
-        )
+        so a redelivery repeats the error instead of calling processOffer again.
+
+        Only while the record still stores `replacing` (what the offer found): a later offer that
+        replaced it meanwhile keeps its own outcome. With `session_id`, a missing record is created.
+        """
+        query: dict[str, Any] = {"participant_id": participant_id, "stream": stream, "kurento": _encoded(replacing)}
+        changes: dict[str, Any] = {"answered_request_id": request_id, "answer_sdp": None, "answer_published": True}
+        if session_id is None:
+            return cls._get_collection().update_one(query, {"$set": changes}).modified_count > 0
+        # The other fields as a new document has them, only if this creates it: a record that
+        # holds candidates waiting for an endpoint keeps them.
+        blank = cls(session_id=session_id, participant_id=participant_id, stream=stream).to_mongo().to_dict()
+        fresh = {k: v for k, v in blank.items() if k not in changes and k not in query and k != "_id"}
+        try:
+            cls._get_collection().update_one(query, {"$set": changes, "$setOnInsert": fresh}, upsert=True)
+        except DuplicateKeyError:
+            return False
+        return True
 
     @classmethod
     def record_published_answer(cls, participant_id: str, stream: str, request_id: str, sdp: str) -> bool:

@@ -127,9 +127,37 @@ class Participant(Document):
         cls.objects(session_id=session_id, state=ParticipantState.JOINED).update(set__publishing=False)
 
     @classmethod
-    def mark_publishing(cls, participant_id: str) -> Participant | None:
-        """Sets the flag; returns the participant as it was before, or None if it has left."""
-        return cls.objects(id=participant_id, state=ParticipantState.JOINED).modify(set__publishing=True)
+    def mark_publishing(cls, participant_id: str, probably_publishing: bool = False) -> bool | None:
+        """Sets the flag of a joined participant: True when this call set it (announce it), False
+        when it was set already, None when the participant has left (or never was).
+
+        One operation either way, written only when the flag changes: a conditional update when
+        it is probably not set yet (a first offer), a read when it probably is (a re-offer).
+        """
+        participants = cls._get_collection()
+        joined = {"_id": participant_id, "state": ParticipantState.JOINED.value}
+        for _attempt in range(2):
+            if not probably_publishing:
+                changed = participants.find_one_and_update(
+                    {**joined, "publishing": False}, {"$set": {"publishing": True}}, {"_id": 1}
+                )
+                if changed is not None:
+                    return True
+            found = participants.find_one({"_id": participant_id}, {"state": 1, "publishing": 1})
+            if found is None or found.get("state") != ParticipantState.JOINED:
+                return None
+            if found.get("publishing"):
+                return False
+            probably_publishing = False  # it is not: set it
+        return False  # the flag moved under both attempts (a rejoin): that offer is moot
+
+    @classmethod
+    def joined_among(cls, participant_ids: list[str]) -> set[str]:
+        """Which of these participants are joined: one read, no document built."""
+        found = cls._get_collection().find(
+            {"_id": {"$in": participant_ids}, "state": ParticipantState.JOINED.value}, {"_id": 1}
+        )
+        return {doc["_id"] for doc in found}
 
     @classmethod
     def was_announced(cls, participant_id: str, what: str) -> bool:

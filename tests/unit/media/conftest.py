@@ -19,7 +19,11 @@ import kurento
 from messaging import publisher as publisher_module
 from models import Participant, Session, connect_db
 from settings import Settings, load_settings
+from tests.support.costs import register_mongo_listener
 from tests.support.emulator import InProcessEmulator
+
+# Before any MongoClient of this process exists: test_negotiation_costs counts MongoDB commands.
+register_mongo_listener()
 
 
 @dataclass

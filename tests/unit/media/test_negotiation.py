@@ -163,3 +163,108 @@ def test_an_unmapped_media_server_error_is_not_swallowed_as_a_refusal(
     # Used up: the next offer is answered.
     negotiation.process_offer(settings, session.id, alice.id, PUBLISH, OFFER, "r2")
     assert [m["request_id"] for _, _, m in published.of_type("sdpAnswer")] == ["r2"]
+
+
+def test_a_rerun_of_the_claiming_task_resends_the_stored_answer_and_another_task_sends_none(
+    settings: Settings, published: RecordingPublisher, kms: InProcessEmulator
+) -> None:
+    """The claim stores the answer: no processOffer again, whoever runs the request again."""
+    from messaging.rerun_identity import publishing_for_task
+
+    session = new_session()
+    alice = new_participant(session)
+    with publishing_for_task("task-1"):
+        negotiation.process_offer(settings, session.id, alice.id, PUBLISH, OFFER, "r1")
+    first_id = endpoint_id(alice.id, PUBLISH)
+
+    def process_offers() -> int:
+        return sum(
+            1 for r in kms.control("requests")["requests"] if (r.get("params") or {}).get("operation") == "processOffer"
+        )
+
+    offers = process_offers()
+    with publishing_for_task("task-1"):  # a redelivery of the same task
+        negotiation.process_offer(settings, session.id, alice.id, PUBLISH, OFFER, "r1")
+    with publishing_for_task("task-2"):  # the same request in another task
+        negotiation.process_offer(settings, session.id, alice.id, PUBLISH, OFFER, "r1")
+    assert endpoint_id(alice.id, PUBLISH) == first_id
+    answers = [m["sdp"] for _, _, m in published.of_type("sdpAnswer")]
+    assert len(answers) == 2 and len(set(answers)) == 1  # the first run's and the re-run's copy
+    assert process_offers() == offers
+    assert len(published.of_type("streamPublished")) == 1
+
+
+def test_an_offer_of_one_who_left_leaves_no_record_and_no_endpoint(
+    settings: Settings, published: RecordingPublisher, kms: InProcessEmulator
+) -> None:
+    from models import Participant
+
+    session = new_session()
+    alice = new_participant(session)
+    Participant.mark_left(alice.id, "test")
+    negotiation.process_offer(settings, session.id, alice.id, PUBLISH, OFFER, "r1")
+    assert Endpoint.find(alice.id, PUBLISH) is None
+    assert not published.of_type("sdpAnswer")
+    from models import Session
+
+    pipeline = Session.find(session.id).pipeline
+    assert pipeline is not None
+    assert not [o for o in kms.emulator.registry.objects if o.startswith(pipeline.id + "/")]
+
+
+def test_a_subscription_to_a_publisher_who_left_is_refused_and_released(
+    settings: Settings, published: RecordingPublisher, kms: InProcessEmulator
+) -> None:
+    from models import Participant
+
+    session = new_session()
+    alice, bob = new_participant(session, "alice"), new_participant(session, "bob")
+    negotiation.process_offer(settings, session.id, alice.id, PUBLISH, OFFER, "r1")
+    Participant.mark_left(alice.id, "test")  # her records go with the leave's clean-up, later
+    negotiation.process_offer(settings, session.id, bob.id, alice.id, OFFER, "r2")
+    [(_, to, refused)] = published.of_type("error")
+    assert (to, refused["code"], refused["request_id"]) == (bob.id, 409, "r2")
+    assert Endpoint.find(bob.id, alice.id) is None
+    # Bob's endpoint was created (the check comes after the claim) and released: only hers is left.
+    pipeline = endpoint_id(alice.id, PUBLISH).split("/")[0]
+    assert [o for o in kms.emulator.registry.objects if o.startswith(pipeline + "/")] == [
+        endpoint_id(alice.id, PUBLISH)
+    ]
+
+
+def test_an_offer_cut_off_during_process_offer_is_refused_again_on_redelivery(
+    settings: Settings, published: RecordingPublisher
+) -> None:
+    """No claim was made yet: the record remembers the cut-off, so the redelivery repeats the 502."""
+    import dataclasses
+    import threading
+
+    import kurento
+
+    own = InProcessEmulator("signaling").start()  # withholding cannot be undone: an emulator of its own
+    try:
+        local = dataclasses.replace(settings, kms_urls=(own.url,))
+        session = new_session()
+        alice = new_participant(session)
+        own.control("withholdResponses", operation="processOffer")
+
+        def process_offers() -> int:
+            requests = own.control("requests")["requests"]
+            return sum(1 for r in requests if (r.get("params") or {}).get("operation") == "processOffer")
+
+        def cut_when_sent() -> None:
+            while process_offers() == 0:
+                threading.Event().wait(0.01)
+            own.control("dropConnections")
+
+        cutter = threading.Thread(target=cut_when_sent)
+        cutter.start()
+        negotiation.process_offer(local, session.id, alice.id, PUBLISH, OFFER, "r1")
+        cutter.join()
+        negotiation.process_offer(local, session.id, alice.id, PUBLISH, OFFER, "r1")  # redelivered
+        errors = [(m["code"], m["request_id"]) for _, _, m in published.of_type("error")]
+        assert errors == [(502, "r1"), (502, "r1")]
+        assert process_offers() == 1
+    finally:
+        kurento.pool.close_all()
+        own.stop()
