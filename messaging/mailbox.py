@@ -183,11 +183,14 @@ class LeaseKeeper:
     def keep(self, lease: _Lease) -> None:
         with self._changed:
             lease.kept_at = time.monotonic()
+            was_empty = not self._kept
             self._kept[lease.participant_id] = lease
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="poll-lease-keeper", daemon=True)
                 self._thread.start()
-            self._changed.notify()
+            if was_empty:
+                # Otherwise the thread already waits for an older lease, due before this one.
+                self._changed.notify()
 
     def take(self, participant_id: str) -> _Lease | None:
         with self._changed:
@@ -375,19 +378,21 @@ class Mailbox:
         # Kept across polls for a while: record what it holds, and learn of drops counted
         # meanwhile, in the one write that also proves it ours.
         now = time.time()
-        current = Participant.checkpoint_poll_lease(
-            participant_id,
-            lease.owner,
-            now,
-            now + LEASE_S,
-            lease.acked_seq,
-            lease.last_seq,
-            lease.dropped_reported,
-        )
+        try:
+            current = Participant.checkpoint_poll_lease(
+                participant_id,
+                lease.owner,
+                now,
+                now + LEASE_S,
+                lease.acked_seq,
+                lease.last_seq,
+                lease.dropped_reported,
+            )
+        except Exception:
+            self._drop(lease)  # the database is away: the lease lapses; its next holder reconciles
+            raise
         if current is None:
-            # It lapsed and another poll took it: what this one holds goes back to the queue.
-            self._unsubscribe(lease)
-            self.renewer.release(participant_id, lease.owner)
+            self._drop(lease)  # it lapsed and another poll took it
             return None
         lease.recorded_seq, lease.synced_at = current.last_seq, time.monotonic()
         lease.dropped_count = current.dropped_count
@@ -446,6 +451,11 @@ class Mailbox:
             )
         finally:
             self.renewer.release(lease.participant_id, lease.owner)
+
+    def _drop(self, lease: _Lease) -> None:
+        """Gives up a lease without a write: what it held goes back to the queue, and nothing renews it."""
+        self.renewer.release(lease.participant_id, lease.owner)
+        self._unsubscribe(lease)
 
     @staticmethod
     def _unsubscribe(lease: _Lease) -> None:
