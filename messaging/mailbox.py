@@ -310,12 +310,9 @@ class Mailbox:
         acknowledged = False
         known: Participant | None = None  # read only when the lease is not taken at once
         while True:
-            lease = self._take_kept(participant_id, session_id)
+            lease = self._take_kept(participant_id, session_id, after)
             if lease is not None:
-                # An `after` beyond what was handed out acknowledges nothing; one below the
-                # acknowledgement on record brings nothing back (as acquire_poll_lease and the clamp below).
-                after = lease.acked_seq = max(min(after, lease.last_seq), lease.acked_seq)
-                return self._deliver(lease, after, deadline, limit, immediate=wait == 0)
+                return self._deliver(lease, lease.acked_seq, deadline, limit, immediate=wait == 0)
             owner = uuid.uuid4().hex
             now = time.time()
             # The common case in one write: the participant is one of the session, its lease is
@@ -365,14 +362,18 @@ class Mailbox:
                 return self._delivery([], after)
             time.sleep(min(LEASE_RETRY_S, max(0.0, deadline - time.monotonic())))
 
-    def _take_kept(self, participant_id: str, session_id: str) -> _Lease | None:
-        """The lease a previous poll of this participant kept in this process, if any (and still ours)."""
+    def _take_kept(self, participant_id: str, session_id: str, after: int) -> _Lease | None:
+        """The lease a previous poll of this participant kept in this process, if any (and still
+        ours), with `after` recorded as the acknowledgement."""
         lease = self.keeper.take(participant_id)
         if lease is None:
             return None
         if lease.session_id != session_id:
             self.keeper.keep(lease)  # not this participant's session: the database path says so
             return None
+        # An `after` beyond what was handed out acknowledges nothing; one below the acknowledgement
+        # on record brings nothing back (as acquire_poll_lease and the clamp in _poll).
+        lease.acked_seq = max(min(after, lease.last_seq), lease.acked_seq)
         if time.monotonic() - lease.synced_at < CHECKPOINT_S:
             return lease
         # Kept across polls for a while: record what it holds, and learn of drops counted

@@ -169,6 +169,7 @@ def test_an_idle_poll_kept_in_process_costs_nothing_per_poll(api, counted):
     alice = api.join(session, "alice")
     sid, pid = alice.session_id, alice.participant_id
     after = box.poll(sid, pid, 0, wait=1, limit=100).last_seq  # its own join, and the lease
+    wait_until(lambda: "basic.ack" in costs.amqp, "that delivery acknowledged to the broker")
     costs.reset()
     for _ in range(3):
         assert box.poll(sid, pid, after, wait=0.3, limit=100).messages == []
@@ -241,3 +242,32 @@ def test_a_poll_carries_a_streams_candidates_with_their_gathering_done(api, stac
     finally:
         trickler.join()
     assert [m["type"] for m in gathered.messages] == ["iceCandidate", "iceCandidate", "iceGatheringDone"]
+
+
+def test_a_lease_kept_for_long_is_written_back_by_the_poll_that_takes_it(api, counted, monkeypatch):
+    from messaging import mailbox
+    from models import Participant
+
+    box, costs = counted
+    session = api.create_session()
+    alice = api.join(session, "alice")
+    sid, pid = alice.session_id, alice.participant_id
+    first = box.poll(sid, pid, 0, wait=1, limit=100)
+    assert first.messages, "its own join"
+    owner = Participant.objects(id=pid).first().poll_owner
+    Participant.count_dropped(pid, 3)  # counted by another web process meanwhile
+
+    monkeypatch.setattr(mailbox, "CHECKPOINT_S", 0.0)
+    costs.reset()
+    second = box.poll(sid, pid, first.last_seq, wait=0, limit=100)
+    # One write keeps the lease, records what the polls did, and reads the drops: announced now.
+    assert costs.mongo_writes() == Counter({"findAndModify:participants": 1, "insert:outbox": 1})
+    assert [(m["type"], m.get("count")) for m in second.messages] == [("messagesDropped", 3)]
+    kept = Participant.objects(id=pid).first()
+    assert kept.poll_owner == owner and (kept.last_seq, kept.acked_seq) == (first.last_seq, first.last_seq)
+
+    # A kept lease that lapsed and was taken elsewhere is given up, not used: the database decides.
+    Participant.objects(id=pid).update_one(set__poll_owner="another-instance", set__poll_lease_until=0.0)
+    third = box.poll(sid, pid, second.last_seq, wait=0, limit=100)
+    assert third.messages == []
+    assert Participant.objects(id=pid).first().poll_owner not in (owner, "another-instance")

@@ -130,3 +130,20 @@ def test_a_redelivered_message_is_not_repeated(mailbox: tuple[Mailbox, FakeQueue
     queues.put(queue, {"type": "chat", "n": 1})
     delivery = box.poll(session_id, participant_id, after=1, wait=0, limit=10)
     assert [(m["seq"], m["n"]) for m in delivery.messages] == [(2, 1)]
+
+
+def test_drops_counted_here_reach_the_next_poll_of_a_kept_lease(
+    mailbox: tuple[Mailbox, FakeQueues, str, str, str],
+) -> None:
+    from models import Participant
+
+    box, queues, session_id, participant_id, queue = mailbox
+    queues.put(queue, {"type": "chat", "n": 0})
+    first = box.poll(session_id, participant_id, after=0, wait=0, limit=10)
+    # This process's overflow counter counts drops for a participant whose lease it keeps.
+    Participant.count_dropped(participant_id, 2)
+    box.keeper.resync_soon(participant_id)
+    queues.put(queue, {"type": "chat", "n": 1})
+    later = box.poll(session_id, participant_id, after=first.last_seq, wait=0, limit=10)
+    assert [(m["seq"], m["type"]) for m in later.messages] == [(2, "messagesDropped"), (3, "chat")]
+    assert later.messages[0]["count"] == 2
