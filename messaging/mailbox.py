@@ -380,6 +380,9 @@ class Mailbox:
         # meanwhile, in the one write that also proves it ours.
         now = time.time()
         try:
+            trimmed = None
+            if lease.acked_seq - lease.trimmed_seq >= TRIM_BATCH:
+                trimmed = self._trim(participant_id, lease.acked_seq)  # a lease kept for long is released seldom
             current = Participant.checkpoint_poll_lease(
                 participant_id,
                 lease.owner,
@@ -388,6 +391,7 @@ class Mailbox:
                 lease.acked_seq,
                 lease.last_seq,
                 lease.dropped_reported,
+                trimmed,
             )
         except Exception:
             self._drop(lease)  # the database is away: the lease lapses; its next holder reconciles
@@ -395,7 +399,7 @@ class Mailbox:
         if current is None:
             self._drop(lease)  # it lapsed and another poll took it
             return None
-        lease.recorded_seq, lease.synced_at = current.last_seq, time.monotonic()
+        lease.recorded_seq, lease.trimmed_seq, lease.synced_at = current.last_seq, current.trimmed_seq, time.monotonic()
         lease.dropped_count = current.dropped_count
         return lease
 

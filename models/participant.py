@@ -180,7 +180,15 @@ class Participant(Document):
 
     @classmethod
     def checkpoint_poll_lease(
-        cls, participant_id: str, owner: str, now: float, until: float, acked: int, last_seq: int, dropped_reported: int
+        cls,
+        participant_id: str,
+        owner: str,
+        now: float,
+        until: float,
+        acked: int,
+        last_seq: int,
+        dropped_reported: int,
+        trimmed: int | None = None,
     ) -> Participant | None:
         """Keeps the lease and writes what its holder recorded since it took it, in one write.
 
@@ -188,14 +196,16 @@ class Participant(Document):
         it is afterwards (its dropped_count and state are news to the holder), or None when the
         lease is no longer `owner`'s (it lapsed and another poll took it).
         """
-        return cls.objects(id=participant_id, poll_owner=owner).modify(
-            new=True,
-            set__poll_lease_until=until,
-            set__last_seen_at=now,
-            max__acked_seq=acked,
-            max__last_seq=last_seq,
-            max__dropped_reported=dropped_reported,
-        )
+        changes = {
+            "set__poll_lease_until": until,
+            "set__last_seen_at": now,
+            "max__acked_seq": acked,
+            "max__last_seq": last_seq,
+            "max__dropped_reported": dropped_reported,
+        }
+        if trimmed is not None:
+            changes["max__trimmed_seq"] = trimmed
+        return cls.objects(id=participant_id, poll_owner=owner).modify(new=True, **changes)
 
     @classmethod
     def acknowledge(cls, participant_id: str, acked: int) -> None:

@@ -147,3 +147,19 @@ def test_drops_counted_here_reach_the_next_poll_of_a_kept_lease(
     later = box.poll(session_id, participant_id, after=first.last_seq, wait=0, limit=10)
     assert [(m["seq"], m["type"]) for m in later.messages] == [(2, "messagesDropped"), (3, "chat")]
     assert later.messages[0]["count"] == 2
+
+
+def test_a_lease_kept_for_long_trims_what_was_acknowledged(
+    mailbox: tuple[Mailbox, FakeQueues, str, str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from messaging import mailbox as mailbox_module
+    from models import OutboxMessage
+
+    box, queues, session_id, participant_id, queue = mailbox
+    for n in range(mailbox_module.TRIM_BATCH):
+        queues.put(queue, {"type": "chat", "n": n})
+    first = box.poll(session_id, participant_id, after=0, wait=0, limit=100)
+    monkeypatch.setattr(mailbox_module, "CHECKPOINT_S", 0.0)
+    box.poll(session_id, participant_id, after=first.last_seq, wait=0, limit=100)
+    blanked = OutboxMessage.objects(participant_id=participant_id, acked_at__gt=0.0)
+    assert sorted(e.seq for e in blanked) == list(range(1, mailbox_module.TRIM_BATCH + 1))
