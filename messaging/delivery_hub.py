@@ -10,7 +10,9 @@ commands through a queue and a wake-up pipe, and wait on events it sets.
 Channels are reused: opening and closing one per poll cost two more round trips and most of
 RabbitMQ's CPU per poll (a channel is several Erlang processes). A poll consumes on an idle
 channel and, when it ends, cancels its consumer and requeues whatever it received but
-did not acknowledge (basic.reject), which is what closing the channel used to do.
+did not acknowledge (basic.reject), which is what closing the channel used to do. A poll that
+keeps its participant's lease for the next poll (messaging.mailbox) keeps its subscription too:
+the next poll of that participant in this process finds the consumer running, with no round trip.
 """
 
 from __future__ import annotations
@@ -69,7 +71,12 @@ class Subscription:
     tags: list[int] = field(default_factory=list)
     acked_tag: int = 0
 
-    def take(self) -> list[AmqpMessage]:
+    def take(self, limit: int | None = None) -> list[AmqpMessage]:
+        """The oldest `limit` (all by default) received messages; the rest wait for the next take."""
+        if limit is not None and limit < len(self.received):
+            taken = self.received[:limit]
+            del self.received[:limit]  # one step: the hub thread only appends
+            return taken
         taken, self.received = self.received, []
         self.arrived.clear()
         return taken
@@ -152,7 +159,13 @@ class HubConnection:
     def ack(self, subscription: Subscription, delivery_tag: int) -> None:
         """Acknowledges everything up to `delivery_tag` (queued; runs before a later unsubscribe)."""
         subscription.acked_tag = max(subscription.acked_tag, delivery_tag)
-        self._post(lambda _conn: subscription.channel.basic_ack(delivery_tag, multiple=True))
+
+        def acknowledge(_conn: Connection) -> None:
+            subscription.channel.basic_ack(delivery_tag, multiple=True)
+            # A subscription kept across polls must not remember every tag it ever received.
+            subscription.tags = [tag for tag in subscription.tags if tag > delivery_tag]
+
+        self._post(acknowledge)
 
     def unsubscribe(self, subscription: Subscription) -> None:
         """Ends the deliveries and requeues whatever the poll did not acknowledge."""

@@ -5,8 +5,10 @@ them, with the participant id as routing key, to the deployment's overflow queue
 (messaging.topology). Every web process consumes that queue (competing consumers: each drop is
 counted by one of them) and adds the drops to `Participant.dropped_count`, one write per
 participant per batch, before acking them. The participant's next poll reads the count with its
-lease (no extra round trip) and stores a `messagesDropped {count}` ahead of what the queue
-still holds: the dropped messages were older than all of it.
+lease (no extra round trip; a lease kept in-process between polls is written back and the count
+read by its next poll when this process counted drops for it, else within CHECKPOINT_S) and
+stores a `messagesDropped {count}` ahead of what the queue still holds: the dropped messages
+were older than all of it.
 
 Counting is at least once: a process that dies between its write and its ack has those drops
 counted again by another, so a client may be told of more drops than happened, never fewer.
@@ -18,6 +20,7 @@ import collections
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from messaging import topology
 from messaging.delivery_hub import DeliveryHub, HubConnection, Subscription
@@ -34,10 +37,17 @@ RETRY_S = 1.0
 class OverflowCounter:
     """One per web process: a thread (a greenlet under gevent) that counts dead-lettered drops."""
 
-    def __init__(self, settings: Settings, hub: DeliveryHub, database: str) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        hub: DeliveryHub,
+        database: str,
+        counted: Callable[[str], None] = lambda _participant_id: None,
+    ) -> None:
         self.settings = settings
         self.hub = hub
         self.database = database
+        self.counted = counted  # told of each participant whose count it raised, after the write
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -74,4 +84,5 @@ class OverflowCounter:
                 for participant_id, count in dropped.items():
                     if participant_id:
                         Participant.count_dropped(participant_id, count)
+                        self.counted(participant_id)
             connection.ack(subscription, received[-1].delivery_tag)

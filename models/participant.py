@@ -207,6 +207,35 @@ class Participant(Document):
         return leased
 
     @classmethod
+    def checkpoint_poll_lease(
+        cls,
+        participant_id: str,
+        owner: str,
+        now: float,
+        until: float,
+        acked: int,
+        last_seq: int,
+        dropped_reported: int,
+        trimmed: int | None = None,
+    ) -> Participant | None:
+        """Keeps the lease and writes what its holder recorded since it took it, in one write.
+
+        For a lease kept in-process across polls (messaging.mailbox): returns the participant as
+        it is afterwards (its dropped_count and state are news to the holder), or None when the
+        lease is no longer `owner`'s (it lapsed and another poll took it).
+        """
+        changes = {
+            "set__poll_lease_until": until,
+            "set__last_seen_at": now,
+            "max__acked_seq": acked,
+            "max__last_seq": last_seq,
+            "max__dropped_reported": dropped_reported,
+        }
+        if trimmed is not None:
+            changes["max__trimmed_seq"] = trimmed
+        return cls.objects(id=participant_id, poll_owner=owner).modify(new=True, **changes)
+
+    @classmethod
     def acknowledge(cls, participant_id: str, acked: int) -> None:
         cls.objects(id=participant_id, acked_seq__lt=acked).update_one(max__acked_seq=acked)
 
@@ -241,15 +270,19 @@ class Participant(Document):
         trimmed: int | None = None,
         last_seq: int | None = None,
         dropped_reported: int | None = None,
+        acked: int | None = None,
     ) -> None:
         """Frees the lease; `last_seq` is the highest seq its holder stored in the outbox,
-        `dropped_reported` the dropped_count its `messagesDropped` covered."""
+        `dropped_reported` the dropped_count its `messagesDropped` covered, `acked` the client's
+        acknowledgement its holder received (a lease kept between polls records it here)."""
         changes = {
             "set__poll_owner": None,
             "set__poll_instance": None,
             "set__poll_lease_until": 0.0,
             "set__last_seen_at": now,
         }
+        if acked is not None:
+            changes["max__acked_seq"] = acked
         if trimmed is not None:
             changes["max__trimmed_seq"] = trimmed
         if last_seq is not None:

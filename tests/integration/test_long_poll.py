@@ -135,7 +135,12 @@ def test_a_mover_whose_lease_lapsed_never_makes_a_poll_reuse_a_seq(api, db):
     alice = api.join(session, "alice")
     bob = api.join(session, "bob")
     alice.poll(wait=0)  # the join announcements
-    stalled_seq = Participant.objects(id=alice.participant_id).first().last_seq + 1
+    # last_seq is written when the web instance releases the lease it kept for a next poll.
+    released = wait_until(
+        lambda: (p := Participant.objects(id=alice.participant_id).first()).poll_owner is None and p,
+        "the lease kept after that poll released",
+    )
+    stalled_seq = released.last_seq + 1
     OutboxMessage(
         participant_id=alice.participant_id,
         seq=stalled_seq,
@@ -150,7 +155,10 @@ def test_a_mover_whose_lease_lapsed_never_makes_a_poll_reuse_a_seq(api, db):
     seqs = [m["seq"] for m in received]
     assert seqs == sorted(set(seqs)), seqs
     assert [m["payload"]["n"] for m in received if m["type"] == "message"] == [0, 1]
-    assert Participant.objects(id=alice.participant_id).first().last_seq == seqs[-1]
+    wait_until(
+        lambda: Participant.objects(id=alice.participant_id).first().last_seq == seqs[-1],
+        "last_seq recorded when the kept lease is released",
+    )
 
 
 def test_a_lease_left_by_a_failed_release_lapses_while_the_instance_keeps_polling(api, db, monkeypatch):
@@ -167,6 +175,11 @@ def test_a_lease_left_by_a_failed_release_lapses_while_the_instance_keeps_pollin
     alice, bob = api.join(session, "alice"), api.join(session, "bob")
     alice.poll(wait=0)
     bob.poll(wait=0)
+    # The web instance keeps each lease for a next poll a moment: this test's own instance takes over after.
+    wait_until(
+        lambda: not Participant.objects(id__in=[alice.participant_id, bob.participant_id], poll_owner__ne=None).count(),
+        "the leases kept by the web instance released",
+    )
     sid = session["session_id"]
     box = mailbox.Mailbox(load_settings(db.env))
     now = time.time()
@@ -192,7 +205,7 @@ def test_a_lease_left_by_a_failed_release_lapses_while_the_instance_keeps_pollin
     finally:
         stop.set()
         waiter.join(10)
-        box.hub.close()
+        box.close()
     assert [m["payload"] for m in delivery.messages if m["type"] == "message"] == [{"n": 1}], delivery
     assert took < 5.0, f"alice stalled {took:.1f} s behind a lease nobody held"
     # The renewals of bob's polls never touched the lease left behind.
