@@ -338,9 +338,9 @@ class Emulator:
         responses: list[dict[str, Any]] = []
         for index, operation in enumerate(operations):
             if isinstance(operation, dict):
-                params = operation.get("params")
-                operation["params"] = params = params if isinstance(params, dict) else {}
-                params["sessionId"] = session_id
+                op_params = operation.get("params")
+                operation["params"] = op_params = op_params if isinstance(op_params, dict) else {}
+                op_params["sessionId"] = session_id
             if not isinstance(operation, dict) or _transaction_index(operation.get("id")) != index:
                 raise RpcError(protocol.MALFORMED_TRANSACTION, f"Id of request '{index}' should be '{index}'")
             request = {**operation, "params": protocol.replace_newrefs(operation["params"], responses)}
