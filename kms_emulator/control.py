@@ -27,8 +27,9 @@ One JSON object per frame, `{"command": name, ...}`; the answer is `{"ok": true,
 - `requests`: every request received on /kurento, as the client sent it (before the session is
   injected), and `connections`, the number of client sockets accepted; tests check the wire
   format of a client with these.
-- `withholdResponses {operation}`: from now on, an `invoke` of that operation runs but is never
-  answered, as by a KMS that stalls; other requests on the same socket are answered as usual.
+- `withholdResponses {operation}`: from now on, an `invoke` of that operation (or a request of that
+  method, e.g. `transaction`) runs but is never answered, as by a KMS that stalls; other requests
+  on the same socket are answered as usual.
 - `failOperation {operation, code, message?, count?, type?}`: the next `count` (default 1) requests
   of that operation are answered with the JSON-RPC error `code` without running, as by a KMS whose
   element fails. `operation` names an `invoke` operation (`processOffer`) or a method (`create`);
@@ -67,8 +68,9 @@ class ControlRecord:
         """Records a decoded request before it runs; False when its response must be withheld."""
         self.requests.append(copy.deepcopy(request))
         params = request.get("params")
-        operation = params.get("operation") if isinstance(params, dict) else None
-        return not (request.get("method") == "invoke" and operation in self.withheld)
+        method = request.get("method")
+        operation = params.get("operation") if method == "invoke" and isinstance(params, dict) else method
+        return operation not in self.withheld
 
     def injected_failure(self, request: dict[str, Any]) -> RpcError | None:
         """The error a `failOperation` set up for this request (one of its `count` used), else None."""

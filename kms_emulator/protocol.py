@@ -7,10 +7,12 @@ kurento-protocol.md sections 1-3 (KMS serialises with jsoncpp, hence sorted keys
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
 JSONRPC = "2.0"
+NEW_REF = "newref:"
 
 # JSON-RPC codes (JsonRpcException.hpp) and KurentoException codes used by the emulator.
 PARSE_ERROR = -32700
@@ -117,10 +119,11 @@ def marshall_wrong_type(name: str, kind: str) -> RpcError:
 
 
 def object_not_found(object_id: str) -> RpcError:
-    if object_id.startswith("newref:"):
+    if len(object_id) > len(NEW_REF) and object_id.startswith(NEW_REF):
         return RpcError(
             MEDIA_OBJECT_NOT_FOUND_TRANSACTION_NO_COMMIT,
-            f"Object '{object_id}' not found, transaction not committed",
+            f"Object '{object_id}' not found. Possibly using a transactional object"
+            " without committing the transaction.",
         )
     return RpcError(MEDIA_OBJECT_NOT_FOUND, f"Object '{object_id}' not found")
 
@@ -190,16 +193,32 @@ def decode_request(frame: str | bytes) -> dict[str, Any]:
     return message
 
 
-def replace_newrefs(value: Any, refs: dict[int, Any]) -> Any:
-    """Substitute 'newref:N' strings with the value returned by transaction op N."""
-    if isinstance(value, str) and value.startswith("newref:"):
-        try:
-            index = int(value[len("newref:") :])
-        except ValueError:
-            return value
-        return refs.get(index, value)
+def replace_newrefs(value: Any, responses: list[dict[str, Any]]) -> Any:
+    """Substitute 'newref:N' strings, anywhere in a transaction op's params, with op N's result value.
+
+    As KMS's injectRefs: N is read like C's stoi (leading digits); none is 40008 "Invalid index";
+    an op without a result (not run yet) is 40008 "Result not found"; a negative or out-of-range N
+    trips jsoncpp/stoi inside KMS and comes out as -32603.
+    """
     if isinstance(value, dict):
-        return {k: replace_newrefs(v, refs) for k, v in value.items()}
+        return {k: replace_newrefs(v, responses) for k, v in value.items()}
     if isinstance(value, list):
-        return [replace_newrefs(v, refs) for v in value]
-    return value
+        return [replace_newrefs(v, responses) for v in value]
+    if not (isinstance(value, str) and len(value) > len(NEW_REF) and value.startswith(NEW_REF)):
+        return value
+    ref = value[len(NEW_REF) :]
+    digits = re.match(r"\s*[+-]?\d+", ref)
+    if digits is None:
+        raise RpcError(MALFORMED_TRANSACTION, f"Invalid index of newref '{ref}'")
+    index = int(digits.group())
+    if index < 0:
+        raise RpcError(
+            INTERNAL_ERROR,
+            "Unexpected error while processing method: in Json::Value::operator[](int index): index cannot be negative",
+        )
+    if index > 2**31 - 1:
+        raise RpcError(INTERNAL_ERROR, "Unexpected error while processing method: stoi")
+    result = responses[index].get("result") if index < len(responses) else None
+    if not isinstance(result, dict):
+        raise RpcError(MALFORMED_TRANSACTION, f"Result not found on request {index}")
+    return result.get("value")

@@ -331,25 +331,28 @@ class Emulator:
         if operations is None:
             raise protocol.missing_param("operations")
         if not isinstance(operations, list):
-            raise protocol.wrong_param_type("operations", "array")
+            raise RpcError(protocol.SERVER_ERROR, "'operations' parameter should be an array")
+        # As ServerMethods::transaction: each op gets the transaction's sessionId, its id must be its
+        # index (checked when its turn comes: earlier ops have run), newref:N in its params becomes
+        # op N's result value, and the first failing op ends the list.
         responses: list[dict[str, Any]] = []
-        refs: dict[int, Any] = {}
         for index, operation in enumerate(operations):
-            if not isinstance(operation, dict) or not isinstance(operation.get("method"), str):
-                raise RpcError(protocol.MALFORMED_TRANSACTION, "Invalid transaction")
-            if operation.get("id") != index:
-                raise RpcError(
-                    protocol.MALFORMED_TRANSACTION, f"Id of request '{operation.get('id')}' should be '{index}'"
-                )
-            request = protocol.replace_newrefs(operation, refs)
-            request.setdefault("params", {})
-            if isinstance(request["params"], dict):
-                request["params"].setdefault("sessionId", session_id)
-            response = await self.process(None, request, cache=False, transaction=True)
-            responses.append(response)
+            if isinstance(operation, dict):
+                op_params = operation.get("params")
+                operation["params"] = op_params = op_params if isinstance(op_params, dict) else {}
+                op_params["sessionId"] = session_id
+            if not isinstance(operation, dict) or _transaction_index(operation.get("id")) != index:
+                raise RpcError(protocol.MALFORMED_TRANSACTION, f"Id of request '{index}' should be '{index}'")
+            request = {**operation, "params": protocol.replace_newrefs(operation["params"], responses)}
+            try:
+                decoded = protocol.decode_request(protocol.dumps(request))
+            except RpcError as error:
+                responses.append({**protocol.error_response(index, error), "id": index})
+                break
+            response = await self.process(None, decoded, cache=False, transaction=True)
+            responses.append({**response, "id": index})
             if "error" in response:
                 break
-            refs[index] = response["result"].get("value")
         return {"sessionId": session_id, "value": responses}
 
     async def _rpc_closeSession(self, session_id: str, params: dict[str, Any], *_: Any) -> dict[str, Any]:
@@ -414,6 +417,15 @@ class Emulator:
         if obj is None:
             raise protocol.object_not_found(object_id)
         return obj
+
+
+def _transaction_index(value: Any) -> int | None:
+    # jsoncpp's isConvertibleTo(uintValue): null is 0, booleans are 0/1, integral numbers >= 0.
+    if value is None or isinstance(value, bool):
+        return int(bool(value))
+    if isinstance(value, (int, float)) and value >= 0 and float(value).is_integer():
+        return int(value)
+    return None
 
 
 def _require_str(params: dict[str, Any], name: str) -> str:

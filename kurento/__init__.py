@@ -1,6 +1,6 @@
 """Python client for Kurento Media Server 7.x (JSON-RPC over WebSocket)."""
 
-from kurento.client import KurentoClient
+from kurento.client import ClientStats, KurentoClient
 from kurento.exceptions import (
     AlreadyNegotiated,
     InvalidSession,
@@ -10,9 +10,11 @@ from kurento.exceptions import (
 )
 from kurento.objects import MediaElement, MediaObject, MediaPipeline, ServerManager, WebRtcEndpoint
 from kurento.pool import get_client
+from kurento.transaction import NewRef, Transaction
 
 __all__ = [
     "AlreadyNegotiated",
+    "ClientStats",
     "InvalidSession",
     "KurentoClient",
     "KurentoError",
@@ -20,8 +22,10 @@ __all__ = [
     "MediaElement",
     "MediaObject",
     "MediaPipeline",
+    "NewRef",
     "ObjectNotFound",
     "ServerManager",
+    "Transaction",
     "WebRtcEndpoint",
     "get_client",
 ]

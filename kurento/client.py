@@ -12,7 +12,8 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from kurento.objects import (
     ServerManager,
     class_for_description,
 )
+from kurento.transaction import NewRef, Subscription, Transaction, outcome
 from kurento.transport import WebSocketTransport
 
 logger = logging.getLogger(__name__)
@@ -37,11 +39,28 @@ BACKOFF_FIRST = 0.1
 BACKOFF_CAP = 5.0
 
 
+# Events for objects without a listener, kept while a transaction may be about to route them.
+HELD_EVENTS_MAX = 1000
+
+
 @dataclass
 class _Pending:
     method: str
     transport: WebSocketTransport
     future: Future[dict[str, Any]] = field(default_factory=Future)
+    # Runs on the reader thread with the result, before the caller wakes: it sees the response at
+    # its place among the events, which the caller cannot.
+    on_result: Callable[[dict[str, Any]], None] | None = None
+
+
+@dataclass(frozen=True)
+class ClientStats:
+    """What one client sent: a round trip is one wait for KMS, however many requests it carried."""
+
+    round_trips: int = 0
+    requests: int = 0
+    round_trips_by_kind: Mapping[str, int] = field(default_factory=dict)
+    requests_by_method: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -52,8 +71,12 @@ class _Listener:
     subscription_id: str | None = None
 
 
-# Called after every request with (method, operation, seconds, "ok" | "error"): metrics hook.
+# Called after every request with (method, operation, seconds, "ok" | "error" | "skipped"): metrics
+# hook; a transaction reports each of its operations ("skipped": after a failed one, never run).
 request_observers: list[Callable[[str, str, float, str], None]] = []
+# Called for every round trip with its kind (the method of a single request, "batch" for
+# request_many, "transaction") and the methods of the requests it carried: metrics hook.
+round_trip_observers: list[Callable[[str, Sequence[str]], None]] = []
 
 
 class KurentoClient:
@@ -105,6 +128,12 @@ class KurentoClient:
         self._events: queue.Queue[Callable[[], None] | None] = queue.Queue()
         self._dispatcher: threading.Thread | None = None
         self._pinger: threading.Thread | None = None
+        self._round_trips: Counter[str] = Counter()
+        self._requests: Counter[str] = Counter()
+        # Transactions in flight that route events of objects they create, and the events that
+        # found no listener meanwhile (dispatcher thread only).
+        self._adoptions = 0
+        self._held: deque[jsonrpc.Event] = deque(maxlen=HELD_EVENTS_MAX)
 
     # -- public API ------------------------------------------------------------------------
 
@@ -115,6 +144,17 @@ class KurentoClient:
     @property
     def connected(self) -> bool:
         return self._ready.is_set()
+
+    @property
+    def stats(self) -> ClientStats:
+        """A snapshot of this client's round trips and requests since it was made."""
+        with self._lock:
+            return ClientStats(
+                sum(self._round_trips.values()),
+                sum(self._requests.values()),
+                dict(self._round_trips),
+                dict(self._requests),
+            )
 
     @property
     def server_manager(self) -> ServerManager:
@@ -144,12 +184,19 @@ class KurentoClient:
             for observe in request_observers:
                 observe(method, operation, time.perf_counter() - started, outcome)
 
-    def _request(self, method: str, params: dict[str, Any] | None, timeout: float | None) -> dict[str, Any]:
+    def _request(
+        self,
+        method: str,
+        params: dict[str, Any] | None,
+        timeout: float | None,
+        on_result: Callable[[dict[str, Any]], None] | None = None,
+        requests: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
         deadline = time.monotonic() + (self.request_timeout if timeout is None else timeout)
         while True:
             transport = self._ensure_connected(deadline)
             try:
-                return self._call(transport, method, params, deadline)
+                return self._call(transport, method, params, deadline, on_result=on_result, requests=requests)
             except _SendFailed:
                 # The socket died before the frame left: nothing ran on the server, so wait for the next one.
                 if time.monotonic() >= deadline:
@@ -177,6 +224,10 @@ class KurentoClient:
     def proxy(self, object_id: str, cls: type[MediaObject] = MediaObject) -> MediaObject:
         """A proxy for an id known to exist, without a round trip."""
         return cls(self, object_id)
+
+    def transaction(self) -> Transaction:
+        """Collect operations to send in one ``transaction`` round trip (kurento.transaction)."""
+        return Transaction(self)
 
     def subscribe(self, object_id: str, event_type: str, callback: EventCallback) -> str:
         """Subscribe on the server and route its events to ``callback``; returns the subscription id."""
@@ -235,6 +286,8 @@ class KurentoClient:
                 for request_id, _pending in sent:
                     self._pending.pop(request_id, None)
             raise
+        if sent:
+            self._count("batch", [method for method, _params in calls])
         results: list[dict[str, Any] | KurentoError] = []
         for request_id, pending in sent:
             try:
@@ -434,11 +487,14 @@ class KurentoClient:
         params: dict[str, Any] | None,
         deadline: float,
         with_session: bool = True,
+        on_result: Callable[[dict[str, Any]], None] | None = None,
+        requests: Sequence[str] | None = None,
     ) -> dict[str, Any]:
+        """One request, one round trip; ``requests``: the methods it carries when not just ``method``."""
         request_id = self._next_id()
         if with_session:
             params = jsonrpc.with_session(params, self._session_id)
-        pending = _Pending(method, transport)
+        pending = _Pending(method, transport, on_result=on_result)
         with self._lock:
             self._pending[request_id] = pending
         try:
@@ -447,7 +503,64 @@ class KurentoClient:
             with self._lock:
                 self._pending.pop(request_id, None)
             raise _SendFailed() from None
+        self._count(method, [method] if requests is None else requests)
         return self._wait(request_id, pending, deadline)
+
+    def _count(self, kind: str, methods: Sequence[str]) -> None:
+        with self._lock:
+            self._round_trips[kind] += 1
+            self._requests.update(methods)
+        for observe in round_trip_observers:
+            observe(kind, methods)
+
+    def _commit_transaction(
+        self, operations: list[dict[str, Any]], subscriptions: list[Subscription], timeout: float | None
+    ) -> list[dict[str, Any]]:
+        """Send a Transaction's operations; returns the per-operation responses.
+
+        Subscriptions to existing objects are routed before sending (as in subscribe); those to
+        objects the transaction creates, at the response's place in the event stream (_Adoption).
+        """
+        early = [
+            (sub, self._add_listener(sub.target, sub.event_type, sub.callback))
+            for sub in subscriptions
+            if isinstance(sub.target, str)
+        ]
+        late = [sub for sub in subscriptions if isinstance(sub.target, NewRef)]
+        adoption = _Adoption(self, late, len(operations)) if late else None
+        started = time.perf_counter()
+        try:
+            result = self._request(
+                "transaction",
+                {"operations": operations},
+                timeout,
+                on_result=adoption.on_result if adoption else None,
+                requests=[op["method"] for op in operations],
+            )
+            responses = result.get("value")
+            if not isinstance(responses, list):
+                raise KurentoError(None, f"malformed transaction response: {result!r}")
+        except BaseException:
+            for _sub, listener in early:
+                self._remove_listener(listener)
+            if adoption is not None:
+                adoption.abandon()
+            raise
+        values, failure = outcome(responses, len(operations))
+        for sub, listener in early:
+            if failure is None:
+                listener.subscription_id = str(values[sub.op_index])
+            else:
+                self._remove_listener(listener)
+        if request_observers:
+            seconds = time.perf_counter() - started
+            for index, op in enumerate(operations):
+                params = op["params"]
+                operation = params.get("operation") or params.get("type") or ""
+                state = "ok" if index < len(values) else "error" if index == len(values) else "skipped"
+                for observe in request_observers:
+                    observe(op["method"], operation, seconds, state)
+        return responses
 
     def _wait(self, request_id: int, pending: _Pending, deadline: float) -> dict[str, Any]:
         try:
@@ -496,6 +609,11 @@ class KurentoClient:
             return
         result = response.result if isinstance(response.result, dict) else {"value": response.result}
         self._learn_session(pending.method, result)
+        if pending.on_result is not None:
+            try:
+                pending.on_result(result)
+            except Exception:
+                logger.exception("error in the result hook of %s", pending.method)
         pending.future.set_result(result)
 
     def _learn_session(self, method: str, result: dict[str, Any]) -> None:
@@ -539,9 +657,28 @@ class KurentoClient:
         with self._lock:
             listeners = list(self._listeners.get((event.object, event.type), ()))
         if not listeners:
+            if self._adoptions:
+                self._held.append(event)  # perhaps for an object a transaction in flight created
             logger.debug("no listener for %s on %s", event.type, event.object)
         for listener in listeners:
             listener.callback(event.data)
+
+    def _adopt(self, routes: list[tuple[str, str, EventCallback, str]]) -> None:
+        """Dispatcher thread: route a committed transaction's subscriptions, replaying held events."""
+        adopted = set()
+        for object_id, event_type, callback, subscription_id in routes:
+            listener = self._add_listener(object_id, event_type, callback)
+            listener.subscription_id = subscription_id
+            adopted.add((object_id, event_type))
+        with self._lock:
+            self._adoptions -= 1
+            held, kept = list(self._held), self._adoptions > 0
+            self._held.clear()
+        for event in held:
+            if (event.object, event.type) in adopted:
+                self._dispatch(event)
+            elif kept:
+                self._held.append(event)
 
     def _start_threads(self) -> None:
         self._dispatcher = threading.Thread(target=self._dispatch_loop, name="kurento-events", daemon=True)
@@ -569,6 +706,48 @@ class KurentoClient:
         # Like kurento-client-js: only the first ping carries params; KMS ignores the interval anyway.
         deadline = time.monotonic() + self.request_timeout
         self._call(self._ensure_connected(deadline), "ping", None, deadline, with_session=False)
+
+
+class _Adoption:
+    """Routes the events of objects a transaction creates from their first event on.
+
+    Their ids are unknown until the response, and KMS may send their events before it. The reader
+    thread queues ``_adopt`` at the response's place among the events: events before it that found
+    no listener were held (from ``start`` on) and are replayed, in order; events after it find the
+    listeners. Exactly one of adopt and abandon takes effect.
+    """
+
+    def __init__(self, client: KurentoClient, subscriptions: list[Subscription], n_operations: int) -> None:
+        self._client = client
+        self._subscriptions = subscriptions
+        self._n_operations = n_operations
+        self._settled = threading.Lock()
+        self._done = False
+        with client._lock:
+            client._adoptions += 1
+
+    def on_result(self, result: dict[str, Any]) -> None:
+        responses = result.get("value")
+        routes: list[tuple[str, str, EventCallback, str]] = []
+        if isinstance(responses, list):
+            values, failure = outcome(responses, self._n_operations)
+            if failure is None:
+                for sub in self._subscriptions:
+                    assert isinstance(sub.target, NewRef)
+                    object_id = values[sub.target.index]
+                    if isinstance(object_id, str):
+                        routes.append((object_id, sub.event_type, sub.callback, str(values[sub.op_index])))
+        if self._settle():
+            self._client._events.put(lambda: self._client._adopt(routes))
+
+    def abandon(self) -> None:
+        if self._settle():
+            self._client._events.put(lambda: self._client._adopt([]))
+
+    def _settle(self) -> bool:
+        with self._settled:
+            first, self._done = not self._done, True
+            return first
 
 
 class _SendFailed(KurentoUnavailable):

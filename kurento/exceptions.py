@@ -19,6 +19,10 @@ class KurentoError(Exception):
         self.code = code
         self.message = message
         self.data = data
+        # Set when the error is a failed op of a committed Transaction: the op's index, and the
+        # result values of the ops before it (they ran: objects they created exist).
+        self.failed_index: int | None = None
+        self.completed: list[Any] = []
 
     @property
     def type(self) -> str | None:

@@ -6,6 +6,7 @@ Each worker process serves its own on WORKER_METRICS_PORT (0 = off).
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from celery import Task
@@ -56,6 +57,9 @@ DISPATCH_SECONDS = Histogram(
     ),
 )
 KMS_REQUESTS = Counter("signaling_kms_requests_total", "Kurento JSON-RPC requests", ["method", "operation", "outcome"])
+# One per wait for KMS: kind is the method of a single request, "batch" (request_many) or "transaction";
+# signaling_kms_requests_total counts the requests (a transaction's operations each).
+KMS_ROUND_TRIPS = Counter("signaling_kms_round_trips_total", "Kurento JSON-RPC round trips", ["kind"])
 KMS_SECONDS = Histogram(
     "signaling_kms_request_seconds",
     "Kurento JSON-RPC request duration",
@@ -93,7 +97,12 @@ def _observe_kms(method: str, operation: str, seconds: float, outcome: str) -> N
     KMS_SECONDS.labels(method, operation).observe(seconds)
 
 
+def _observe_round_trip(kind: str, _methods: Sequence[str]) -> None:
+    KMS_ROUND_TRIPS.labels(kind).inc()
+
+
 def start(port: int) -> None:
     kurento.client.request_observers.append(_observe_kms)
+    kurento.client.round_trip_observers.append(_observe_round_trip)
     if port:
         start_http_server(port, addr="127.0.0.1")

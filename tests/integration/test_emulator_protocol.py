@@ -635,15 +635,64 @@ def test_transaction_with_newref(rpc: Rpc) -> None:
 
 
 def test_transaction_errors(rpc: Rpc) -> None:
-    bad_id = [{"jsonrpc": "2.0", "id": 3, "method": "create", "params": {"type": "MediaPipeline"}}]
+    # An id that is not its index fails the whole transaction, once that op's turn comes: ops before it ran.
+    bad_id = [
+        {"jsonrpc": "2.0", "id": 0, "method": "create", "params": {"type": "MediaPipeline"}},
+        {"jsonrpc": "2.0", "id": 3, "method": "create", "params": {"type": "MediaPipeline"}},
+    ]
+    pipelines = len(rpc.invoke("manager_ServerManager", "getPipelines"))
     assert error_of(rpc.call("transaction", {"operations": bad_id})) == {
         "code": 40008,
         "data": {"type": "MALFORMED_TRANSACTION"},
-        "message": "Id of request '3' should be '0'",
+        "message": "Id of request '1' should be '1'",
     }
+    assert len(rpc.invoke("manager_ServerManager", "getPipelines")) == pipelines + 1
+    # Processing stops at the first failing op; its error keeps the code a single request gets.
     stops = [
         {"jsonrpc": "2.0", "id": 0, "method": "describe", "params": {"object": "nope"}},
         {"jsonrpc": "2.0", "id": 1, "method": "create", "params": {"type": "MediaPipeline"}},
     ]
     responses = rpc.call("transaction", {"operations": stops})["result"]["value"]
-    assert len(responses) == 1 and responses[0]["error"]["code"] == 40101
+    assert responses == [
+        {
+            "error": {"code": 40101, "data": {"type": "MEDIA_OBJECT_NOT_FOUND"}, "message": "Object 'nope' not found"},
+            "id": 0,
+            "jsonrpc": "2.0",
+        }
+    ]
+    # A malformed op is that op's error, not the transaction's.
+    malformed = [{"id": 0, "method": "create", "params": {"type": "MediaPipeline"}}]
+    assert rpc.call("transaction", {"operations": malformed})["result"]["value"] == [
+        {"error": {"code": -32600, "message": "Invalid JSON-RPC request."}, "id": 0, "jsonrpc": "2.0"}
+    ]
+    # A newref to an op without a result (itself, a later one) or not a number fails the transaction.
+    forward = [{"jsonrpc": "2.0", "id": 0, "method": "describe", "params": {"object": "newref:0"}}]
+    assert error_of(rpc.call("transaction", {"operations": forward}))["message"] == "Result not found on request 0"
+    garbage = [{"jsonrpc": "2.0", "id": 0, "method": "describe", "params": {"object": "newref:x"}}]
+    assert error_of(rpc.call("transaction", {"operations": garbage}))["message"] == "Invalid index of newref 'x'"
+    assert error_of(rpc.call("transaction", {}))["message"] == "'operations' parameter is required"
+    assert error_of(rpc.call("transaction", {"operations": {}}))["message"] == (
+        "'operations' parameter should be an array"
+    )
+    assert rpc.call("transaction", {"operations": []})["result"]["value"] == []
+
+
+def test_newref_outside_a_transaction_is_40109(rpc: Rpc) -> None:
+    new_pipeline_and_endpoint(rpc)
+    error = error_of(rpc.call("create", {"type": "WebRtcEndpoint", "constructorParams": {"mediaPipeline": "newref:0"}}))
+    assert error["code"] == 40109 and error["data"] == {"type": "MEDIA_OBJECT_NOT_FOUND_TRANSACTION_NO_COMMIT"}
+    assert error_of(rpc.call("subscribe", {"object": "newref:1", "type": "IceCandidateFound"}))["code"] == 40109
+
+
+def test_transaction_ops_run_in_the_transactions_session(rpc: Rpc) -> None:
+    session = rpc.call("connect")["result"]["sessionId"]
+    operations = [
+        {"jsonrpc": "2.0", "id": 0, "method": "create", "params": {"type": "MediaPipeline", "sessionId": "other"}},
+        {"jsonrpc": "2.0", "id": 1, "method": "release", "params": {"object": "newref:0"}},
+        {"jsonrpc": "2.0", "id": 2, "method": "describe", "params": {"object": "newref:1"}},
+    ]
+    result = rpc.call("transaction", {"operations": operations, "sessionId": session})["result"]
+    first, released, described = result["value"]
+    assert first["result"]["sessionId"] == released["result"]["sessionId"] == session
+    # A release has no value, so newref:1 is null, and describe of a null object is -32000 in KMS.
+    assert described["error"]["code"] == -32000

@@ -312,3 +312,48 @@ def test_many_requests_share_one_round_trip_and_keep_their_own_errors(emulator: 
         assert "candidate" in seen
     finally:
         client.close()
+
+
+def test_an_offer_with_its_candidates_takes_two_round_trips(emulator: EmulatorProcess, client: KurentoClient) -> None:
+    """The shape issue 13 asks of an offer (a re-offer replacing its endpoint): one transaction
+    (create, subscribe x3, processOffer) and one batch (addIceCandidate x N, gatherCandidates, and
+    release of the endpoint replaced), counted by the client itself."""
+    pipeline = client.create_pipeline()
+    old = pipeline.create_webrtc_endpoint()
+    events: list[str] = []
+    before = client.stats
+    tx = client.transaction()
+    ep = tx.create("WebRtcEndpoint", mediaPipeline=pipeline)
+    for event in ("IceCandidateFound", "IceGatheringDone", "MediaStateChanged"):
+        tx.subscribe(ep, event, lambda data, event=event: events.append(event))
+    answer = tx.invoke(ep, "processOffer", offer=OFFER)
+    tx.commit()
+    endpoint = tx.resolve(ep, WebRtcEndpoint)
+    candidates = [
+        (
+            "invoke",
+            {
+                "object": endpoint.id,
+                "operation": "addIceCandidate",
+                "operationParams": {"candidate": {**c, "__module__": "kurento", "__type__": "IceCandidate"}},
+            },
+        )
+        for c in CANDIDATES
+    ]
+    results = client.request_many(
+        [
+            *candidates,
+            ("invoke", {"object": endpoint.id, "operation": "gatherCandidates"}),
+            ("release", {"object": old.id}),
+        ]
+    )
+    assert not any(isinstance(r, Exception) for r in results)
+    after = client.stats
+    assert after.round_trips - before.round_trips == 2
+    assert after.requests - before.requests == 5 + len(CANDIDATES) + 2
+    assert str(tx.value(answer)).startswith("v=0")
+    _wait_for(lambda: "IceGatheringDone" in events)
+    assert "IceCandidateFound" in events
+    received = emulator_control.remote_candidates(emulator.url, endpoint.id)
+    assert [c["candidate"] for c in received] == [c["candidate"] for c in CANDIDATES]
+    assert pipeline.invoke("getChildren") == [endpoint.id]

@@ -56,6 +56,10 @@ def test_error_objects(error: RpcError, expected: dict) -> None:
 
 def test_newref_outside_transaction_is_40109() -> None:
     assert protocol.object_not_found("newref:0").code == 40109
+    assert protocol.object_not_found("newref:0").message == (
+        "Object 'newref:0' not found. Possibly using a transactional object without committing the transaction."
+    )
+    assert protocol.object_not_found("newref:").code == 40101
 
 
 def test_error_response_shape() -> None:
@@ -112,10 +116,27 @@ def test_complex_values() -> None:
 
 
 def test_replace_newrefs_recursively() -> None:
-    params = {"object": "newref:1", "list": ["newref:0", "x"], "nested": {"p": "newref:7"}, "n": 3}
-    assert protocol.replace_newrefs(params, {0: "P", 1: "E"}) == {
+    params = {"object": "newref:1", "list": ["newref:0", "x", "newref:"], "nested": {"p": "newref:1x"}, "n": 3}
+    responses = [{"id": 0, "result": {"value": "P"}}, {"id": 1, "result": {"value": "E"}}]
+    assert protocol.replace_newrefs(params, responses) == {
         "object": "E",
-        "list": ["P", "x"],
-        "nested": {"p": "newref:7"},
+        "list": ["P", "x", "newref:"],  # "newref:" alone is no reference (KMS needs more than the prefix)
+        "nested": {"p": "E"},  # the index is read like C's stoi: leading digits
         "n": 3,
     }
+    # A release has no value: its newref is null.
+    assert protocol.replace_newrefs("newref:0", [{"id": 0, "result": {"sessionId": "s"}}]) is None
+
+
+@pytest.mark.parametrize(
+    ("ref", "code", "message"),
+    [
+        ("newref:x", 40008, "Invalid index of newref 'x'"),
+        ("newref:2", 40008, "Result not found on request 2"),
+        ("newref:-1", -32603, None),
+    ],
+)
+def test_bad_newrefs_fail_the_whole_transaction(ref: str, code: int, message: str | None) -> None:
+    with pytest.raises(RpcError) as caught:
+        protocol.replace_newrefs({"object": ref}, [{"id": 0, "result": {"value": "P"}}])
+    assert caught.value.code == code and (message is None or caught.value.message == message)
