@@ -31,12 +31,16 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # task is written to be safe to run twice.
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
+        # Per worker, not per shard queue: media_tasks.worker_consumer shares it among the queues.
         "worker_prefetch_multiplier": 1,
         "worker_concurrency": settings.worker_concurrency,
         "worker_pool": "threads",
-        # Task events for Flower. No `task-sent` events: each would be one more confirmed publish in
-        # every web request; Flower shows a task from `task-received` on, and workers measure the
-        # dispatch delay from the `enqueued_at` header (signaling_task_dispatch_seconds).
+        # The prefetch shared among the shard queues, task events without publisher confirms.
+        "worker_consumer": "media_tasks.worker_consumer:MediaConsumer",
+        # Task events for Flower, published unconfirmed (media_tasks.worker_consumer). No `task-sent`
+        # events: each would be one more confirmed publish in every web request; Flower shows a task
+        # from `task-received` on, and workers measure the dispatch delay from the `enqueued_at`
+        # header (signaling_task_dispatch_seconds).
         "worker_send_task_events": True,
         "task_send_sent_event": False,
         "worker_hijack_root_logger": False,

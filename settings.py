@@ -115,6 +115,9 @@ class Settings:
     """Port of a worker process's Prometheus endpoint; 0 = none (WORKER_METRICS_PORT)."""
     log_format: str = "json"
     """"json" (one object per line, with session and participant ids) or "text" (LOG_FORMAT)."""
+    log_task_received: bool = False
+    """Also log a line when a worker receives each task (LOG_TASK_RECEIVED); off, a task logs one INFO line
+    when it finishes (succeeded, with its run time), failures and retries as they happen."""
     worker_concurrency: int = 8
     """Threads per worker process; tasks mostly wait on the KMS and the database (WORKER_CONCURRENCY)."""
     test_pause_after_outbox_store: str = ""

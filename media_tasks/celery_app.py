@@ -39,6 +39,10 @@ def run_as_worker(app: MediaCelery) -> None:
     background loop. Celery's signals are process-wide; a process runs one such app."""
     settings = app.settings
     connect_db(settings)
+    # Celery logs "Task ... received" and "Task ... succeeded" at INFO for every task: one line
+    # per task is enough unless asked (the level is read when the worker builds its strategies).
+    received_level = logging.INFO if settings.log_task_received else logging.WARNING
+    logging.getLogger("celery.worker.strategy").setLevel(received_level)
     dispatch.use_app(settings, app)  # worker code enqueues through the worker's own app
 
     @worker_process_init.connect(weak=False)

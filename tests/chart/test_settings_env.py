@@ -38,7 +38,8 @@ def test_configmap_renders_each_setting_under_its_variable(default_render):
     assert set(data) == env_names() - FROM_SECRETS
     for key, value in load_values()["settings"].items():
         env = next(name for name in data if camel(name) == key)
-        assert data[env] == str(value), env
+        # Helm renders booleans as YAML does (false), which settings.py reads back as False.
+        assert data[env] == (str(value).lower() if isinstance(value, bool) else str(value)), env
 
 
 def test_every_service_container_gets_every_variable(default_render):

@@ -258,6 +258,8 @@ class FaultStack:
                 "SHARDS": "4",
                 "SIGNALING_API_KEYS": "",
                 "WORKER_CONCURRENCY": "4",
+                # task_states() and in_flight() read each delivery's "received" line.
+                "LOG_TASK_RECEIVED": "true",
                 # A worker killed between creating an endpoint and storing it leaves an orphan;
                 # the leading worker's sweep releases it (media_tasks/orphan_sweep.py), here
                 # within seconds so that check_state can wait for it.
