@@ -70,6 +70,11 @@ class Settings:
     """Largest HTTP request body (MAX_BODY_BYTES)."""
     max_poll_wait_s: float = 30.0
     """Longest long poll a client may ask for (MAX_POLL_WAIT_S)."""
+    poll_handover_s: float = 1.0
+    """How long a web process keeps a participant's poll lease (and its queue consumer) after a delivery,
+    so that the next poll, usually on the same keep-alive connection, costs no lease write and no broker
+    round trip (POLL_HANDOVER_S). A poll reaching another instance meanwhile waits up to this long for new
+    messages; 0 turns keeping off, for load balancers that spread one client's requests over instances."""
     delivery_connections: int = 4
     """Broker connections a web process shares among all its waiting long polls (DELIVERY_CONNECTIONS)."""
     participant_queue_expires_s: int = 300

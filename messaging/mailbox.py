@@ -12,7 +12,7 @@ the messages are stored numbered from that last_seq in one insert. After a deliv
 is not released at once: with keep-alive the participant's next poll usually reaches this same
 process, and takes the lease over in memory, with the subscription still consuming (LeaseKeeper).
 So a delivering poll costs the one insert and no broker round trip. A lease no poll took within
-HANDOVER_S is released by a background thread, after the response went out, with the
+POLL_HANDOVER_S is released by a background thread, after the response went out, with the
 acknowledgement and last_seq of the polls it served; one kept longer than CHECKPOINT_S is
 written back (and the drops counted meanwhile read) by the next poll that takes it. A poll at
 another instance meanwhile reads the outbox beside it and takes the lease once it is released.
@@ -64,8 +64,6 @@ LEASE_RETRY_S = 0.1
 BURST_LINGER_S = 0.001
 # Once a candidate arrived, how long a poll may wait for the rest and its iceGatheringDone.
 CANDIDATES_LINGER_S = 0.02
-# How long a lease stays with this process after a delivery, for the participant's next poll.
-HANDOVER_S = 1.5
 # A lease kept across polls longer than this is written back by the next poll that takes it.
 CHECKPOINT_S = 5.0
 # Acknowledged bodies are blanked once this many have accumulated: one write per batch.
@@ -170,12 +168,13 @@ class LeaseKeeper:
 
     With keep-alive a client's next poll usually reaches the same process: it takes the lease
     over without a database write or a broker round trip. A lease no poll took within
-    HANDOVER_S is released by this keeper's thread, after the response went out.
+    `handover_s` (POLL_HANDOVER_S) is released by this keeper's thread, after the response went out.
     """
 
-    def __init__(self, release: Callable[[_Lease], None], database: str) -> None:
+    def __init__(self, release: Callable[[_Lease], None], database: str, handover_s: float) -> None:
         self._release = release
         self.database = database
+        self.handover_s = handover_s
         self._kept: dict[str, _Lease] = {}
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -213,12 +212,12 @@ class LeaseKeeper:
         while True:
             with self._changed:
                 now = time.monotonic()
-                due = [lease for lease in self._kept.values() if lease.kept_at + HANDOVER_S <= now]
+                due = [lease for lease in self._kept.values() if lease.kept_at + self.handover_s <= now]
                 for lease in due:
                     del self._kept[lease.participant_id]
                 if not due:
                     oldest = min((lease.kept_at for lease in self._kept.values()), default=None)
-                    self._changed.wait(None if oldest is None else oldest + HANDOVER_S - now)
+                    self._changed.wait(None if oldest is None else oldest + self.handover_s - now)
                     continue
             with bound_to(self.database):
                 for lease in due:
@@ -252,7 +251,7 @@ class Mailbox:
     def keeper(self) -> LeaseKeeper:
         # Per process, like the renewer.
         if self._keeper is None or self._keeper_pid != os.getpid():
-            self._keeper = LeaseKeeper(self._release, database_alias(self.settings))
+            self._keeper = LeaseKeeper(self._release, database_alias(self.settings), self.settings.poll_handover_s)
             self._keeper_pid = os.getpid()
         return self._keeper
 
@@ -431,7 +430,7 @@ class Mailbox:
             keep = True
             return Delivery(delivered, delivered[-1]["seq"] if delivered else after)
         finally:
-            if keep:
+            if keep and self.settings.poll_handover_s > 0:
                 self.keeper.keep(lease)
             else:
                 self._release(lease)

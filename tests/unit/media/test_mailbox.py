@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import uuid
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ import pytest
 from messaging import topology
 from messaging.delivery_hub import Subscription
 from messaging.mailbox import Mailbox
+from models import Participant
 from settings import Settings
 from tests.unit.media.conftest import new_participant, new_session
 
@@ -163,3 +165,20 @@ def test_a_lease_kept_for_long_trims_what_was_acknowledged(
     box.poll(session_id, participant_id, after=first.last_seq, wait=0, limit=100)
     blanked = OutboxMessage.objects(participant_id=participant_id, acked_at__gt=0.0)
     assert sorted(e.seq for e in blanked) == list(range(1, mailbox_module.TRIM_BATCH + 1))
+
+
+def test_with_handover_off_every_delivery_releases_its_lease(settings: Settings) -> None:
+    # POLL_HANDOVER_S=0: for load balancers that spread one client's polls over instances, where a
+    # kept lease would make a poll elsewhere wait for it.
+    box = Mailbox(dataclasses.replace(settings, poll_handover_s=0.0))
+    queues = FakeQueues()
+    box.hub = queues  # type: ignore[assignment]
+    session = new_session()
+    alice = new_participant(session)
+    queue = topology.participant_queue(settings, session.id, alice.id).name
+    queues.put(queue, {"type": "chat", "n": 0})
+    delivery = box.poll(session.id, alice.id, after=0, wait=0, limit=10)
+    assert [m["seq"] for m in delivery.messages] == [1]
+    assert box.keeper.take(alice.id) is None and queue not in queues.consuming
+    stored = Participant.objects(id=alice.id).only("poll_owner", "last_seq").first()
+    assert stored is not None and stored.poll_owner is None and stored.last_seq == 1
