@@ -109,10 +109,13 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     """Origins allowed to call the API from a browser (CORS_ORIGINS, comma separated)."""
     rate_limit_per_s: float = 50.0
-    """Sustained requests per second of one caller (participant token, API key or client IP), counted across all
-    web instances; 0 = no rate limit (RATE_LIMIT_PER_S)."""
+    """Sustained requests per second of one caller (participant token, API key or client IP), counted by each
+    web process on its own; 0 = no rate limit (RATE_LIMIT_PER_S)."""
     rate_limit_burst: int = 100
     """Requests a caller may make at once above the sustained rate before getting 429 (RATE_LIMIT_BURST)."""
+    participant_cache_s: float = 2.0
+    """How long a web process trusts, for offers and candidates, that a participant it read as joined still
+    is; its own leaves and closes forget at once; 0 = read on every request (PARTICIPANT_CACHE_S)."""
     max_polls_per_participant: int = 2
     """Message polls of one participant running at once (all web instances); one more gets 429 at once;
     0 = no limit (MAX_POLLS_PER_PARTICIPANT)."""

@@ -18,6 +18,7 @@ from signaling_web.errors import register_error_handlers
 from signaling_web.extensions import Api
 from signaling_web.idempotency import init_idempotency, next_root_id
 from signaling_web.openapi import init_openapi
+from signaling_web.participant_cache import ParticipantCache
 from signaling_web.ratelimit import init_rate_limits
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["signaling_settings"] = settings
     app.extensions["signaling_mailbox"] = Mailbox(settings)
     app.extensions["signaling_tasks"] = TaskQueue(sending_app(settings), next_root_id=next_root_id)
+    app.extensions["signaling_participant_cache"] = ParticipantCache(settings.participant_cache_s)
     if settings.log_format == "json":
         use_json_logs()
     if not settings.api_keys:

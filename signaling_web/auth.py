@@ -7,6 +7,7 @@ the refusals below are domain errors, answered by signaling_web.errors.
 
 from __future__ import annotations
 
+import functools
 import hmac
 from dataclasses import dataclass
 
@@ -53,8 +54,13 @@ def _settings() -> Settings:
     return current_app.extensions["signaling_settings"]
 
 
+@functools.cache
+def _serializer_for(secret_key: str) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(secret_key, salt=TOKEN_SALT)
+
+
 def _serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(_settings().secret_key, salt=TOKEN_SALT)
+    return _serializer_for(_settings().secret_key)
 
 
 def issue_token(session_id: str, participant_id: str) -> str:
@@ -67,33 +73,42 @@ def _bearer() -> str | None:
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
-def read_participant_token() -> ParticipantPrincipal | None:
-    """The caller's participant identity, None if no Bearer token; 401 if it is not valid."""
+def _token() -> ParticipantPrincipal | type[Unauthorized] | None:
+    """The Bearer token's participant, the refusal it earns, or None without one; verified once
+    per request (the rate limit and the access check both ask)."""
+    if "token_reading" in g:
+        reading: ParticipantPrincipal | type[Unauthorized] | None = g.token_reading
+        return reading
     token = _bearer()
     if token is None:
-        return None
-    try:
-        claims = _serializer().loads(token, max_age=_settings().token_ttl_s)
-    except SignatureExpired:
-        raise TokenExpired() from None
-    except BadSignature:
-        raise TokenNotValid() from None
-    return ParticipantPrincipal(claims["s"], claims["p"])
+        reading = None
+    else:
+        try:
+            claims = _serializer().loads(token, max_age=_settings().token_ttl_s)
+        except SignatureExpired:
+            reading = TokenExpired
+        except BadSignature:
+            reading = TokenNotValid
+        else:
+            valid = isinstance(claims, dict) and isinstance(claims.get("s"), str) and isinstance(claims.get("p"), str)
+            reading = ParticipantPrincipal(claims["s"], claims["p"]) if valid else TokenNotValid
+    g.token_reading = reading
+    return reading
+
+
+def read_participant_token() -> ParticipantPrincipal | None:
+    """The caller's participant identity, None if no Bearer token; 401 if it is not valid."""
+    reading = _token()
+    if isinstance(reading, type):
+        raise reading()
+    return reading
 
 
 def verified_participant() -> ParticipantPrincipal | None:
     """The participant of a valid Bearer token, or None (no token, or one that does not verify);
     never refuses: for bookkeeping such as rate limits, not for access decisions."""
-    token = _bearer()
-    if token is None:
-        return None
-    try:
-        claims = _serializer().loads(token, max_age=_settings().token_ttl_s)
-    except BadSignature:  # SignatureExpired included
-        return None
-    if not isinstance(claims, dict) or not isinstance(claims.get("p"), str):
-        return None
-    return ParticipantPrincipal(str(claims.get("s")), claims["p"])
+    reading = _token()
+    return None if isinstance(reading, type) else reading
 
 
 def has_api_key() -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http
 import json
+import re
 from typing import Any, NoReturn
 
 import flask
@@ -15,6 +16,7 @@ from webargs.flaskparser import FlaskParser, is_json_request
 
 MAX_JSON_DEPTH = 64
 """Deepest nesting of arrays and objects a request body may have."""
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def _refuse_constant(name: str) -> NoReturn:
@@ -45,18 +47,35 @@ def strict_json_loads(raw: bytes | str) -> Any:
         raise json.JSONDecodeError(str(exc) or "too deeply nested", text, 0) from exc
     if _deeper_than(value, MAX_JSON_DEPTH):
         raise json.JSONDecodeError(f"nested deeper than {MAX_JSON_DEPTH} levels", text, 0)
-    try:
-        json.dumps(value, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise json.JSONDecodeError("lone surrogate in a string", text, 0) from exc
+    # A surrogate can only come from a \uD800-\uDFFF escape (UTF-8 decoding refuses encoded ones):
+    # without one, the costly re-encoding of the whole value is skipped.
+    if _SURROGATE_ESCAPE.search(text):
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise json.JSONDecodeError("lone surrogate in a string", text, 0) from exc
     return value
 
 
 class StrictJsonParser(FlaskParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self._schemas: dict[type[ma.Schema], ma.Schema] = {}
+
     def _raw_load_json(self, req: flask.Request) -> Any:
         if not is_json_request(req):
             return core.missing
         return strict_json_loads(req.get_data(cache=True))
+
+    def _get_schema(self, argmap: Any, req: flask.Request) -> ma.Schema:
+        """One instance per schema class, made once: webargs would build one per request (a
+        marshmallow schema keeps no state between loads)."""
+        if isinstance(argmap, type) and issubclass(argmap, ma.Schema):
+            schema = self._schemas.get(argmap)
+            if schema is None:
+                schema = self._schemas[argmap] = argmap()
+            return schema
+        return super()._get_schema(argmap, req)
 
 
 class Api(flask_smorest.Api):

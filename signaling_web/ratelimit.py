@@ -1,20 +1,20 @@
 """Limits that protect the service from one caller: request rate and concurrent long polls.
 
-Rate: a token bucket per caller (RATE_LIMIT_PER_S sustained, RATE_LIMIT_BURST at once), kept
-in MongoDB (models.rate_limit.RateBucket) so that it holds across every web instance: a client
-spreading its requests over several instances gets the same budget as against one. The caller
-is the participant of a valid Bearer token, else a valid API key, else the client address (join
-and create-session are anonymous). A token that does not verify counts against the address, so
-random tokens do not buy fresh buckets. Every request under /api/v1/sessions counts once, when
-it arrives; a long poll is one request however long it waits. A refusal is 429 with Retry-After.
+Rate: Flask-Limiter's moving window, kept in this web process's memory: at most
+RATE_LIMIT_BURST requests of one caller in any window of RATE_LIMIT_BURST / RATE_LIMIT_PER_S
+seconds (whole seconds, at least one: a rate above the burst allows one second of it), so the
+burst at once and the rate sustained. The caller is the participant of a valid Bearer token,
+else a valid API key, else the client address (join and create-session are anonymous; the
+address is the peer's: no proxy header is trusted). A token that does not verify counts against
+the address, so random tokens do not buy fresh windows. Every request under /api/v1/sessions
+counts once, when it arrives; a long poll is one request however long it waits. A refusal is
+429 in the error shape with Retry-After.
 
-A process remembers refusals until their Retry-After has passed and refuses again without
-asking MongoDB: tat only moves forward, so that cache can never refuse a request the shared
-bucket would allow, and a flood costs the database nothing while it lasts. Tokens are also
-taken from the shared bucket a batch at a time (a tenth of the burst) and spent locally for up
-to a second, so a busy caller costs one write per batch rather than per request; every request
-allowed still spends a token of the shared bucket, and a caller that moves to another instance
-leaves at most one batch unspent.
+The count is per web process, never shared, so it costs no database or network operation. With
+N web processes (gunicorn workers times pods) a caller that spreads its requests over all of
+them gets up to N times the budget; one client's keep-alive connection stays on one process, so
+an ordinary client meets the limit as configured. It protects each process from one caller's
+flood, not the deployment from a distributed one.
 
 Polls: at most MAX_POLLS_PER_PARTICIPANT polls of one participant run at once across all web
 instances. One of them is the poll holding the participant's poll lease (messaging.mailbox),
@@ -38,12 +38,15 @@ from collections.abc import Iterator
 from typing import NoReturn
 
 import flask
-from flask import Flask, current_app, request
+from flask import Flask, Response, current_app, jsonify, request
+from flask_limiter import Limiter, RateLimitExceeded
 from flask_smorest import abort
+from limits.storage import MemoryStorage
 
-from models.rate_limit import PollSlot, RateBucket
+from models.rate_limit import PollSlot
 from settings import Settings
 from signaling_web import auth
+from signaling_web.errors import error_body
 
 log = logging.getLogger(__name__)
 
@@ -51,66 +54,24 @@ LIMITED_PREFIX = "/api/v1/sessions"
 SWEEP_EVERY_S = 60.0
 POLL_LEASE_MARGIN_S = 30.0
 POLL_RETRY_AFTER_S = 1
-LOCAL_CACHE_MAX = 10000
-# Tokens taken from the shared bucket in one write: a tenth of the burst, spent within a second.
-BATCH_FRACTION = 10
-BATCH_TTL_S = 1.0
+EXPIRE_EVERY_S = 5.0
+REFUSAL = "Too many requests; slow down."
 
 
-class _Refusals:
-    """Callers refused recently, until their Retry-After (per process, never shared)."""
+class _QuietMemoryStorage(MemoryStorage):
+    """limits' in-memory storage, with its expiry pass every EXPIRE_EVERY_S rather than 10 ms after
+    every hit: that pass walks every caller's window, so with thousands of idle pollers the stock
+    timer would wake up to 100 times a second. Correctness does not need it: a window is checked
+    against the clock on every hit; the pass only frees memory (a window holds at most the burst)."""
 
-    def __init__(self) -> None:
-        self._until: dict[str, float] = {}
-        self._lock = threading.Lock()
+    STORAGE_SCHEME = ["signaling-memory"]
 
-    def retry_after(self, key: str, now: float) -> float:
-        until = self._until.get(key)
-        if until is None:
-            return 0.0
-        if until <= now:
-            with self._lock:
-                self._until.pop(key, None)
-            return 0.0
-        return until - now
-
-    def remember(self, key: str, until: float) -> None:
-        with self._lock:
-            if len(self._until) >= LOCAL_CACHE_MAX:
-                now = time.time()
-                for stale in [k for k, u in self._until.items() if u <= now]:
-                    del self._until[stale]
-                if len(self._until) >= LOCAL_CACHE_MAX:
-                    self._until.clear()
-            self._until[key] = until
-
-
-class _LocalTokens:
-    """Tokens this process took from a caller's shared bucket and has not spent yet."""
-
-    def __init__(self) -> None:
-        self._tokens: dict[str, tuple[int, float]] = {}
-        self._lock = threading.Lock()
-
-    def spend(self, key: str, now: float) -> bool:
-        with self._lock:
-            left, until = self._tokens.get(key, (0, 0.0))
-            if left <= 0 or until <= now:
-                self._tokens.pop(key, None)
-                return False
-            self._tokens[key] = (left - 1, until)
-            return True
-
-    def keep(self, key: str, count: int, until: float) -> None:
-        with self._lock:
-            if len(self._tokens) >= LOCAL_CACHE_MAX:
-                self._tokens.clear()  # unspent tokens are only lost budget, never extra
-            self._tokens[key] = (count, until)
-
-
-_refusals = _Refusals()
-_local_tokens = _LocalTokens()
-_last_sweep = {"at": 0.0}
+    def _MemoryStorage__schedule_expiry(self) -> None:  # noqa: N802  # overrides the name-mangled hook
+        if not self.timer.is_alive():
+            expire = self._MemoryStorage__expire_events  # type: ignore[attr-defined]  # mypy does not mangle
+            self.timer = threading.Timer(EXPIRE_EVERY_S, expire)
+            self.timer.daemon = True  # never holds up the process's exit
+            self.timer.start()
 
 
 def _settings() -> Settings:
@@ -131,45 +92,43 @@ def caller_key() -> str:
     return f"ip:{request.remote_addr or 'unknown'}"
 
 
+def limit_for(settings: Settings) -> str:
+    """RATE_LIMIT_BURST per burst / rate seconds, as Flask-Limiter's limit string."""
+    window_s = max(1, round(settings.rate_limit_burst / settings.rate_limit_per_s))
+    amount = max(1, settings.rate_limit_burst, round(settings.rate_limit_per_s * window_s))
+    return f"{amount} per {window_s} second"
+
+
+def _not_limited() -> bool:
+    return request.method == "OPTIONS" or not request.path.startswith(LIMITED_PREFIX)
+
+
 def _too_many(message: str, retry_after_s: float) -> NoReturn:
     seconds = max(1, math.ceil(retry_after_s))
     abort(429, message=message, headers={"Retry-After": str(seconds)})
     raise AssertionError("abort raises")  # flask_smorest.abort is untyped
 
 
-def _sweep(now: float) -> None:
+def _refused(limiter: Limiter) -> Response:
+    breached = limiter.current_limit
+    retry_after_s = breached.window[0] - time.time() if breached is not None else 1.0
+    response = jsonify(error_body(429, "Too Many Requests", REFUSAL))
+    response.status_code = 429
+    response.headers["Retry-After"] = str(max(1, math.ceil(retry_after_s)))
+    return response
+
+
+_last_sweep = {"at": 0.0}
+
+
+def _sweep_slots(now: float) -> None:
     if now - _last_sweep["at"] < SWEEP_EVERY_S:
         return
     _last_sweep["at"] = now
     try:
-        RateBucket.sweep(now)
         PollSlot.sweep(now)
     except Exception:  # cleanup only; the next sweep tries again
-        log.warning("sweeping rate-limit documents failed", exc_info=True)
-
-
-def _before() -> None:
-    settings = _settings()
-    if settings.rate_limit_per_s <= 0 or request.method == "OPTIONS":
-        return
-    if not request.path.startswith(LIMITED_PREFIX):
-        return
-    now = time.time()
-    key = caller_key()
-    cached = _refusals.retry_after(key, now)
-    if cached > 0:
-        _too_many("Too many requests; slow down.", cached)
-    if _local_tokens.spend(key, now):
-        return
-    batch = settings.rate_limit_burst // BATCH_FRACTION
-    if batch > 1 and RateBucket.take(key, now, settings.rate_limit_per_s, settings.rate_limit_burst, batch).allowed:
-        _local_tokens.keep(key, batch - 1, now + BATCH_TTL_S)
-        return
-    decision = RateBucket.take(key, now, settings.rate_limit_per_s, settings.rate_limit_burst)
-    _sweep(now)
-    if not decision.allowed:
-        _refusals.remember(key, now + decision.retry_after_s)
-        _too_many("Too many requests; slow down.", decision.retry_after_s)
+        log.warning("sweeping poll slots failed", exc_info=True)
 
 
 @contextlib.contextmanager
@@ -183,6 +142,7 @@ def poll_slot(participant_id: str, wait_s: float) -> Iterator[None]:
     owner = uuid.uuid4().hex
     now = time.time()
     slot = PollSlot.acquire(participant_id, slots, owner, now, now + wait_s + POLL_LEASE_MARGIN_S) if slots else None
+    _sweep_slots(now)
     if slot is None:
         total = settings.max_polls_per_participant
         _too_many(f"At most {total} polls of one participant may run at once.", POLL_RETRY_AFTER_S)
@@ -208,4 +168,20 @@ def _release_after_sending(response: flask.Response, slot: str, owner: str) -> f
 
 
 def init_rate_limits(app: Flask) -> None:
-    app.before_request(_before)
+    settings: Settings = app.extensions["signaling_settings"]
+    if settings.rate_limit_per_s <= 0:
+        return
+    limiter = Limiter(
+        caller_key,
+        application_limits=[limit_for(settings)],
+        strategy="moving-window",
+        storage_uri="signaling-memory://",
+        # Unrouted paths under the prefix count too (Flask-Limiter exempts requests without an endpoint).
+        request_identifier=lambda: request.endpoint or "unrouted",
+        headers_enabled=False,
+    )
+    limiter.request_filter(_not_limited)
+    limiter.init_app(app)
+    # Flask-Limiter logs every refusal at INFO: a flood would cost a log line per request.
+    logging.getLogger("flask-limiter").setLevel(logging.WARNING)
+    app.register_error_handler(RateLimitExceeded, lambda _exc: _refused(limiter))

@@ -72,7 +72,7 @@ class SessionMessages(MethodView):
     def post(self, args: dict[str, Any], session_id: str) -> dict[str, Any]:
         """Broadcast to the session, or send to one participant with `to`"""
         sender_id = auth.current_principal().participant_id
-        admission.get_acting_participant(session_id, sender_id)
+        admission.check_acting_participant(session_id, sender_id)  # always read: others would see a ghost's message
         admission.check_recipient(session_id, args["to"])
         task_queue().send_message(
             session_id=session_id,

@@ -20,6 +20,7 @@ from signaling_web.openapi import (
     NO_SUCH_SESSION,
     errors,
 )
+from signaling_web.participant_cache import participant_cache
 from signaling_web.participants.schemas import CandidatesSchema, JoinedSchema, JoinSchema, OfferSchema
 from signaling_web.schemas import AcceptedSchema, RequestAcceptedSchema
 
@@ -33,12 +34,13 @@ blp = Blueprint(
 NO_SUCH_STREAM = (404, "`stream` names no participant of this session.", StreamNotFound("9b2c4d6e").message)
 
 
-def _acting_participant(session_id: str, participant_id: str, stream: str | None = None) -> None:
-    """The caller (checked by access.participant) is in an open session, not left; `stream`
-    names a publisher here."""
-    admission.get_acting_participant(session_id, participant_id)
-    if stream is not None:
-        admission.check_stream(session_id, participant_id, stream)
+def _negotiating_participant(session_id: str, participant_id: str, stream: str) -> None:
+    """The caller (checked by access.participant) is in an open session, not left, and `stream`
+    names a publisher here; from this process's cache when it can (signaling_web.participant_cache:
+    safe for offers and candidates, which the workers check again)."""
+    cache = participant_cache()
+    admission.check_acting_participant(session_id, participant_id, cache)
+    admission.check_stream(session_id, participant_id, stream, cache)
 
 
 @blp.route("")
@@ -57,7 +59,9 @@ class Participants(MethodView):
     def post(self, args: dict[str, Any], session_id: str) -> dict[str, Any]:
         """Join a session with its join token"""
         settings = current_app.extensions["signaling_settings"]
+        ticket = participant_cache().ticket()
         participant = admission.join(settings, task_queue(), session_id, args["join_token"], args["display_name"])
+        participant_cache().remember(session_id, participant.id, ticket)  # its first offer needs no read
         return {
             "participant_id": participant.id,
             "token": auth.issue_token(session_id, participant.id),
@@ -73,7 +77,10 @@ class ParticipantById(MethodView):
     def delete(self, session_id: str, participant_id: str) -> dict[str, Any]:
         """Leave the session"""
         admission.get_participant(session_id, participant_id)
-        admission.leave(task_queue(), session_id, participant_id, reason="left")
+        try:
+            admission.leave(task_queue(), session_id, participant_id, reason="left")
+        finally:  # even when enqueueing failed: the participant may be marked left already
+            participant_cache().forget(participant_id)
         return {}
 
 
@@ -84,7 +91,7 @@ class Rejoin(MethodView):
     @access.participant
     def post(self, session_id: str, participant_id: str) -> dict[str, Any]:
         """Get fresh media after mediaServerLost or connectionFailed; same id, same queue"""
-        _acting_participant(session_id, participant_id)
+        admission.check_acting_participant(session_id, participant_id)
         admission.rejoin(task_queue(), session_id, participant_id)
         return {}
 
@@ -97,7 +104,7 @@ class Offers(MethodView):
     @access.participant
     def post(self, args: dict[str, Any], session_id: str, participant_id: str) -> dict[str, Any]:
         """Send an SDP offer for a stream; the answer arrives as an sdpAnswer message"""
-        _acting_participant(session_id, participant_id, args["stream"])
+        _negotiating_participant(session_id, participant_id, args["stream"])
         request_id = uuid.uuid4().hex
         task_queue().process_offer(
             session_id=session_id,
@@ -117,7 +124,7 @@ class Candidates(MethodView):
     @access.participant
     def post(self, args: dict[str, Any], session_id: str, participant_id: str) -> dict[str, Any]:
         """Trickle one or several ICE candidates for a stream"""
-        _acting_participant(session_id, participant_id, args["stream"])
+        _negotiating_participant(session_id, participant_id, args["stream"])
         candidates = args["candidates"] or [args["candidate"]]
         wire = [{k: c[k] for k in ("candidate", "sdpMid", "sdpMLineIndex")} for c in candidates]
         task_queue().add_candidates(

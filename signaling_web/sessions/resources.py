@@ -12,6 +12,7 @@ from signaling_web import access, admission
 from signaling_web.dispatch import task_queue
 from signaling_web.extensions import Blueprint
 from signaling_web.openapi import EXAMPLES, INVALID, NO_SUCH_SESSION, errors
+from signaling_web.participant_cache import participant_cache
 from signaling_web.schemas import AcceptedSchema
 from signaling_web.sessions.schemas import SessionCreatedSchema, SessionCreateSchema, SessionSchema
 
@@ -54,5 +55,8 @@ class SessionById(MethodView):
         Only an API key closes a session (a participant's token never does); without
         SIGNALING_API_KEYS nobody holds one, and sessions end when empty (EMPTY_SESSION_TIMEOUT_S)."""
         admission.get_session(session_id)
-        admission.close(task_queue(), session_id)
+        try:
+            admission.close(task_queue(), session_id)
+        finally:  # even when enqueueing failed: its participants may be marked left already
+            participant_cache().forget_session(session_id)
         return {}

@@ -32,11 +32,27 @@ def test_every_real_chromium_candidate_is_accepted(path):
         ("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n", "exactly one a=mid"),
         ("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\na=mid:1\r\n", "exactly one a=mid"),
         ("v=0\r\nm=audio 9 X 1\r\na=mid:0\r\nm=video 9 X 2\r\n", "m-line 1"),
+        (" v=0\r\nm=audio 9 X 1\r\na=mid:0\r\n", "v=0"),  # a line is not trimmed on the left
+        ("v=0\r\n m=audio 9 X 1\r\na=mid:0\r\n", "no m= line"),
+        ("v=0\r\nm=audio 9 X 1\r\n a=mid:0\r\n", "exactly one a=mid"),
+        ("v=0\r\nm=audio 9 X 1 a=mid:0\r\n", "exactly one a=mid"),  # only at the start of a line
     ],
 )
 def test_malformed_offers_are_refused(sdp, reason):
     with pytest.raises(ValidationError, match=reason):
         validate_sdp(sdp, 64 * 1024)
+
+
+@pytest.mark.parametrize(
+    "sdp",
+    [
+        "\r\n  \r\nv=0\r\r\nm=audio 9 X 1\r\na=mid:0\r\n",  # blank lines first, CRs trimmed on the right
+        "v=0\nm=audio 9 X 1\n\na=mid:0",  # bare LF, a blank line, no final newline
+        "v=0\r\na=mid:x\r\nm=audio 9 X 1\r\na=mid:0\r\n",  # before the first m-line: in no section
+    ],
+)
+def test_line_handling_of_accepted_offers(sdp):
+    validate_sdp(sdp, 64 * 1024)
 
 
 def test_oversized_offer_is_refused():
