@@ -128,6 +128,19 @@ class Settings:
     when it finishes (succeeded, with its run time), failures and retries as they happen."""
     worker_concurrency: int = 8
     """Threads per worker process; tasks mostly wait on the KMS and the database (WORKER_CONCURRENCY)."""
+    webhook_urls: tuple[str, ...] = ()
+    """The application backend's webhook receivers, comma separated; each gets every event (WEBHOOK_URLS);
+    empty = no events at all."""
+    webhook_secret: str = ""
+    """Key of the `X-Signaling-Signature` HMAC-SHA256 over each webhook body (WEBHOOK_SECRET)."""
+    webhook_timeout_s: float = 5.0
+    """A webhook receiver that has not answered after this long is retried later (WEBHOOK_TIMEOUT_S)."""
+    webhook_retry_window_s: int = 3600
+    """A webhook event is retried until this long after it happened, then dropped (WEBHOOK_RETRY_WINDOW_S)."""
+    webhook_retry_max_delay_s: int = 300
+    """Retries of a webhook event wait 1, 2, 4 ... seconds, at most this long (WEBHOOK_RETRY_MAX_DELAY_S)."""
+    webhook_concurrency: int = 16
+    """Threads of the webhook worker process: deliveries in flight at once (WEBHOOK_CONCURRENCY)."""
     test_pause_after_outbox_store: str = ""
     """Tests only: a file path; a poll that stored messages in the outbox creates it and then hangs before
     acking them and releasing its lease, so a test can kill the instance in exactly that window

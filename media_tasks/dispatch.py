@@ -19,6 +19,7 @@ from typing import Any
 from celery import Celery
 
 from celeryconfig import celery_config
+from messaging import webhook_events
 from settings import Settings
 
 
@@ -34,6 +35,7 @@ class TaskName(StrEnum):
     SEND_MESSAGE = "media.send_message"
     REJOIN = "media.rejoin"
     CHECK_CONNECTION = "media.check_connection"
+    DELIVER_WEBHOOK = "media.deliver_webhook"  # to its own queue (media_tasks.routing.webhook_queue)
 
 
 NextRootId = Callable[[], str | None]
@@ -72,8 +74,8 @@ class TaskQueue:
         arguments = {"session_id": session_id, "participant_id": participant_id, "reason": reason}
         self._send(TaskName.FINISH_LEAVE, {**arguments, "was_publishing": was_publishing})
 
-    def close_session(self, session_id: str) -> None:
-        self._send(TaskName.CLOSE_SESSION, {"session_id": session_id})
+    def close_session(self, session_id: str, reason: str = "closed") -> None:
+        self._send(TaskName.CLOSE_SESSION, {"session_id": session_id, "reason": reason})
 
     def send_message(self, session_id: str, sender_id: str, payload: dict[str, Any], to: str | None) -> None:
         self._send(
@@ -87,6 +89,10 @@ class TaskQueue:
     def check_connection(self, session_id: str, participant_id: str, stream: str, *, delay_s: float) -> None:
         arguments = {"session_id": session_id, "participant_id": participant_id, "stream": stream}
         self._send(TaskName.CHECK_CONNECTION, arguments, countdown=delay_s)
+
+    def deliver_webhook(self, url: str, event_id: str, body: str, emitted_at: float) -> None:
+        arguments = {"url": url, "event_id": event_id, "body": body, "emitted_at": emitted_at}
+        self._send(TaskName.DELIVER_WEBHOOK, arguments, hidden=("body",))
 
     def _send(
         self, name: TaskName, kwargs: dict[str, Any], hidden: tuple[str, ...] = (), countdown: float | None = None
@@ -128,3 +134,7 @@ def task_queue(settings: Settings) -> TaskQueue:
 def use_app(settings: Settings, celery: Celery) -> None:
     with _queues_lock:
         _queues[settings] = TaskQueue(celery)
+
+
+# Webhook events (emitted through messaging.publisher, below this layer) are queued from here.
+webhook_events.use_queue(task_queue)

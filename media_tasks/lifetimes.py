@@ -43,12 +43,6 @@ class SweepReport:
     outbox_entries: int = 0
 
 
-def on_session_closed(settings: Settings, session_id: str, reason: str) -> None:
-    """The hook point for what follows a close the service decided (webhooks: `sessionClosed` with
-    `data.reason` "empty"); today it only logs."""
-    log.info("session %s closed (%s)", session_id, reason)
-
-
 def close_empty_sessions(settings: Settings, now: float) -> list[str]:
     """Closes the sessions empty for EMPTY_SESSION_TIMEOUT_S, as DELETE does; returns their ids."""
     cutoff = now - settings.empty_session_timeout_s
@@ -57,8 +51,9 @@ def close_empty_sessions(settings: Settings, now: float) -> list[str]:
         if Session.close_if_empty(session_id, cutoff) is None:
             continue  # someone joined meanwhile, or another close came first
         Participant.mark_all_left(session_id, "session_closed")  # as signaling_web.admission.close
-        task_queue(settings).close_session(session_id=session_id)
-        on_session_closed(settings, session_id, "empty")
+        # The task tells participants and the backend (webhook `sessionClosed`, reason "empty").
+        task_queue(settings).close_session(session_id=session_id, reason="empty")
+        log.info("session %s closed: empty", session_id)
         closed.append(session_id)
     return closed
 

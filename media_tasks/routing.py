@@ -28,7 +28,7 @@ def shard_for(session_id: str, shards: int) -> int:
     return zlib.crc32(session_id.encode()) % shards
 
 
-def shard_queues(settings: Settings) -> list[Queue]:
+def _task_queue_arguments(settings: Settings) -> dict[str, object]:
     arguments: dict[str, object] = {"x-queue-type": settings.shard_queue_type}
     if settings.shard_queue_type == "quorum":
         # Poison tasks (ones that kill their worker every time) stop after this many deliveries
@@ -36,6 +36,11 @@ def shard_queues(settings: Settings) -> list[Queue]:
         arguments["x-delivery-limit"] = settings.task_delivery_limit
         arguments["x-dead-letter-exchange"] = f"{settings.name_prefix}.dead"
         arguments["x-dead-letter-routing-key"] = f"{settings.name_prefix}.dead"
+    return arguments
+
+
+def shard_queues(settings: Settings) -> list[Queue]:
+    arguments = _task_queue_arguments(settings)
     exchange = shard_exchange(settings)
     return [
         Queue(
@@ -54,8 +59,21 @@ def dead_letter_queue(settings: Settings) -> Queue:
     return Queue(name, exchange=Exchange(name, type="direct", durable=True), routing_key=name, durable=True)
 
 
+WEBHOOK_TASK = "media.deliver_webhook"  # media_tasks.dispatch.TaskName.DELIVER_WEBHOOK (no import cycle)
+
+
+def webhook_queue(settings: Settings) -> Queue:
+    """Webhook deliveries, consumed only by the webhook worker (media_tasks.webhook_app), never by
+    the signaling workers. On the topic task exchange, so that a retry's countdown goes through
+    Celery's native delayed delivery (a ladder of broker queues) instead of waiting in a worker."""
+    name = f"{settings.name_prefix}.webhooks"
+    arguments = _task_queue_arguments(settings)
+    return Queue(name, exchange=shard_exchange(settings), routing_key=name, durable=True, queue_arguments=arguments)
+
+
 class ShardRouter:
-    """Celery router: the task's `session_id` argument picks the shard."""
+    """Celery router: the task's `session_id` argument picks the shard; webhook deliveries go to
+    their own queue."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -63,7 +81,9 @@ class ShardRouter:
 
     def __call__(
         self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], options: dict[str, Any], **_kw: Any
-    ) -> dict[str, str] | None:
+    ) -> dict[str, Any] | None:
+        if name == WEBHOOK_TASK:
+            return {"queue": webhook_queue(self.settings)}
         session_id = kwargs.get("session_id") if kwargs else None
         if session_id is None and args:
             session_id = args[0]

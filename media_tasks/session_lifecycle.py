@@ -7,7 +7,7 @@ import logging
 import time
 
 from media_tasks.kms_pool import NoMediaServer, ensure_pipeline, release_quietly
-from messaging import messages, topology
+from messaging import messages, topology, webhook_events
 from messaging.broker import broker_channel
 from messaging.publisher import get_publisher
 from models import Endpoint, KurentoRef, Participant, Session
@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 def prepare_session(settings: Settings, session_id: str) -> None:
     """Declares the session's exchange (the web tier already did, at creation) unless the session
     is closed: a late or redelivered run must not bring a closed session's exchange back."""
+    webhook_events.session_created(settings, session_id)
     if Session.is_closed(session_id):
         return
     with broker_channel(settings) as channel:
@@ -60,10 +61,12 @@ def finish_leave(settings: Settings, session_id: str, participant_id: str, reaso
         topology.unbind_participant(channel, settings, session_id, participant_id)
 
 
-def finish_close(settings: Settings, session_id: str) -> None:
-    """Tells everyone, releases the pipeline (and with it every endpoint) and forgets the media."""
+def finish_close(settings: Settings, session_id: str, reason: str = "closed") -> None:
+    """Tells everyone (and the backend, why: "closed" or "empty"), releases the pipeline (and with it
+    every endpoint) and forgets the media."""
     if not Session.was_announced(session_id, "closed"):
         get_publisher(settings).to_session(session_id, messages.session_closed())
+        webhook_events.session_closed(settings, session_id, reason)
         Session.mark_announced(session_id, "closed")
     Participant.mark_all_left(session_id, "session_closed")
     session = Session.find(session_id)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from media_tasks import connection_watch, negotiation, session_lifecycle
+from media_tasks import connection_watch, negotiation, routing, session_lifecycle, webhooks
 from media_tasks.base_task import MediaTask
 from media_tasks.dispatch import TaskName
 from media_tasks.kms_pool import SessionGone
@@ -47,8 +47,8 @@ def finish_leave(task: MediaTask, session_id: str, participant_id: str, reason: 
     session_lifecycle.finish_leave(task.settings, session_id, participant_id, reason, was_publishing)
 
 
-def close_session(task: MediaTask, session_id: str) -> None:
-    session_lifecycle.finish_close(task.settings, session_id)
+def close_session(task: MediaTask, session_id: str, reason: str = "closed") -> None:
+    session_lifecycle.finish_close(task.settings, session_id, reason)
 
 
 def send_message(task: MediaTask, session_id: str, sender_id: str, payload: dict[str, Any], to: str | None) -> None:
@@ -65,6 +65,17 @@ def check_connection(task: MediaTask, session_id: str, participant_id: str, stre
     connection_watch.check_connection(task.settings, session_id, participant_id, stream)
 
 
+def deliver_webhook(task: MediaTask, url: str, event_id: str, body: str, emitted_at: float) -> None:
+    """Runs in the webhook worker only (its queue is routing.webhook_queue)."""
+    retries = task.request.retries or 0
+    delay = webhooks.deliver(task.settings, url, event_id, body, emitted_at, retries)
+    if delay is not None:
+        # A countdown on a quorum queue's topic exchange: Celery's native delayed delivery keeps it
+        # on the broker. The window, not a count, ends the retries (webhooks.deliver).
+        queue = routing.webhook_queue(task.settings)
+        raise task.retry(countdown=delay, max_retries=retries + 1, queue=queue)
+
+
 TASKS: dict[TaskName, Callable[..., None]] = {
     TaskName.CREATE_SESSION: create_session,
     TaskName.ANNOUNCE_JOIN: announce_join,
@@ -75,4 +86,5 @@ TASKS: dict[TaskName, Callable[..., None]] = {
     TaskName.SEND_MESSAGE: send_message,
     TaskName.REJOIN: rejoin,
     TaskName.CHECK_CONNECTION: check_connection,
+    TaskName.DELIVER_WEBHOOK: deliver_webhook,
 }

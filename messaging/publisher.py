@@ -23,6 +23,9 @@ under everyone else's publishes.
 
 A task that runs again publishes again, under the same message ids (messaging.rerun_identity),
 so participants' outboxes drop the copies.
+
+A message that is also an event for the application's backend (participantJoined, say) is then
+queued for its webhook receivers (messaging.webhook_events.relay; nothing without WEBHOOK_URLS).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from functools import partial
 
 from kombu import Connection, Producer
 
-from messaging import rerun_identity, topology
+from messaging import rerun_identity, topology, webhook_events
 from messaging.messages import Message
 from messaging.rerun_identity import TaskScope
 from settings import Settings
@@ -66,10 +69,12 @@ class Publisher:
     # -- publishing --------------------------------------------------------------------------
     def to_session(self, session_id: str, message: Message) -> None:
         self._publish(message, topology.broadcast_exchange(self.settings).name, session_id)
+        webhook_events.relay(self.settings, session_id, None, message)
 
     def to_participant(self, session_id: str, participant_id: str, message: Message) -> None:
         queue = topology.participant_queue(self.settings, session_id, participant_id)
         self._publish(message, "", queue.name)
+        webhook_events.relay(self.settings, session_id, participant_id, message)
 
     def _publish(self, message: Message, exchange: str, routing_key: str) -> None:
         body = json.dumps(message, separators=(",", ":"))

@@ -13,6 +13,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("run", help="run the whole service in the foreground (what `make run` does)")
     worker = sub.add_parser("worker", help="run one Celery worker consuming every shard queue")
     worker.add_argument("--name", default="worker1")
+    webhooks = sub.add_parser("webhooks", help="run the webhook worker (delivers WEBHOOK_URLS events)")
+    webhooks.add_argument("--name", default="webhooks")
     web = sub.add_parser("web", help="run the web tier under gunicorn with gevent")
     web.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)))
     emulator = sub.add_parser("emulator", help="run the KMS emulator")
@@ -41,6 +43,8 @@ def _command_line(args: argparse.Namespace) -> list[str]:
             "-n",
             f"{args.name}@%h",
         ]
+    if args.command == "webhooks":
+        return processes.webhook_worker_argv(dict(os.environ), args.name)
     if args.command == "web":
         gunicorn = str(processes.BIN / "gunicorn")
         bind = f"127.0.0.1:{args.port}"

@@ -174,6 +174,34 @@ def start_worker(
     return spawn(name, argv, env, log_dir)
 
 
+def webhook_queue_name(env: dict[str, str]) -> str:
+    return f"{env.get('SIGNALING_PREFIX', 'signaling')}.webhooks"
+
+
+def webhook_worker_argv(env: dict[str, str], name: str) -> list[str]:
+    """The webhook worker: its own process on the webhook queue only (media_tasks.webhook_app)."""
+    return [
+        PYTHON,
+        "-m",
+        "celery",
+        "-A",
+        "media_tasks.webhook_app",
+        "worker",
+        "--loglevel",
+        "INFO",
+        "-Q",
+        webhook_queue_name(env),
+        "-n",
+        f"{name}@%h",
+        "--without-mingle",
+        "--without-gossip",
+    ]
+
+
+def start_webhook_worker(env: dict[str, str], log_dir: Path, name: str = "webhooks") -> ManagedProcess:
+    return spawn(name, webhook_worker_argv(env, name), env, log_dir)
+
+
 def start_web(
     env: dict[str, str], log_dir: Path, port: int | None = None, name: str = "web", processes: int = 1
 ) -> ManagedProcess:

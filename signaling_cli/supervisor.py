@@ -1,9 +1,10 @@
 """`signaling run`: the whole service on embedded defaults, in the foreground.
 
 Starts what is not configured from outside (nx-27017 unless MONGODB_URI, KMS emulators unless
-KMS_URLS), then WORKERS Celery workers, the gevent web tier on PORT and Flower; Ctrl-C stops
-everything it started. A child that dies is reported and the rest is stopped too. Its data,
-logs and metrics files live under SIGNALING_RUN_DIR (./var).
+KMS_URLS), then WORKERS Celery workers (and the webhook worker when WEBHOOK_URLS is set), the
+gevent web tier on PORT and Flower; Ctrl-C stops everything it started. A child that dies is
+reported and the rest is stopped too. Its data, logs and metrics files live under
+SIGNALING_RUN_DIR (./var).
 """
 
 from __future__ import annotations
@@ -67,6 +68,10 @@ def _start_service(env: dict[str, str], var: Path, log_dir: Path, started: list[
         worker_env = {**env, "WORKER_METRICS_PORT": str(first_metrics_port + index)}
         started.append(processes.start_worker(worker_env, log_dir, name=f"worker{index + 1}"))
     _say(f"{workers} Celery worker process(es), metrics on ports {first_metrics_port}+")
+    if env.get("WEBHOOK_URLS"):
+        webhook_env = {**env, "WORKER_METRICS_PORT": str(first_metrics_port + workers)}
+        started.append(processes.start_webhook_worker(webhook_env, log_dir))
+        _say(f"webhook worker for WEBHOOK_URLS, metrics on port {first_metrics_port + workers}")
     port = _env_int(env, "PORT", 8000)
     # Several gunicorn processes share their metrics through files in one directory.
     metrics_dir = var / "metrics"

@@ -48,6 +48,7 @@ VARIANTS = {
     "emulator": EMULATOR,
     "external-kms": {"kms": {"enabled": False, "externalUrls": ["ws://kms-a:8888/kurento", "ws://kms-b:8888/kurento"]}},
     "flower-auth": {"flower": {"basicAuthSecret": "flower-auth"}},
+    "webhooks": {"settings": {"webhookUrls": "https://a.example/hooks,https://b.example/hooks"}},
 }
 
 
@@ -330,6 +331,21 @@ def test_existing_secrets():
     assert refs["MONGODB_URI"] == {"name": "db-uri", "key": "MONGODB_URI"}
     assert refs["SECRET_KEY"] == {"name": "signaling-keys", "key": "SECRET_KEY"}
     assert refs["SIGNALING_API_KEYS"] == {"name": "signaling-keys", "key": "SIGNALING_API_KEYS"}
+
+
+def test_webhook_worker_only_with_receivers_and_only_on_its_queue(default_render):
+    assert "signaling-webhooks" not in [name for _, name in default_render.kinds()]
+    rendered = render({"settings": {"webhookUrls": "https://a.example/hooks", "signalingPrefix": "acme"}})
+    (webhooks,) = containers(rendered, "Deployment", "signaling-webhooks")
+    command = webhooks["command"]
+    assert command[:4] == ["celery", "-A", "media_tasks.webhook_app", "worker"]
+    assert command[command.index("-Q") + 1] == "acme.webhooks"
+    assert env_of(webhooks)["WEBHOOK_SECRET"]["valueFrom"]["secretKeyRef"] == {
+        "name": "signaling",
+        "key": "WEBHOOK_SECRET",
+        "optional": True,
+    }
+    assert rendered.get("ConfigMap", "signaling")["data"]["WEBHOOK_URLS"] == "https://a.example/hooks"
 
 
 def test_flower(default_render):

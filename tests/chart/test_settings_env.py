@@ -9,10 +9,10 @@ from dataclasses import fields
 import settings as service_settings
 from media_tasks.kms_discovery import media_servers
 
-from .conftest import load_values
+from .conftest import load_values, render
 
 # Variables that carry credentials come from Secrets, not from `settings` in values.yaml.
-FROM_SECRETS = {"RABBITMQ_URL", "MONGODB_URI", "SIGNALING_API_KEYS", "SECRET_KEY"}
+FROM_SECRETS = {"RABBITMQ_URL", "MONGODB_URI", "SIGNALING_API_KEYS", "SECRET_KEY", "WEBHOOK_SECRET"}
 # Derived by the chart from the kms.* values (external URLs, or the headless Service's name).
 DERIVED = {"KMS_URLS", "KMS_DISCOVERY_DNS"}
 # Hooks for fault tests only: never deployed.
@@ -44,8 +44,12 @@ def test_configmap_renders_each_setting_under_its_variable(default_render):
 
 def test_every_service_container_gets_every_variable(default_render):
     configmap_keys = set(default_render.get("ConfigMap", "signaling")["data"])
-    for name in ("signaling-web", "signaling-worker", "signaling-flower"):
-        (container,) = default_render.get("Deployment", name)["spec"]["template"]["spec"]["containers"]
+    webhooks = render({"settings": {"webhookUrls": "https://backend.example/hooks"}})
+    for rendered, name in [
+        *((default_render, n) for n in ("signaling-web", "signaling-worker", "signaling-flower")),
+        (webhooks, "signaling-webhooks"),
+    ]:
+        (container,) = rendered.get("Deployment", name)["spec"]["template"]["spec"]["containers"]
         provided = set(configmap_keys) | {e["name"] for e in container["env"]}
         assert env_names() <= provided, (name, env_names() - provided)
 
@@ -67,3 +71,5 @@ def test_settings_py_parses_the_rendered_environment(default_render):
     # Closed by default: the chart generated one API key.
     assert parsed.api_keys == (environ["SIGNALING_API_KEYS"],) and parsed.secret_key == environ["SECRET_KEY"]
     assert parsed.rabbitmq_url.startswith("amqp://") and "replicaSet=rs0" in parsed.mongodb_uri
+    # Generated like SECRET_KEY, for the receivers to verify signatures with.
+    assert len(parsed.webhook_secret) == 48 and parsed.webhook_urls == ()

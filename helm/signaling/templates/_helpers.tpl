@@ -147,6 +147,13 @@ app.kubernetes.io/component: {{ .component }}
     secretKeyRef:
       name: {{ include "signaling.appSecretName" . }}
       key: SECRET_KEY
+- name: WEBHOOK_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "signaling.appSecretName" . }}
+      key: WEBHOOK_SECRET
+      # An existingSecret from before webhooks may not have it.
+      optional: true
 {{- end -}}
 
 {{/* Pod annotations that roll the pods when their configuration changes. */}}
