@@ -28,13 +28,13 @@ One JSON object per frame, `{"command": name, ...}`; the answer is `{"ok": true,
   injected), and `connections`, the number of client sockets accepted; tests check the wire
   format of a client with these.
 - `withholdResponses {operation}`: from now on, an `invoke` of that operation (or a request of that
-  method, e.g. `transaction`) runs but is never answered, as by a KMS that stalls; other requests
-  on the same socket are answered as usual.
+  method, e.g. `transaction`), and a transaction carrying one, runs but is never answered, as by a
+  KMS that stalls; other requests on the same socket are answered as usual.
 - `failOperation {operation, code, message?, count?, type?}`: the next `count` (default 1) requests
-  of that operation are answered with the JSON-RPC error `code` without running, as by a KMS whose
-  element fails. `operation` names an `invoke` operation (`processOffer`) or a method (`create`);
-  `type` restricts `create` to one element type (`WebRtcEndpoint`). Lets tests drive the
-  service's handling of errors it does not map.
+  of that operation, also operations of a transaction, are answered with the JSON-RPC error `code`
+  without running, as by a KMS whose element fails. `operation` names an `invoke` operation
+  (`processOffer`) or a method (`create`); `type` restricts `create` to one element type
+  (`WebRtcEndpoint`). Lets tests drive the service's handling of errors it does not map.
 """
 
 from __future__ import annotations
@@ -68,16 +68,20 @@ class ControlRecord:
         """Records a decoded request before it runs; False when its response must be withheld."""
         self.requests.append(copy.deepcopy(request))
         params = request.get("params")
-        method = request.get("method")
-        operation = params.get("operation") if method == "invoke" and isinstance(params, dict) else method
-        return operation not in self.withheld
+        carried = {op_name(request)}
+        if request.get("method") == "transaction" and isinstance(params, dict):
+            # A KMS stalling on one operation never answers the transaction that carries it.
+            operations = params.get("operations")
+            carried |= (
+                {op_name(op) for op in operations if isinstance(op, dict)} if isinstance(operations, list) else set()
+            )
+        return not carried & self.withheld
 
     def injected_failure(self, request: dict[str, Any]) -> RpcError | None:
         """The error a `failOperation` set up for this request (one of its `count` used), else None."""
         params = request.get("params")
         params = params if isinstance(params, dict) else {}
-        method = request.get("method")
-        operation = params.get("operation") if method == "invoke" else method
+        operation = op_name(request)
         for failure in self.failing:
             if failure.operation == operation and failure.type in (None, params.get("type")):
                 failure.remaining -= 1
@@ -85,6 +89,13 @@ class ControlRecord:
                     self.failing.remove(failure)
                 return RpcError(failure.code, failure.message)
         return None
+
+
+def op_name(request: dict[str, Any]) -> str | None:
+    """What `withholdResponses` and `failOperation` name: an `invoke`'s operation, else the method."""
+    params = request.get("params")
+    method = request.get("method")
+    return params.get("operation") if method == "invoke" and isinstance(params, dict) else method
 
 
 @dataclass

@@ -349,6 +349,10 @@ class Emulator:
             except RpcError as error:
                 responses.append({**protocol.error_response(index, error), "id": index})
                 break
+            injected = None if self.control is None else self.control.injected_failure(decoded)
+            if injected is not None:
+                responses.append({**protocol.error_response(index, injected), "id": index})
+                break
             response = await self.process(None, decoded, cache=False, transaction=True)
             responses.append({**response, "id": index})
             if "error" in response:

@@ -7,6 +7,7 @@ from kurento.exceptions import (
     KurentoError,
     KurentoUnavailable,
     ObjectNotFound,
+    RequestNotSent,
 )
 from kurento.objects import MediaElement, MediaObject, MediaPipeline, ServerManager, WebRtcEndpoint
 from kurento.pool import get_client
@@ -24,6 +25,7 @@ __all__ = [
     "MediaPipeline",
     "NewRef",
     "ObjectNotFound",
+    "RequestNotSent",
     "ServerManager",
     "Transaction",
     "WebRtcEndpoint",

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kurento import jsonrpc
-from kurento.exceptions import InvalidSession, KurentoError, KurentoUnavailable
+from kurento.exceptions import InvalidSession, KurentoError, KurentoUnavailable, RequestNotSent
 from kurento.objects import (
     SERVER_MANAGER_ID,
     MediaObject,
@@ -194,13 +194,16 @@ class KurentoClient:
     ) -> dict[str, Any]:
         deadline = time.monotonic() + (self.request_timeout if timeout is None else timeout)
         while True:
-            transport = self._ensure_connected(deadline)
+            try:
+                transport = self._ensure_connected(deadline)
+            except KurentoUnavailable as exc:
+                raise RequestNotSent(exc.message) from exc
             try:
                 return self._call(transport, method, params, deadline, on_result=on_result, requests=requests)
             except _SendFailed:
                 # The socket died before the frame left: nothing ran on the server, so wait for the next one.
                 if time.monotonic() >= deadline:
-                    raise KurentoUnavailable("Request has timed out") from None
+                    raise RequestNotSent("Request has timed out") from None
 
     def wait_events_dispatched(self, timeout: float = 10.0) -> bool:
         """Returns once the callbacks of every event received so far have run (False on timeout).
@@ -320,6 +323,15 @@ class KurentoClient:
         """
         listener = self._add_listener(object_id, event_type, callback)
         return lambda: self._remove_listener(listener)
+
+    def forget_object(self, object_id: str) -> None:
+        """Drop the local event routes of a released object and of its children (Kurento names a
+        child "<parent id>/<own id>"): KMS sends them no more events, and a long-running process
+        would otherwise keep every route it ever added."""
+        children = f"{object_id}/"
+        with self._lock:
+            for key in [k for k in self._listeners if k[0] == object_id or k[0].startswith(children)]:
+                del self._listeners[key]
 
     def close(self) -> None:
         """Close the socket and stop all threads; pending and later requests fail."""
@@ -750,7 +762,7 @@ class _Adoption:
             return first
 
 
-class _SendFailed(KurentoUnavailable):
+class _SendFailed(RequestNotSent):
     """The frame never left because the socket was already gone; safe to resend."""
 
     def __init__(self) -> None:

@@ -58,3 +58,10 @@ class KurentoUnavailable(KurentoError):
         super().__init__(None, message)
         # Keep args matching __init__ so the exception survives pickling (Celery result backends).
         self.args = (message,)
+
+
+class RequestNotSent(KurentoUnavailable):
+    """The request never left (no connection until its deadline): nothing of it ran on the server.
+
+    Any other KurentoUnavailable of a request may come after KMS received it (and ran some of it).
+    """

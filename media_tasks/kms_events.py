@@ -46,8 +46,14 @@ def event_handlers(
     (connection_watch.Watch). `fresh`: an endpoint just created, stored healthy; a relay taken
     over from a dead worker does not know whether that worker saw it fail.
     """
-    publisher = get_publisher(settings)
     watch = connection_watch.Watch(_reference(endpoint), maybe_failing=not fresh)
+    return _handlers(settings, session_id, participant_id, stream, watch)
+
+
+def _handlers(
+    settings: Settings, session_id: str, participant_id: str, stream: str, watch: connection_watch.Watch
+) -> dict[str, Callable[[dict], None]]:
+    publisher = get_publisher(settings)
     schedule = _schedule_check(settings, session_id, participant_id, stream)
 
     def on_candidate(data: dict) -> None:
@@ -72,14 +78,37 @@ def _reference(endpoint: kurento.MediaObject | str) -> str:
     return endpoint if isinstance(endpoint, str) else f"{endpoint.client.url}#{endpoint.id}"
 
 
-def relay_endpoint_events(
-    settings: Settings, endpoint: kurento.WebRtcEndpoint, session_id: str, participant_id: str, stream: str
-) -> None:
-    """Subscribes before gatherCandidates is called, so no candidate event can be missed.
+# Names no stored endpoint: the connection watch's conditional writes match nothing until the
+# endpoint is named, as they would with its real name before the claim stores it.
+UNNAMED = "(being created)"
 
-    All event types in one round trip to the media server.
-    """
-    endpoint.subscribe_many(event_handlers(settings, session_id, participant_id, stream, endpoint))
+
+class EndpointRelay:
+    """The events of an endpoint a transaction creates, relayed from its first event on."""
+
+    def __init__(self, watch: connection_watch.Watch) -> None:
+        self._watch = watch
+
+    def created(self, endpoint: kurento.MediaObject) -> None:
+        """After the commit: the connection watch's writes now concern this endpoint."""
+        self._watch.endpoint = _reference(endpoint)
+
+
+def relay_endpoint_events(
+    settings: Settings,
+    transaction: kurento.Transaction,
+    endpoint: kurento.NewRef,
+    session_id: str,
+    participant_id: str,
+    stream: str,
+) -> EndpointRelay:
+    """Adds the subscriptions to the transaction that creates `endpoint`, so that every event type
+    is subscribed before gatherCandidates is called (no candidate event missed) at no round trip
+    of its own; call `created` on the result once the transaction is committed."""
+    watch = connection_watch.Watch(UNNAMED)
+    for event_type, handler in _handlers(settings, session_id, participant_id, stream, watch).items():
+        transaction.subscribe(endpoint, event_type, handler)
+    return EndpointRelay(watch)
 
 
 def listen_endpoint_events(

@@ -130,3 +130,7 @@ def release_quietly(media_object: kurento.MediaObject | None) -> None:
         media_object.release()
     except kurento.KurentoError as exc:
         log.info("release of %s failed: %s", getattr(media_object, "id", media_object), exc)
+    finally:
+        # Whatever the outcome, nothing here wants its events any more (the orphan sweep releases
+        # what a failed release left).
+        media_object.client.forget_object(media_object.id)

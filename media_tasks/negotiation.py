@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import kurento
+from kurento import jsonrpc
 from media_tasks import kms_sessions
 from media_tasks.kms_events import relay_endpoint_events
 from media_tasks.kms_pool import ensure_pipeline, pipeline_of, release_quietly
@@ -52,9 +53,9 @@ def process_offer(
     settings: Settings, session_id: str, participant_id: str, stream: str, sdp: str, request_id: str
 ) -> None:
     """Answers an offer. The usual cost: one read of the endpoint records, one write claiming the
-    new endpoint with its answer, one operation on the participant(s), and two KMS round trips
-    (create, subscribe, connect and processOffer; then gatherCandidates and the release of the
-    endpoint it replaces). A first publish also reads the session's pipeline.
+    new endpoint with its answer, one operation on the participant(s), and two KMS transactions
+    (create, subscribe, connect and processOffer; then the candidates that waited, gatherCandidates
+    and the release of the endpoint it replaces). A first publish also reads the session's pipeline.
 
     No check that the participant is still joined before the work: the web tier checked it when
     it accepted the offer, and the check after the claim releases the endpoint of one who left
@@ -124,7 +125,8 @@ def _proxy(stored: str) -> kurento.WebRtcEndpoint:
 def _negotiate(
     offer: Offer, known_element: str | None, source: kurento.WebRtcEndpoint | None, own: NegotiationState | None
 ) -> tuple[kurento.WebRtcEndpoint, str]:
-    """A fresh endpoint with its events relayed, fed by `source` (a subscription), and its answer.
+    """A fresh endpoint with its events relayed, fed by `source` (a subscription), and its answer:
+    one KMS transaction (create, subscribe, connect, processOffer), one round trip.
 
     The pipeline comes from an element stored in it (the endpoint a re-offer replaces, or the
     publisher's), else from the session (a first publish).
@@ -133,24 +135,13 @@ def _negotiate(
     if pipeline is None:
         pipeline = ensure_pipeline(offer.settings, offer.session_id)
     try:
-        endpoint = pipeline.create_webrtc_endpoint()
-    except kurento.ObjectNotFound:
-        if known_element is None:
+        return _negotiate_on(offer, pipeline, source, own)
+    except kurento.ObjectNotFound as exc:
+        if known_element is None or exc.failed_index != 0:
             raise
         # That pipeline is gone (the session closed, or its media server was replaced): the
         # session says what holds now, or that it is over (SessionGone).
-        endpoint = ensure_pipeline(offer.settings, offer.session_id).create_webrtc_endpoint()
-    kms_sessions.register_own(endpoint.client)
-    try:
-        relay_endpoint_events(offer.settings, endpoint, offer.session_id, offer.participant_id, offer.stream)
-        if source is not None:
-            source.connect(endpoint)
-    except kurento.KurentoUnavailable:
-        raise  # retried; the orphan sweep releases the endpoint if the media server kept it
-    except kurento.KurentoError:
-        release_quietly(endpoint)
-        raise
-    return endpoint, _process_offer(offer, endpoint, own)
+        return _negotiate_on(offer, ensure_pipeline(offer.settings, offer.session_id), source, own)
 
 
 PROCESS_OFFER_CUT_OFF = (
@@ -160,13 +151,25 @@ PROCESS_OFFER_CUT_OFF = (
 )
 
 
-def _process_offer(offer: Offer, endpoint: kurento.WebRtcEndpoint, own: NegotiationState | None) -> str:
+def _negotiate_on(
+    offer: Offer, pipeline: kurento.MediaPipeline, source: kurento.WebRtcEndpoint | None, own: NegotiationState | None
+) -> tuple[kurento.WebRtcEndpoint, str]:
+    tx = pipeline.client.transaction()
+    created = tx.create("WebRtcEndpoint", media_pipeline=pipeline)
+    relay = relay_endpoint_events(offer.settings, tx, created, offer.session_id, offer.participant_id, offer.stream)
+    if source is not None:
+        tx.invoke(source, "connect", sink=created)
+    answer = tx.invoke(created, "processOffer", offer=offer.sdp)
     try:
-        return endpoint.process_offer(offer.sdp)
+        tx.commit()
+    except kurento.RequestNotSent:
+        raise  # nothing ran: retried like any unavailability
     except kurento.KurentoUnavailable as exc:
-        # Not retried like other unavailability: the same SDP may crash the server again, and
-        # every media server would then be tried in turn. The client decides. Recorded so that a
-        # redelivery repeats the error; the endpoint, never stored, is left to the orphan sweep.
+        # KMS had the transaction, processOffer in it, when the connection died or it stopped
+        # answering. Not retried like other unavailability: the same SDP may crash the server
+        # again, and every media server would then be tried in turn. The client decides. Recorded
+        # so that a redelivery repeats the error; the endpoint, if created, is left to the orphan sweep.
+        kms_sessions.register_own(pipeline.client)
         Endpoint.record_failed_offer(
             offer.participant_id,
             offer.stream,
@@ -176,10 +179,15 @@ def _process_offer(offer: Offer, endpoint: kurento.WebRtcEndpoint, own: Negotiat
         )
         raise NegotiationRefused(*PROCESS_OFFER_CUT_OFF) from exc
     except kurento.KurentoError as exc:
-        release_quietly(endpoint)
-        if exc.code in (40200, 40201, 40205, 40001):
+        if exc.failed_index:  # the endpoint was created: nothing is rolled back
+            release_quietly(kurento.WebRtcEndpoint(pipeline.client, exc.completed[created.index]))
+        if exc.failed_index == answer.index and exc.code in (40200, 40201, 40205, 40001):
             raise NegotiationRefused(400, f"the media server refused the offer: {exc.message}") from exc
         raise
+    endpoint = tx.resolve(created, kurento.WebRtcEndpoint)
+    relay.created(endpoint)
+    kms_sessions.register_own(endpoint.client)
+    return endpoint, str(tx.value(answer))
 
 
 def _deliver(
@@ -224,22 +232,29 @@ def _deliver(
 def _start_gathering(
     offer: Offer, endpoint: kurento.WebRtcEndpoint, pending: list[dict[str, Any]], replaced: str | None
 ) -> None:
-    # Remote candidates before gathering: KMS 6 stalled when they came after it (Kurento/bugtracker#539).
-    # Their own round trip: KMS may run the requests of one batch in any order.
-    _apply_quietly(offer.participant_id, offer.stream, endpoint, pending)
-    calls: list[tuple[str, dict[str, Any] | None]] = [
-        ("invoke", {"object": endpoint.id, "operation": "gatherCandidates"})
-    ]
+    """One transaction: the candidates that waited, gatherCandidates, the release of the replaced
+    endpoint. KMS runs a transaction's operations in order (a pipelined batch it may not), and
+    remote candidates must come first: KMS 6 stalled when they came after gathering
+    (Kurento/bugtracker#539). The release goes last, so its failure skips nothing."""
+    tx = endpoint.client.transaction()
+    for candidate, sdp_mid, index in _wire_candidates(pending):
+        tx.invoke(endpoint, "addIceCandidate", candidate=jsonrpc.ice_candidate(candidate, sdp_mid, index))
+    gathering = tx.invoke(endpoint, "gatherCandidates")
     old = _proxy(replaced) if replaced else None
     if old is not None and old.client is endpoint.client:
-        calls.append(("release", {"object": old.id}))
+        tx.release(old)
+    try:
+        tx.commit()
+    except kurento.KurentoUnavailable:
+        raise  # the orphan sweep releases what the media server kept
+    except kurento.KurentoError as exc:
+        if exc.failed_index is None or exc.failed_index <= gathering.index:
+            release_quietly(old)  # skipped with the rest
+            raise
+        log.info("release of %s failed: %s", replaced, exc)
+    if old is not None and old.client is endpoint.client:
+        old.client.forget_object(old.id)
         old = None
-    gathered, *released = endpoint.client.request_many(calls)
-    if isinstance(gathered, kurento.KurentoError):
-        raise gathered
-    for failed in released:
-        if isinstance(failed, kurento.KurentoError):
-            log.info("release of %s failed: %s", replaced, failed)
     release_quietly(old)  # on another media server: its own round trip
 
 
@@ -298,12 +313,16 @@ def _finish_legacy_claim(offer: Offer, endpoint: kurento.WebRtcEndpoint) -> None
     endpoint.gather_candidates()
 
 
-def _apply_candidates(endpoint: kurento.WebRtcEndpoint, candidates: list[dict[str, Any]]) -> None:
-    wire = [
+def _wire_candidates(candidates: list[dict[str, Any]]) -> list[tuple[str, str, int]]:
+    return [
         (c["candidate"], c.get("sdpMid") or "", int(c.get("sdpMLineIndex") or 0))
         for c in candidates
         if c.get("candidate")
     ]  # an empty one is the end-of-candidates marker
+
+
+def _apply_candidates(endpoint: kurento.WebRtcEndpoint, candidates: list[dict[str, Any]]) -> None:
+    wire = _wire_candidates(candidates)
     if wire:
         endpoint.add_ice_candidates(wire)
 

@@ -16,7 +16,7 @@ import pytest
 from tests.conftest import Stack, read_fixture, stack_env, start_stack
 from tests.support.api import Api, Member
 from tests.support.emulator import EmulatorProcess
-from tests.support.emulator_control import control, drop_connections
+from tests.support.emulator_control import control, count_operations, drop_connections
 from tests.support.rabbit import create_vhost, delete_vhost
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -48,11 +48,7 @@ def joined(stack: Stack) -> Member:
 
 
 def requests_of(kms: EmulatorProcess, operation: str) -> int:
-    return sum(
-        1
-        for request in control(kms.url, "requests")["requests"]
-        if (request.get("params") or {}).get("operation") == operation
-    )
+    return count_operations(control(kms.url, "requests")["requests"], operation)
 
 
 def test_process_offer_failing_with_an_unmapped_code_ends_in_error(failing_stack, kms) -> None:

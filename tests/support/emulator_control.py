@@ -42,3 +42,16 @@ def remote_candidates(kms_url: str, object_id: str) -> list[dict[str, Any]]:
 def raise_event(kms_url: str, object_id: str, event_type: str, data: dict[str, Any]) -> int:
     """Raises a Kurento event on an object; returns how many KMS sessions it was delivered to."""
     return int(control(kms_url, "raiseEvent", object=object_id, type=event_type, data=data)["delivered"])
+
+
+def count_operations(requests: list[dict[str, Any]], operation: str) -> int:
+    """How many of `requests` (the emulator's `requests`) are `operation` (an invoke's operation,
+    else a method), the operations of transactions included."""
+    count = 0
+    for request in requests:
+        params = request.get("params") or {}
+        carried = params.get("operations") if request.get("method") == "transaction" else None
+        for op in carried if isinstance(carried, list) else [request]:
+            op_params = op.get("params") or {}
+            count += (op_params.get("operation") if op.get("method") == "invoke" else op.get("method")) == operation
+    return count

@@ -18,6 +18,7 @@ from kurento import (
     MediaObject,
     MediaPipeline,
     ObjectNotFound,
+    RequestNotSent,
     WebRtcEndpoint,
 )
 from tests.support.emulator import InProcessEmulator
@@ -392,3 +393,34 @@ def test_request_in_flight_when_the_socket_drops_fails(kms: InProcessEmulator, c
     caller.join(5)
     assert [str(exc) for exc in outcome] == ["Connection lost"]
     assert pipeline.invoke("getId") == pipeline.id  # and the client carries on after reconnecting
+
+
+def test_forget_object_drops_the_routes_of_an_object_and_its_children(
+    kms: InProcessEmulator, client: KurentoClient
+) -> None:
+    pipeline = client.create_pipeline()
+    released, kept = pipeline.create_webrtc_endpoint(), client.create_pipeline().create_webrtc_endpoint()
+    received: list[Any] = []
+    released.subscribe_many({EVENT_A: received.append, EVENT_B: received.append})
+    kept.subscribe(EVENT_A, received.append)
+    pipeline.subscribe("Error", received.append)
+    pipeline.release()
+    client.forget_object(pipeline.id)  # the endpoint went with its pipeline: its routes too
+    assert {object_id for object_id, _ in client._listeners} == {kept.id}
+    client.forget_object(kept.id)
+    assert client._listeners == {}
+
+
+def test_a_request_that_never_left_says_so(kms: InProcessEmulator) -> None:
+    unreachable = KurentoClient("ws://127.0.0.1:9/kurento", request_timeout=1.0)
+    with pytest.raises(RequestNotSent):
+        unreachable.create_pipeline()
+    unreachable.close()
+    # Sent, then unanswered until the deadline: KMS may have run it.
+    client = KurentoClient(kms.url, request_timeout=0.3)
+    pipeline = client.create_pipeline()
+    kms.control("withholdResponses", operation="getName")
+    with pytest.raises(KurentoUnavailable) as timed_out:
+        pipeline.invoke("getName")
+    assert not isinstance(timed_out.value, RequestNotSent)
+    client.close()

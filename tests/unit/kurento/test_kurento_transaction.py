@@ -97,6 +97,20 @@ def test_a_failing_operation_raises_its_own_error_with_what_ran_before(client: K
     assert (copy.code, copy.failed_index, copy.completed) == (40208, 2, [created, answer])
 
 
+def test_the_emulator_injects_failures_into_a_transactions_operations(
+    kms: InProcessEmulator, client: KurentoClient
+) -> None:
+    pipeline = client.create_pipeline()
+    kms.control("failOperation", operation="processOffer", code=40999, message="element crashed")
+    tx = client.transaction()
+    ep = tx.create("WebRtcEndpoint", mediaPipeline=pipeline)
+    tx.invoke(ep, "processOffer", offer=OFFER)
+    with pytest.raises(KurentoError) as caught:
+        tx.commit()
+    assert (caught.value.code, caught.value.failed_index) == (40999, 1)
+    assert kms.control("endpoint", object=caught.value.completed[0])["negotiated"] is False
+
+
 def test_an_unknown_object_fails_like_a_single_request(client: KurentoClient) -> None:
     tx = client.transaction()
     tx.invoke("nope_kurento.MediaPipeline", "getName")

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
+import kurento
 from media_tasks import negotiation
 from models import PUBLISH, Endpoint
 from settings import Settings
 from tests.support.emulator import InProcessEmulator
+from tests.support.emulator_control import count_operations
 from tests.unit.media.conftest import RecordingPublisher, endpoint_id, new_participant, new_session
 
 pytestmark = pytest.mark.timeout(30)
@@ -54,6 +56,12 @@ def test_candidates_before_the_endpoint_wait_for_it_and_after_go_straight_to_it(
     negotiation.process_offer(settings, session.id, alice.id, PUBLISH, OFFER, "r1")
     first_id = endpoint_id(alice.id, PUBLISH)
     assert received_candidates(kms, first_id) == [early[0]["candidate"]]
+    # Before gathering, in the same transaction (KMS runs its operations in order).
+    gathering = [r for r in kms.requests if r["method"] == "transaction" and first_id in str(r)][-1]
+    assert [op["params"].get("operation") for op in gathering["params"]["operations"]] == [
+        "addIceCandidate",
+        "gatherCandidates",
+    ]
     negotiation.add_candidates(settings, session.id, alice.id, PUBLISH, late)
     assert received_candidates(kms, first_id) == [early[0]["candidate"], late[0]["candidate"]]
 
@@ -70,6 +78,9 @@ def test_a_reoffer_replaces_the_endpoint_and_releases_the_old_one(
     assert second != first
     assert [m["request_id"] for _, _, m in published.of_type("sdpAnswer")] == ["r1", "r2"]
     assert kms.emulator.registry.get(first) is None and kms.emulator.registry.get(second) is not None
+    # Its event routes went with it: a long-running worker keeps none of released endpoints.
+    routed = {object_id for object_id, _ in kurento.get_client(kms.url)._listeners}
+    assert first not in routed and second in routed
     # Announced once: the second offer does not publish the stream again.
     assert len(published.of_type("streamPublished")) == 1
 
@@ -178,9 +189,7 @@ def test_a_rerun_of_the_claiming_task_resends_the_stored_answer_and_another_task
     first_id = endpoint_id(alice.id, PUBLISH)
 
     def process_offers() -> int:
-        return sum(
-            1 for r in kms.control("requests")["requests"] if (r.get("params") or {}).get("operation") == "processOffer"
-        )
+        return count_operations(kms.requests, "processOffer")
 
     offers = process_offers()
     with publishing_for_task("task-1"):  # a redelivery of the same task
@@ -249,8 +258,7 @@ def test_an_offer_cut_off_during_process_offer_is_refused_again_on_redelivery(
         own.control("withholdResponses", operation="processOffer")
 
         def process_offers() -> int:
-            requests = own.control("requests")["requests"]
-            return sum(1 for r in requests if (r.get("params") or {}).get("operation") == "processOffer")
+            return count_operations(own.requests, "processOffer")
 
         def cut_when_sent() -> None:
             while process_offers() == 0:
