@@ -56,7 +56,7 @@ def deployment(
         )
         started.append(web)
         base = f"http://127.0.0.1:{web.port}"
-        _wait_ready(base)
+        _wait_ready(base, logs)
         yield base, {p.name: p for p in started}
     finally:
         for proc in reversed(started):
@@ -81,16 +81,23 @@ def _env(rabbitmq_url: str, mongo_uri: str, kms_url: str) -> dict[str, str]:
     }
 
 
-def _wait_ready(base: str, timeout: float = 60) -> None:
+def _wait_ready(base: str, logs: Path, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
+    last = "no answer"
     while time.monotonic() < deadline:
         try:
-            if requests.get(f"{base}/ready", timeout=5).status_code == 200:
+            answer = requests.get(f"{base}/ready", timeout=5)
+            if answer.status_code == 200:
                 return
-        except requests.RequestException:
-            pass
+            last = f"{answer.status_code} {answer.text[:500]}"
+        except requests.RequestException as exc:
+            last = repr(exc)
         time.sleep(0.3)
-    raise TimeoutError("the deployment did not become ready")
+    # Say why: the last readiness answer and the end of each process's log.
+    tails = "".join(
+        f"\n--- {log.name}\n" + log.read_text(errors="replace")[-1500:] for log in sorted(logs.glob("*.log"))
+    )
+    raise TimeoutError(f"the deployment did not become ready; /ready: {last}{tails}")
 
 
 def rss_mib(proc: processes.ManagedProcess) -> float:

@@ -37,7 +37,7 @@ def test_doctor_reports_a_healthy_deployment(stack):
 def test_doctor_names_what_is_broken_and_how_to_fix_it(stack):
     result = run_cli("doctor", env={**stack.env, "KMS_URLS": stack.env["KMS_URLS"] + ",ws://127.0.0.1:1/kurento"})
     assert result.returncode == 1
-    assert "FAIL kms ws://127.0.0.1:1/kurento: KurentoUnavailable" in result.stdout
+    assert "FAIL kms ws://127.0.0.1:1/kurento: RequestNotSent" in result.stdout
     assert "fix: Start Kurento" in result.stdout
 
 
