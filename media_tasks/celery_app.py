@@ -45,17 +45,7 @@ def run_as_worker(app: MediaCelery) -> None:
     logging.getLogger("celery.worker.strategy").setLevel(received_level)
     dispatch.use_app(settings, app)  # worker code enqueues through the worker's own app
 
-    @worker_process_init.connect(weak=False)
-    def _connect_after_fork(**_kwargs: Any) -> None:
-        connect_db(settings)
-
-    @after_setup_logger.connect(weak=False)
-    @after_setup_task_logger.connect(weak=False)
-    def _json_logs(logger: logging.Logger | None = None, **_kwargs: Any) -> None:
-        if settings.log_format == "json" and logger is not None:
-            from observability.logs import use_json_logs
-
-            use_json_logs(logger, logger.level or logging.INFO)
+    wire_worker_process(settings)
 
     @worker_ready.connect(weak=False)
     def _on_worker_ready(sender: Any = None, **_kwargs: Any) -> None:
@@ -67,3 +57,19 @@ def run_as_worker(app: MediaCelery) -> None:
         with app.connection_for_write() as conn:
             dead_letter_queue(settings)(conn.default_channel).declare()
         BackgroundLoop(settings).start()
+
+
+def wire_worker_process(settings: Settings) -> None:
+    """What every worker process needs, signaling or webhook: its database after a fork, JSON logs."""
+
+    @worker_process_init.connect(weak=False)
+    def _connect_after_fork(**_kwargs: Any) -> None:
+        connect_db(settings)
+
+    @after_setup_logger.connect(weak=False)
+    @after_setup_task_logger.connect(weak=False)
+    def _json_logs(logger: logging.Logger | None = None, **_kwargs: Any) -> None:
+        if settings.log_format == "json" and logger is not None:
+            from observability.logs import use_json_logs
+
+            use_json_logs(logger, logger.level or logging.INFO)

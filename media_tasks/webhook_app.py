@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from celery.signals import after_setup_logger, after_setup_task_logger, worker_process_init, worker_ready
+from celery.signals import worker_ready
 
-from media_tasks.celery_app import create_celery_app
+from media_tasks.celery_app import create_celery_app, wire_worker_process
 from media_tasks.routing import webhook_queue
 from models import connect_db
 from settings import load_settings
@@ -30,18 +30,7 @@ app.conf.worker_concurrency = settings.webhook_concurrency
 connect_db(settings)
 
 
-@worker_process_init.connect(weak=False)
-def _connect_after_fork(**_kwargs: Any) -> None:
-    connect_db(settings)
-
-
-@after_setup_logger.connect(weak=False)
-@after_setup_task_logger.connect(weak=False)
-def _json_logs(logger: logging.Logger | None = None, **_kwargs: Any) -> None:
-    if settings.log_format == "json" and logger is not None:
-        from observability.logs import use_json_logs
-
-        use_json_logs(logger, logger.level or logging.INFO)
+wire_worker_process(settings)
 
 
 @worker_ready.connect(weak=False)
