@@ -10,11 +10,13 @@ REFEREE := tests/referee
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+# The backend SDK (signaling_sdk/) is a package of its own; tests/sdk import it installed, as an application would.
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml signaling_sdk/pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
 	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m pip install -q --no-deps -e ./signaling_sdk
 	@touch $(STAMP)
 
 venv: $(STAMP) ## Create the virtualenv and install pinned dependencies
