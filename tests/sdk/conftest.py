@@ -82,7 +82,9 @@ class FakeService:
         self.thread.start()
 
     def answer(self, status: int = 200, body: Any = None, **headers: str) -> None:
-        self.script.append(Scripted(status, {} if body is None else body, {k.replace("_", "-"): v for k, v in headers.items()}))
+        self.script.append(
+            Scripted(status, {} if body is None else body, {k.replace("_", "-"): v for k, v in headers.items()})
+        )
 
     def drop(self) -> None:
         self.script.append(Scripted(action="drop"))
