@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from signaling_sdk.errors import WebhookSignatureError
 
@@ -32,6 +32,12 @@ EventType = Literal[
     "mediaServerLost",
     "connectionFailed",
 ]
+
+
+class Headers(Protocol):
+    """A request's headers: a dict, or a web framework's case-insensitive headers (Flask, Django, ...)."""
+
+    def get(self, key: str, /) -> str | None: ...
 
 
 @dataclass(frozen=True)
@@ -78,10 +84,10 @@ def parse_event(raw_body: bytes | str) -> WebhookEvent:
     )
 
 
-def verify_event(secret: str, raw_body: bytes, headers: Mapping[str, str] | str | None) -> WebhookEvent:
+def verify_event(secret: str, raw_body: bytes, headers: Headers | str | None) -> WebhookEvent:
     """The event of a webhook request whose signature checks out; WebhookSignatureError otherwise.
 
-    `headers` is the request's headers (any mapping; looked up case-insensitively) or the
+    `headers` is the request's headers (a framework's, or a dict with any case of the names) or the
     `X-Signaling-Signature` value itself. In Flask: `verify_event(SECRET, request.get_data(), request.headers)`."""
     header = headers if isinstance(headers, str) or headers is None else _header(headers, SIGNATURE_HEADER)
     if not verify_signature(secret, raw_body, header):
@@ -89,9 +95,8 @@ def verify_event(secret: str, raw_body: bytes, headers: Mapping[str, str] | str 
     return parse_event(raw_body)
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
+def _header(headers: Headers, name: str) -> str | None:
     value = headers.get(name)
-    if value is not None:
-        return value
-    wanted = name.lower()
-    return next((v for k, v in headers.items() if k.lower() == wanted), None)
+    if value is None and isinstance(headers, Mapping):  # a plain dict is case-sensitive
+        value = next((v for k, v in headers.items() if str(k).lower() == name.lower()), None)
+    return value
