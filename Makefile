@@ -36,8 +36,8 @@ run: venv rabbitmq ## Run the whole service in the foreground (Ctrl-C stops it)
 test: deps rabbitmq ## Run the whole test suite (unit, integration, media, referee)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-fast: deps rabbitmq ## Unit tests only
-	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+test-fast: deps rabbitmq ## Unit tests only (with the SDK's, which need no stack)
+	$(PY) -m pytest tests/unit tests/sdk -m "not integration and not slow" $(PYTEST_ARGS)
 
 lint: venv ## ruff check, format check and mypy (files and options in pyproject.toml)
 	$(VENV)/bin/ruff check .
