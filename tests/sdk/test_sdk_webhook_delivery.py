@@ -33,7 +33,8 @@ SECRET = "whsec-" + secrets.token_hex(8)
 def readme_backend(env: dict[str, str]) -> dict:
     """The README's example module, executed with its environment variables set: its namespace."""
     text = (ROOT / "signaling_sdk" / "README.md").read_text()
-    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    block = re.search(r"```python\n(.*?)```", text, re.S)
+    code = "\n" * text[: block.start(1)].count("\n") + block.group(1)  # tracebacks name README's lines
     namespace: dict = {"__name__": "readme_backend"}
     with mock.patch.dict(os.environ, env):
         exec(compile(code, "signaling_sdk/README.md", "exec"), namespace)  # noqa: S102 - our own example

@@ -120,7 +120,10 @@ class SignalingClient:
 
     # --- moderation and messages ----------------------------------------------------------------
     def remove_participant(self, session_id: str, participant_id: str) -> None:
-        """`DELETE /sessions/{sid}/participants/{pid}`: everyone gets participantLeft with reason "removed"."""
+        """`DELETE /sessions/{sid}/participants/{pid}`: everyone gets participantLeft with reason "removed".
+
+        Retried when no answer came; if the first attempt had removed it, the retry's refusal
+        (Conflict or NotFound) means it is gone all the same."""
         self._http.request("DELETE", f"/sessions/{_seg(session_id)}/participants/{_seg(participant_id)}")
 
     def send_message(
