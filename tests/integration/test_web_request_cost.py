@@ -224,7 +224,8 @@ def test_a_listing_page_costs_one_query(web: Web) -> None:
     assert first.status_code == 200 and len(first.get_json()["sessions"]) == 2
     assert COUNTER.take() == ["find"]  # one indexed find of limit + 1 (the +1 says whether a page follows)
     cursor = first.get_json()["next_cursor"]
-    after = web.client.get("/api/v1/sessions", query_string={"limit": 2, "state": "open", "cursor": cursor}, headers=KEY)
+    query = {"limit": 2, "state": "open", "cursor": cursor}
+    after = web.client.get("/api/v1/sessions", query_string=query, headers=KEY)
     assert after.status_code == 200
     assert COUNTER.take() == ["find"]
     assert_error(web.client.get("/api/v1/sessions", query_string={"cursor": "nonsense"}, headers=KEY), 422)
