@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 REFEREE := tests/referee
 
-.PHONY: help run test test-fast lint fmt bench venv deps rabbitmq clean
+.PHONY: help run test test-fast lint fmt bench venv deps rabbitmq coturn clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -30,10 +30,13 @@ deps: venv $(REFEREE)/node_modules/.installed ## Python and npm dependencies
 rabbitmq: ## Make sure a RabbitMQ broker answers (starts or installs it when needed)
 	@scripts/ensure_rabbitmq.sh
 
+coturn: ## Make sure coturn's turnserver is installed (the TURN test runs one; installs it when root)
+	@scripts/ensure_coturn.sh
+
 run: venv rabbitmq ## Run the whole service in the foreground (Ctrl-C stops it)
 	$(PY) -m signaling_cli run
 
-test: deps rabbitmq ## Run the whole test suite (unit, integration, media, referee)
+test: deps rabbitmq coturn ## Run the whole test suite (unit, integration, media, referee)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: deps rabbitmq ## Unit tests only (with the SDK's, which need no stack)

@@ -10,6 +10,7 @@ The leading worker (media_tasks.background) runs this every LIFETIME_SWEEP_S:
 - Idempotency records older than IDEMPOTENCY_TTL_S, and closed sessions and task-start records
   older than RETENTION_S, are deleted: by their TTL indexes on MongoDB (made here, models.retention)
   and by this sweep on the nx-27017 stand-in, which never applies TTL indexes.
+- Sessions stored before the listing existed get their place in it (Session.backfill_list_keys).
 - Participants that left RETENTION_S ago are deleted with their outbox entries (no TTL index: the
   entries must go with their participant, which MongoDB cannot cascade).
 
@@ -41,6 +42,7 @@ class SweepReport:
     task_starts: int = 0
     participants: int = 0
     outbox_entries: int = 0
+    list_keys: int = 0
 
 
 def close_empty_sessions(settings: Settings, now: float) -> list[str]:
@@ -104,6 +106,7 @@ class LifetimeSweeper:
         if db_reachable_for >= self.settings.empty_session_timeout_s:
             report.closed_sessions = close_empty_sessions(self.settings, now)
         purge_expired(self.settings, now, report)
+        report.list_keys = Session.backfill_list_keys()  # one indexed read once none is left
         if report.closed_sessions or report.sessions or report.participants or report.idempotency_records:
             log.info("lifetime sweep: %s", report)
         return report

@@ -209,12 +209,43 @@ PARTICIPANTS = [
     {"participant_id": BOB, "display_name": "Bob", "publishing": False, "state": "joined"},
 ]
 
+ICE_SERVERS = [
+    {"urls": ["stun:stun.example.org:3478"]},
+    {
+        "urls": ["turn:turn.example.org:3478?transport=udp", "turns:turn.example.org:5349"],
+        "username": f"1767312000:{BOB}",
+        "credential": "b7q6thdoVGuaFQmO1LmH6xfmmIs=",  # TURN_SECRET "example-secret"
+    },
+]
+
+ICE_SERVERS = [
+    {"urls": ["stun:stun.example.org:3478"]},
+    {
+        "urls": ["turn:turn.example.org:3478?transport=udp", "turns:turn.example.org:5349"],
+        "username": f"1767312000:{BOB}",
+        "credential": "b7q6thdoVGuaFQmO1LmH6xfmmIs=",  # TURN_SECRET "example-secret"
+    },
+]
+
 EXAMPLES = {
     "create_session": {"name": "Daily stand-up", "max_participants": 8},
     "session_created": {"session_id": SESSION_ID, "join_token": JOIN_TOKEN, "name": "Daily stand-up", "state": "open"},
     "session": {"session_id": SESSION_ID, "name": "Daily stand-up", "state": "open", "participants": PARTICIPANTS},
     "join": {"display_name": "Bob", "join_token": JOIN_TOKEN},
-    "joined": {"participant_id": BOB, "token": TOKEN, "participants": PARTICIPANTS},
+    "joined": {"participant_id": BOB, "token": TOKEN, "participants": PARTICIPANTS, "ice_servers": ICE_SERVERS},
+    "rejoined": {"ice_servers": ICE_SERVERS},
+    "session_list": {
+        "sessions": [
+            {
+                "session_id": SESSION_ID,
+                "name": "Daily stand-up",
+                "state": "open",
+                "participant_count": 2,
+                "created_at": "2026-01-01T09:00:00.000+00:00",
+            }
+        ],
+        "next_cursor": "MTc2NzI1ODAwMDAwMC42YTFmMGMyZTliN2Q0ZTVmYTNjOGQxYjJlNGY2MDc4OQ",
+    },
     "accepted": {},
     "offer": {"stream": "publish", "sdp": SDP_OFFER},
     "offer_accepted": {"request_id": REQUEST_ID},
@@ -225,8 +256,9 @@ EXAMPLES = {
             {"seq": 42, "type": "iceCandidate", "stream": "publish", "candidate": REMOTE_CANDIDATE},
             {"seq": 43, "type": "participantJoined", "participant_id": BOB, "display_name": "Bob"},
             {"seq": 44, "type": "message", "from": BOB, "payload": {"text": "hello"}},
+            {"seq": 45, "type": "message", "from": "server", "payload": {"notice": "recording starts"}},
         ],
-        "last_seq": 44,
+        "last_seq": 45,
     },
     "send_message": {"payload": {"text": "hello"}, "to": None},
 }

@@ -9,7 +9,7 @@ from flask import current_app
 from flask.views import MethodView
 
 from models.errors import SessionFull, StreamNotFound, WrongJoinToken
-from signaling_web import access, admission, auth
+from signaling_web import access, admission, auth, ice_servers
 from signaling_web.dispatch import task_queue
 from signaling_web.extensions import Blueprint
 from signaling_web.openapi import (
@@ -22,7 +22,7 @@ from signaling_web.openapi import (
 )
 from signaling_web.participant_cache import participant_cache
 from signaling_web.participants.schemas import CandidatesSchema, JoinedSchema, JoinSchema, OfferSchema
-from signaling_web.schemas import AcceptedSchema, RequestAcceptedSchema
+from signaling_web.schemas import AcceptedSchema, RejoinedSchema, RequestAcceptedSchema
 
 blp = Blueprint(
     "participants",
@@ -66,6 +66,7 @@ class Participants(MethodView):
             "participant_id": participant.id,
             "token": auth.issue_token(session_id, participant.id),
             "participants": admission.participants_of(session_id),
+            "ice_servers": ice_servers.for_participant(participant.id),
         }
 
 
@@ -86,14 +87,14 @@ class ParticipantById(MethodView):
 
 @blp.route("/<participant_id>/rejoin")
 class Rejoin(MethodView):
-    @blp.response(202, AcceptedSchema, example=EXAMPLES["accepted"])
+    @blp.response(202, RejoinedSchema, example=EXAMPLES["rejoined"])
     @errors(blp, NO_SUCH_PARTICIPANT, HAS_LEFT, post=True)
     @access.participant
     def post(self, session_id: str, participant_id: str) -> dict[str, Any]:
         """Get fresh media after mediaServerLost or connectionFailed; same id, same queue"""
         admission.check_acting_participant(session_id, participant_id)
         admission.rejoin(task_queue(), session_id, participant_id)
-        return {}
+        return {"ice_servers": ice_servers.for_participant(participant_id)}
 
 
 @blp.route("/<participant_id>/offers")

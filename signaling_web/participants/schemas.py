@@ -7,7 +7,7 @@ from flask import current_app
 
 from settings import Settings
 from signaling_web.extensions import Schema
-from signaling_web.schemas import ParticipantSummarySchema
+from signaling_web.schemas import ParticipantSummarySchema, ice_servers_field
 from signaling_web.validation import validate_candidate, validate_name, validate_sdp
 
 
@@ -24,6 +24,7 @@ class JoinedSchema(Schema):
     participant_id = ma.fields.Str()
     token = ma.fields.Str(metadata={"description": "Send as Authorization: Bearer <token>."})
     participants = ma.fields.List(ma.fields.Nested(ParticipantSummarySchema))
+    ice_servers = ice_servers_field()
 
 
 STREAM_DOC = {"description": '"publish" for own media, or the participant_id of a publisher to receive.'}

@@ -105,13 +105,16 @@ export class SignalingClient {
   /**
    * @param {object} [options]
    * @param {string} [options.baseUrl]  Service root, e.g. "https://signaling.example.com"; "" = this origin.
-   * @param {RTCIceServer[]} [options.iceServers]  STUN/TURN servers for the peer connections.
+   * @param {RTCIceServer[]} [options.iceServers]  STUN/TURN servers for the peer connections, used before the
+   *   `ice_servers` the service hands out in its join and rejoin answers (ICE_SERVERS, TURN credentials).
    * @param {boolean} [options.autoSubscribe]  Subscribe to every publisher (default true).
    * @param {number} [options.pollWait]  Long-poll hold time in seconds (0 to 30, default 25).
    */
   constructor({ baseUrl = '', iceServers = [], autoSubscribe = true, pollWait = POLL_WAIT_S } = {}) {
     this.baseUrl = baseUrl.replace(/\/$/, '');
     this.iceServers = iceServers;
+    /** The service's `ice_servers` (join answer, renewed by each rejoin answer: TURN credentials expire). */
+    this.serviceIceServers = [];
     this.autoSubscribe = autoSubscribe;
     this.pollWait = pollWait;
     this.sessionId = null;
@@ -187,7 +190,7 @@ export class SignalingClient {
   }
 
   /**
-   * Joins a session and starts polling. Returns the join answer {participant_id, token, participants}.
+   * Joins a session and starts polling. Returns the join answer {participant_id, token, participants, ice_servers}.
    * With autoSubscribe, everyone already publishing is subscribed to right away.
    */
   async join(sessionId, joinToken, displayName) {
@@ -196,6 +199,7 @@ export class SignalingClient {
     this.sessionId = sessionId;
     this.participantId = joined.participant_id;
     this.token = joined.token;
+    this.serviceIceServers = joined.ice_servers || [];
     this.displayName = displayName;
     for (const p of joined.participants || []) this.participants.set(p.participant_id, { ...p });
     this._startPolling();
@@ -262,7 +266,8 @@ export class SignalingClient {
     const released = wasPublishing
       ? this._waitFor((m) => m.type === 'streamUnpublished' && m.participant_id === this.participantId, REJOIN_SETTLE_MS)
       : Promise.resolve(null);
-    await this._call('POST', `${this._me}/rejoin`);
+    const rejoined = await this._call('POST', `${this._me}/rejoin`);
+    if (rejoined && rejoined.ice_servers) this.serviceIceServers = rejoined.ice_servers;
     for (const stream of [...this._links.keys()]) {
       if (stream === PUBLISH) this._dropLink(stream);
       else this.unsubscribe(stream);
@@ -296,7 +301,8 @@ export class SignalingClient {
 
   // ------------------------------------------------------------------ WebRTC
   _newPeerConnection() {
-    return new RTCPeerConnection({ iceServers: this.iceServers, bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+    const iceServers = [...this.iceServers, ...this.serviceIceServers];
+    return new RTCPeerConnection({ iceServers, bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
   }
 
   _dropLink(stream) {
