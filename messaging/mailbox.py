@@ -216,8 +216,11 @@ class LeaseKeeper:
         while True:
             with self._changed:
                 oldest = next(iter(self._kept.values()), None)  # kept first, due first
-                wait = None if oldest is None else oldest.kept_at + self.handover_s - time.monotonic()
-                if wait is None or wait > 0:
+                if oldest is None:
+                    self._changed.wait()
+                    continue
+                wait = oldest.kept_at + self.handover_s - time.monotonic()
+                if wait > 0:
                     self._changed.wait(wait)
                     continue
                 due = self._kept.pop(oldest.participant_id)
