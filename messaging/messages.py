@@ -39,11 +39,26 @@ class ParticipantLeft(TypedDict):
 class StreamPublished(TypedDict):
     type: Literal["streamPublished"]
     participant_id: str
+    name: str
+    audio: bool
+    video: bool
 
 
 class StreamUnpublished(TypedDict):
     type: Literal["streamUnpublished"]
     participant_id: str
+    name: str
+    reason: str
+
+
+class StreamMuted(TypedDict):
+    """Each kind is True while the media server does not forward it to the publication's subscribers."""
+
+    type: Literal["streamMuted"]
+    participant_id: str
+    name: str
+    audio: bool
+    video: bool
 
 
 class ConnectionFailed(TypedDict):
@@ -91,6 +106,7 @@ Message = (
     | ParticipantJoined
     | ParticipantLeft
     | StreamPublished
+    | StreamMuted
     | StreamUnpublished
     | ConnectionFailed
     | MediaServerLost
@@ -122,12 +138,18 @@ def participant_left(participant_id: str, reason: str) -> ParticipantLeft:
     return {"type": "participantLeft", "participant_id": participant_id, "reason": reason}
 
 
-def stream_published(participant_id: str) -> StreamPublished:
-    return {"type": "streamPublished", "participant_id": participant_id}
+def stream_published(
+    participant_id: str, name: str = "main", audio: bool = True, video: bool = True
+) -> StreamPublished:
+    return {"type": "streamPublished", "participant_id": participant_id, "name": name, "audio": audio, "video": video}
 
 
-def stream_unpublished(participant_id: str) -> StreamUnpublished:
-    return {"type": "streamUnpublished", "participant_id": participant_id}
+def stream_unpublished(participant_id: str, name: str = "main", reason: str = "unpublished") -> StreamUnpublished:
+    return {"type": "streamUnpublished", "participant_id": participant_id, "name": name, "reason": reason}
+
+
+def stream_muted(participant_id: str, name: str, audio: bool, video: bool) -> StreamMuted:
+    return {"type": "streamMuted", "participant_id": participant_id, "name": name, "audio": audio, "video": video}
 
 
 def connection_failed(stream: str) -> ConnectionFailed:
