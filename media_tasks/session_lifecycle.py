@@ -10,7 +10,7 @@ from media_tasks.kms_pool import NoMediaServer, ensure_pipeline, release_quietly
 from messaging import messages, topology, webhook_events
 from messaging.broker import broker_channel
 from messaging.publisher import get_publisher
-from models import Endpoint, KurentoRef, Participant, Session
+from models import Endpoint, KurentoRef, Participant, Session, streams
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,20 +40,33 @@ def announce_join(settings: Settings, session_id: str, participant_id: str, disp
         log.warning("no media server for session %s yet; offers will retry", session_id)
 
 
-def release_endpoints_of(session_id: str, participant_id: str) -> None:
-    """Frees the participant's endpoints and every subscriber endpoint its stream fed."""
+def release_endpoints_of(session_id: str, participant_id: str) -> set[str]:
+    """Frees the participant's endpoints and every subscriber endpoint its publications fed; returns
+    the names of the publications whose records this call removed."""
+    removed = set()
     for stored in Endpoint.linked_to(session_id, participant_id):
         release_quietly(stored.kurento)
-        Endpoint.discard(stored.id)
+        if (
+            Endpoint.discard(stored.id)
+            and stored.participant_id == participant_id
+            and streams.is_publish(stored.stream)
+        ):
+            removed.add(streams.name_of(stored.stream))
+    return removed
 
 
 def finish_leave(settings: Settings, session_id: str, participant_id: str, reason: str, was_publishing: bool) -> None:
     """Media clean-up and announcements after the web tier marked the participant left."""
-    release_endpoints_of(session_id, participant_id)
+    publications = release_endpoints_of(session_id, participant_id)
     if not Participant.was_announced(participant_id, "left"):
         publisher = get_publisher(settings)
         if was_publishing:
-            publisher.to_session(session_id, messages.stream_unpublished(participant_id))
+            publications.add(streams.MAIN)
+        # Every publication ends with its publisher ("left", whatever the leave's reason: see participantLeft).
+        for name in sorted(publications, key=lambda n: (n != streams.MAIN, n)):
+            if name == streams.MAIN and not was_publishing:
+                continue  # offered but never answered: it was never announced
+            publisher.to_session(session_id, messages.stream_unpublished(participant_id, name, "left"))
         publisher.to_session(session_id, messages.participant_left(participant_id, reason))
         Participant.mark_announced(participant_id, "left")
     with broker_channel(settings) as channel:
@@ -93,7 +106,7 @@ def finish_rejoin(
     for ref in endpoint_refs:
         release_quietly(KurentoRef.decode(ref).proxy())
     if was_publishing:
-        get_publisher(settings).to_session(session_id, messages.stream_unpublished(participant_id))
+        get_publisher(settings).to_session(session_id, messages.stream_unpublished(participant_id, reason="rejoined"))
 
 
 def remove_silent_participants(settings: Settings) -> int:

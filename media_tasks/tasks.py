@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from media_tasks import connection_watch, negotiation, routing, session_lifecycle, webhooks
+from media_tasks import connection_watch, negotiation, publications, routing, session_lifecycle, webhooks
 from media_tasks.base_task import MediaTask
 from media_tasks.dispatch import TaskName
 from media_tasks.kms_pool import SessionGone
@@ -65,6 +65,14 @@ def check_connection(task: MediaTask, session_id: str, participant_id: str, stre
     connection_watch.check_connection(task.settings, session_id, participant_id, stream)
 
 
+def unpublish(task: MediaTask, session_id: str, participant_id: str, name: str, reason: str) -> None:
+    publications.unpublish(task.settings, session_id, participant_id, name, reason)
+
+
+def mute(task: MediaTask, session_id: str, participant_id: str, name: str) -> None:
+    publications.apply_mute(task.settings, session_id, participant_id, name)
+
+
 def deliver_webhook(task: MediaTask, url: str, event_id: str, body: str, emitted_at: float) -> None:
     """Runs in the webhook worker only (its queue is routing.webhook_queue)."""
     retries = task.request.retries or 0
@@ -86,5 +94,7 @@ TASKS: dict[TaskName, Callable[..., None]] = {
     TaskName.SEND_MESSAGE: send_message,
     TaskName.REJOIN: rejoin,
     TaskName.CHECK_CONNECTION: check_connection,
+    TaskName.UNPUBLISH: unpublish,
+    TaskName.MUTE: mute,
     TaskName.DELIVER_WEBHOOK: deliver_webhook,
 }

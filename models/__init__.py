@@ -1,5 +1,6 @@
 """MongoEngine documents and the atomic operations the service performs on them."""
 
+from models import streams
 from models.connection import bound_to, connect_db, current_db, database_alias, ping_db
 from models.endpoint import PUBLISH, Endpoint
 from models.fields import KurentoObjectField, KurentoRef
@@ -32,4 +33,5 @@ __all__ = [
     "current_db",
     "database_alias",
     "ping_db",
+    "streams",
 ]

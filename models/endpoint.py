@@ -16,8 +16,8 @@ from bson import ObjectId
 from mongoengine import BooleanField, FloatField, IntField, ListField, NotUniqueError, StringField
 from pymongo.errors import DuplicateKeyError
 
-from models.base import Document
 from models import streams
+from models.base import Document
 from models.fields import KurentoObjectField, KurentoProxy, ref_of
 from models.streams import PUBLISH
 
@@ -354,16 +354,18 @@ class Endpoint(Document):
         )
 
     @classmethod
-    def publication_names(cls, participant_id: str) -> set[str]:
-        """The names of the participant's publish records (an endpoint stored or not): one read."""
-        found = cls._get_collection().find({"participant_id": participant_id}, {"stream": 1, "_id": 0})
+    def publication_names(cls, participant_id: str, session_id: str | None = None) -> set[str]:
+        """The names of the participant's publish records (an endpoint stored or not; of `session_id`
+        only, when given): one read."""
+        query = {"participant_id": participant_id} | ({} if session_id is None else {"session_id": session_id})
+        found = cls._get_collection().find(query, {"stream": 1, "_id": 0})
         return {streams.name_of(doc["stream"]) for doc in found if streams.is_publish(doc["stream"])}
 
     @classmethod
-    def set_muted(cls, participant_id: str, name: str, audio: bool | None, video: bool | None) -> bool:
+    def set_muted(cls, session_id: str, participant_id: str, name: str, audio: bool | None, video: bool | None) -> bool:
         """Stores the mute state of a publication (the kinds given); False when it has no record."""
         changes = {f"muted_{kind}": value for kind, value in (("audio", audio), ("video", video)) if value is not None}
-        query = {"participant_id": participant_id, "stream": streams.publish_stream(name)}
+        query = {"participant_id": participant_id, "stream": streams.publish_stream(name), "session_id": session_id}
         if not changes:
             return cls._get_collection().count_documents(query, limit=1) > 0
         return cls._get_collection().update_one(query, {"$set": changes}).matched_count > 0

@@ -86,3 +86,26 @@ class OwnStreamById(Invalid):
 
     def __init__(self) -> None:
         super().__init__(errors={"stream": ["own participant id"]})
+
+
+class BadStreamName(Invalid):
+    """The name of a publication (after "publish:" or "<pid>:") does not match [a-z0-9_-]{1,32}."""
+
+    message = "A publication name is 1 to 32 of a-z, 0-9, _ and -."
+
+    def __init__(self, field: str = "stream") -> None:
+        super().__init__(errors={field: [type(self).message]})
+
+
+class TooManyPublications(Conflict):
+    """A fifth publication of one participant (models.streams.MAX_PUBLICATIONS)."""
+
+    def __init__(self, limit: int = 4) -> None:
+        super().__init__(f"At most {limit} publications per participant; unpublish one first.")
+
+
+class PublicationNotFound(NotFound):
+    """The participant has no publication of that name."""
+
+    def __init__(self, name: str = "screen") -> None:
+        super().__init__(f"This participant has no publication named {name!r}.")

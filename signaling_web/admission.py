@@ -16,16 +16,19 @@ from amqp.exceptions import NotFound
 from media_tasks.dispatch import TaskQueue
 from messaging import topology
 from messaging.broker import broker_channel
-from models import PUBLISH, Endpoint, Participant, ParticipantState, Session, SessionState
+from models import Endpoint, Participant, ParticipantState, Session, SessionState, streams
 from models.errors import (
+    BadStreamName,
     OwnStreamById,
     ParticipantLeft,
     ParticipantNotFound,
+    PublicationNotFound,
     RecipientNotFound,
     SessionClosed,
     SessionFull,
     SessionNotFound,
     StreamNotFound,
+    TooManyPublications,
     WrongJoinToken,
 )
 from settings import Settings
@@ -100,14 +103,54 @@ def check_acting_participant(session_id: str, participant_id: str, cache: Partic
     raise ParticipantLeft()
 
 
-def check_stream(session_id: str, participant_id: str, stream: str, cache: ParticipantCache | None = None) -> None:
-    """`stream` is "publish" or names another joined participant of the session."""
-    if stream == PUBLISH:
-        return
-    if stream == participant_id:
+def check_stream(
+    session_id: str, participant_id: str, stream: str, cache: ParticipantCache | None = None, *, offer: bool = False
+) -> str:
+    """`stream` is "publish[:<name>]" or names another joined participant of the session ("<pid>[:<name>]");
+    returns it as the records name it (models.streams: "publish:main" is "publish"). An offer for a new
+    publication beyond MAX_PUBLICATIONS is refused; only that case costs a read (of the participant's
+    publish records), so "publish" and subscriptions cost what they did."""
+    try:
+        ref = streams.parse(participant_id, stream)
+    except streams.BadStreamName:
+        raise BadStreamName() from None
+    if ref.publishing:
+        if offer and ref.name != streams.MAIN:
+            names = Endpoint.publication_names(participant_id) - {streams.MAIN}
+            # main counts whether or not it is published yet: a participant always may publish it.
+            if ref.name not in names and len(names) + 1 >= streams.MAX_PUBLICATIONS:
+                raise TooManyPublications(streams.MAX_PUBLICATIONS)
+        return ref.stream
+    if ref.publisher_id == participant_id:
         raise OwnStreamById()
-    if _state(session_id, stream, cache) != ParticipantState.JOINED:
-        raise StreamNotFound(stream)
+    if _state(session_id, ref.publisher_id, cache) != ParticipantState.JOINED:
+        raise StreamNotFound(ref.publisher_id)
+    return ref.stream
+
+
+def check_publication(session_id: str, participant_id: str, name: str) -> None:
+    """The participant of the session has a publication `name` (a publish record, its endpoint stored
+    or not): one read."""
+    if not streams.NAME_PATTERN.fullmatch(name):
+        raise BadStreamName("name")
+    if name not in Endpoint.publication_names(participant_id, session_id):
+        raise PublicationNotFound(name)
+
+
+def unpublish(tasks: TaskQueue, session_id: str, participant_id: str, name: str) -> None:
+    check_publication(session_id, participant_id, name)
+    tasks.unpublish(session_id=session_id, participant_id=participant_id, name=name, reason="unpublished")
+
+
+def mute(
+    tasks: TaskQueue, session_id: str, participant_id: str, name: str, audio: bool | None, video: bool | None
+) -> None:
+    """Stores the mute state (atomic $set on the publication's record), then the worker applies it."""
+    if not streams.NAME_PATTERN.fullmatch(name):
+        raise BadStreamName("name")
+    if not Endpoint.set_muted(session_id, participant_id, name, audio, video):
+        raise PublicationNotFound(name)
+    tasks.mute(session_id=session_id, participant_id=participant_id, name=name)
 
 
 def check_recipient(session_id: str, to: str | None) -> None:

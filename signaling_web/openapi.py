@@ -247,6 +247,7 @@ EXAMPLES = {
         "next_cursor": "MTc2NzI1ODAwMDAwMC42YTFmMGMyZTliN2Q0ZTVmYTNjOGQxYjJlNGY2MDc4OQ",
     },
     "accepted": {},
+    "mute": {"video": True},
     "offer": {"stream": "publish", "sdp": SDP_OFFER},
     "offer_accepted": {"request_id": REQUEST_ID},
     "candidates": {"stream": ALICE, "candidates": [CANDIDATE]},

@@ -8,7 +8,7 @@ from typing import Any
 from flask import current_app
 from flask.views import MethodView
 
-from models.errors import SessionFull, StreamNotFound, WrongJoinToken
+from models.errors import SessionFull, StreamNotFound, TooManyPublications, WrongJoinToken
 from signaling_web import access, admission, auth, ice_servers
 from signaling_web.dispatch import task_queue
 from signaling_web.extensions import Blueprint
@@ -32,15 +32,21 @@ blp = Blueprint(
 )
 
 NO_SUCH_STREAM = (404, "`stream` names no participant of this session.", StreamNotFound("9b2c4d6e").message)
+TOO_MANY_PUBLICATIONS = (
+    409,
+    "An offer for a fifth publication of this participant (at most 4: unpublish one first).",
+    TooManyPublications().message,
+)
 
 
-def _negotiating_participant(session_id: str, participant_id: str, stream: str) -> None:
+def _negotiating_participant(session_id: str, participant_id: str, stream: str, offer: bool = False) -> str:
     """The caller (checked by access.participant) is in an open session, not left, and `stream`
     names a publisher here; from this process's cache when it can (signaling_web.participant_cache:
-    safe for offers and candidates, which the workers check again)."""
+    safe for offers and candidates, which the workers check again). Returns the stream as the
+    records name it ("publish:main" is "publish")."""
     cache = participant_cache()
     admission.check_acting_participant(session_id, participant_id, cache)
-    admission.check_stream(session_id, participant_id, stream, cache)
+    return admission.check_stream(session_id, participant_id, stream, cache, offer=offer)
 
 
 @blp.route("")
@@ -101,16 +107,16 @@ class Rejoin(MethodView):
 class Offers(MethodView):
     @blp.arguments(OfferSchema, example=EXAMPLES["offer"])
     @blp.response(202, RequestAcceptedSchema, example=EXAMPLES["offer_accepted"])
-    @errors(blp, INVALID, NO_SUCH_PARTICIPANT, NO_SUCH_STREAM, HAS_LEFT, post=True)
+    @errors(blp, INVALID, NO_SUCH_PARTICIPANT, NO_SUCH_STREAM, HAS_LEFT, TOO_MANY_PUBLICATIONS, post=True)
     @access.participant
     def post(self, args: dict[str, Any], session_id: str, participant_id: str) -> dict[str, Any]:
         """Send an SDP offer for a stream; the answer arrives as an sdpAnswer message"""
-        _negotiating_participant(session_id, participant_id, args["stream"])
+        stream = _negotiating_participant(session_id, participant_id, args["stream"], offer=True)
         request_id = uuid.uuid4().hex
         task_queue().process_offer(
             session_id=session_id,
             participant_id=participant_id,
-            stream=args["stream"],
+            stream=stream,
             sdp=args["sdp"],
             request_id=request_id,
         )
@@ -125,13 +131,13 @@ class Candidates(MethodView):
     @access.participant
     def post(self, args: dict[str, Any], session_id: str, participant_id: str) -> dict[str, Any]:
         """Trickle one or several ICE candidates for a stream"""
-        _negotiating_participant(session_id, participant_id, args["stream"])
+        stream = _negotiating_participant(session_id, participant_id, args["stream"])
         candidates = args["candidates"] or [args["candidate"]]
         wire = [{k: c[k] for k in ("candidate", "sdpMid", "sdpMLineIndex")} for c in candidates]
         task_queue().add_candidates(
             session_id=session_id,
             participant_id=participant_id,
-            stream=args["stream"],
+            stream=stream,
             candidates=wire,
         )
         return {}

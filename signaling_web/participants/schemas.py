@@ -27,11 +27,16 @@ class JoinedSchema(Schema):
     ice_servers = ice_servers_field()
 
 
-STREAM_DOC = {"description": '"publish" for own media, or the participant_id of a publisher to receive.'}
+STREAM_DOC = {
+    "description": '"publish" (= "publish:main") for own media, "publish:<name>" for another publication of '
+    "one's own (name: [a-z0-9_-]{1,32}, at most 4 publications); \"<participant_id>\" (that publisher's main) or "
+    '"<participant_id>:<name>" to receive. A malformed name is refused with 422.',
+    "example": "publish:screen",
+}
 
 
 class OfferSchema(Schema):
-    stream = ma.fields.Str(required=True, validate=ma.validate.Length(min=1, max=64), metadata=STREAM_DOC)
+    stream = ma.fields.Str(required=True, validate=ma.validate.Length(min=1, max=80), metadata=STREAM_DOC)
     sdp = ma.fields.Str(
         required=True,
         metadata={
@@ -65,7 +70,7 @@ class IceCandidateSchema(Schema):
 
 
 class CandidatesSchema(Schema):
-    stream = ma.fields.Str(required=True, validate=ma.validate.Length(min=1, max=64), metadata=STREAM_DOC)
+    stream = ma.fields.Str(required=True, validate=ma.validate.Length(min=1, max=80), metadata=STREAM_DOC)
     candidate = ma.fields.Nested(IceCandidateSchema, load_default=None)
     candidates = ma.fields.List(
         ma.fields.Nested(IceCandidateSchema),

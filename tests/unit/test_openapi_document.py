@@ -38,6 +38,18 @@ EXPECTED = {
     },
     ("get", "/api/v1/sessions/{session_id}/participants/{participant_id}/messages"): {"401", "403", "404", "422"},
     ("post", "/api/v1/sessions/{session_id}/messages"): {"401", "403", "404", "409", "422"},
+    ("delete", "/api/v1/sessions/{session_id}/participants/{participant_id}/streams/{name}"): {
+        "401",
+        "403",
+        "404",
+        "422",
+    },
+    ("post", "/api/v1/sessions/{session_id}/participants/{participant_id}/streams/{name}/mute"): {
+        "401",
+        "403",
+        "404",
+        "422",
+    },
 }
 
 
@@ -102,7 +114,9 @@ def test_every_operation_says_who_may_call_it(spec):
         assert "security" in operation, (method, path)
         names = {name for requirement in operation["security"] for name in requirement}
         assert names <= set(spec["components"]["securitySchemes"]), (method, path)
-        if "{participant_id}" in path:
+        if "/streams/" in path:  # a participant's own publications, the API key (or a moderator)
+            assert operation["security"] == [{"apiKey": []}, {"participantToken": []}], (method, path)
+        elif "{participant_id}" in path:
             assert operation["security"] == [{"participantToken": []}], (method, path)
     # The application's backend sends with its API key (`from` "server"), participants with their token.
     send = spec["paths"]["/api/v1/sessions/{session_id}/messages"]["post"]
