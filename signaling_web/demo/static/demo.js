@@ -120,8 +120,22 @@ function removeTile(participantId) {
   }
 }
 
-client.on('remoteStream', ({ participantId, mediaStream }) => addTile(participantId, nameOf(participantId), mediaStream));
-client.on('remoteStreamRemoved', ({ participantId }) => removeTile(participantId));
+// One tile per received publication, keyed by its stream ("<pid>" for main, "<pid>:<name>" for others).
+client.on('remoteStream', ({ participantId, name, stream, mediaStream }) => {
+  addTile(stream || participantId, name && name !== 'main' ? `${nameOf(participantId)} (${name})` : nameOf(participantId), mediaStream);
+  showMuted(participantId, name || 'main');
+});
+client.on('remoteStreamRemoved', ({ participantId, stream }) => removeTile(stream || participantId));
+// A muted indicator per tile: streamMuted says which kinds the service stopped forwarding.
+function showMuted(participantId, name) {
+  const tile = $(tileId(name === 'main' ? participantId : `${participantId}:${name}`));
+  if (!tile) return;
+  const { audio, video } = client.mutedState(participantId, name);
+  tile.classList.toggle('muted', audio || video);
+  tile.dataset.muted = [audio && 'audio', video && 'video'].filter(Boolean).join(' ');
+  tile.querySelector('.state').textContent = tile.dataset.muted ? `muted: ${tile.dataset.muted}` : '';
+}
+client.on('streamMuted', (m) => showMuted(m.participant_id, m.name || 'main'));
 client.on('connectionState', ({ stream, state }) => {
   const tile = $(tileId(stream === PUBLISH ? 'local' : stream));
   if (tile) tile.querySelector('.state').textContent = state === 'connected' ? '' : state;
@@ -163,7 +177,10 @@ client.on('participantJoined', (m) => {
 });
 client.on('participantLeft', (m) => {
   chatEvent(`${names.get(m.participant_id) || 'someone'} left${m.reason && m.reason !== 'left' ? ` (${m.reason})` : ''}`);
-  removeTile(m.participant_id);
+  for (const tile of [...document.querySelectorAll('.tile.remote')]) {
+    const stream = tile.dataset.participantId;
+    if (stream === m.participant_id || stream.startsWith(`${m.participant_id}:`)) removeTile(stream);
+  }
   renderParticipants();
 });
 client.on('streamPublished', renderParticipants);

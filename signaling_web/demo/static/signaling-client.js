@@ -8,8 +8,12 @@
  *     (GET .../messages?after=<last seq processed>&wait=25), handles each batch in order and
  *     polls again; network errors back off (0.5 s doubling up to 10 s) and never lose a message,
  *     because the server deletes messages only once a later poll acknowledges them with `after`;
- *   - publishes a MediaStream on stream "publish" and subscribes to other publishers on stream
- *     "<their participant_id>", one RTCPeerConnection per stream;
+ *   - publishes a MediaStream on stream "publish" (its `main` publication; `publish(stream, 'screen')`
+ *     publishes another, stream "publish:screen", at most 4) and subscribes to other publishers on
+ *     stream "<their participant_id>" (or "<participant_id>:<name>"), one RTCPeerConnection per stream;
+ *   - unpublishes one publication (`unpublish(name)`), mutes a publication for every subscriber
+ *     (`mute(participantId, name, {audio, video})`: its own, or anyone's for a moderator) and keeps
+ *     every publication's mute state from `streamMuted` (`mutedState(participantId, name)`);
  *   - trickles ICE both ways: local candidates are POSTed as they are gathered (batched a few ms),
  *     remote ones arrive as `iceCandidate` messages routed by `stream` (buffered until the answer
  *     is applied), and `iceGatheringDone` ends them;
@@ -34,14 +38,20 @@
  *
  * Events (client.on(type, handler) returns a function that removes the handler):
  *   every server message type (`sdpAnswer`, `iceCandidate`, `iceGatheringDone`, `participantJoined`,
- *   `participantLeft`, `streamPublished`, `streamUnpublished`, `connectionFailed`, `mediaServerLost`,
+ *   `participantLeft`, `streamPublished`, `streamUnpublished`, `streamMuted`, `connectionFailed`, `mediaServerLost`,
  *   `sessionClosed`, `message`, `error`) with the message as argument, after the client handled it;
  *   `*` for every message; and the client's own:
- *   `remoteStream` {participantId, mediaStream, pc}, `remoteStreamRemoved` {participantId},
+ *   `remoteStream` {participantId, name, stream, mediaStream, pc}, `remoteStreamRemoved` {participantId, name, stream},
  *   `connectionState` {stream, state}, `pollError` {error, retryInMs}, `closed` {reason}.
  */
 
 export const PUBLISH = 'publish';
+export const MAIN = 'main';
+
+/** The stream of one of our own publications: "publish" for main, "publish:<name>" otherwise. */
+export const publishStream = (name = MAIN) => (name === MAIN ? PUBLISH : `${PUBLISH}:${name}`);
+/** The stream that receives a publisher's publication: "<pid>" for main, "<pid>:<name>" otherwise. */
+export const subscriptionStream = (participantId, name = MAIN) => (name === MAIN ? participantId : `${participantId}:${name}`);
 
 const POLL_WAIT_S = 25;
 const BACKOFF_MIN_MS = 500;
@@ -125,8 +135,12 @@ export class SignalingClient {
     this.lastSeq = 0;
     /** participant_id -> {participant_id, display_name, publishing, state}, others and ourselves. */
     this.participants = new Map();
-    /** The published local MediaStream (republished by rejoin). */
+    /** The published local MediaStream of `main` (republished by rejoin). */
     this.localStream = null;
+    /** publication name -> published local MediaStream, main included (all republished by rejoin). */
+    this.localStreams = new Map();
+    /** "<participant_id>:<name>" -> {audio, video}: true while the service does not forward that kind. */
+    this.muted = new Map();
     this._links = new Map();
     this._handlers = new Map();
     this._waiters = new Set();
@@ -215,38 +229,80 @@ export class SignalingClient {
     }
   }
 
-  /** Publishes a local MediaStream (its audio and video tracks, send-only). Resolves once the offer is posted. */
-  async publish(mediaStream) {
-    this.localStream = mediaStream;
-    this._dropLink(PUBLISH);
+  /**
+   * Publishes a local MediaStream (its audio and video tracks, send-only) as publication `name` ("main", or
+   * e.g. "screen": [a-z0-9_-]{1,32}). Publishing a name again re-offers it: its subscribers keep receiving
+   * without doing anything. Resolves once the offer is posted.
+   */
+  async publish(mediaStream, name = MAIN) {
+    if (name === MAIN) this.localStream = mediaStream;
+    this.localStreams.set(name, mediaStream);
+    const stream = publishStream(name);
+    this._dropLink(stream);
     const pc = this._newPeerConnection();
     for (const track of mediaStream.getTracks()) {
       pc.addTransceiver(track, { direction: 'sendonly', streams: [mediaStream] });
     }
-    return this._negotiate(new StreamLink(PUBLISH, pc));
+    return this._negotiate(new StreamLink(stream, pc));
   }
 
-  /** Receives a publisher's audio and video. Emits `remoteStream` when the first track arrives. */
-  async subscribe(publisherId) {
-    const existing = this._links.get(publisherId);
+  /** Ends one of our publications: the service releases it and tells everyone (streamUnpublished). */
+  async unpublish(name = MAIN) {
+    await this._call('DELETE', `${this._me}/streams/${encodeURIComponent(name)}`);
+    this.localStreams.delete(name);
+    if (name === MAIN) this.localStream = null;
+    this._dropLink(publishStream(name));
+  }
+
+  /**
+   * Stops (true) or resumes (false) forwarding a kind of a publication to all its subscribers; a kind left
+   * out stays as it is. Our own publications, or anyone's when we are a moderator. Everyone gets streamMuted.
+   */
+  mute(participantId, name = MAIN, { audio, video } = {}) {
+    const body = {};
+    if (audio !== undefined) body.audio = audio;
+    if (video !== undefined) body.video = video;
+    const path = `/sessions/${encodeURIComponent(this.sessionId)}/participants/${encodeURIComponent(participantId)}`;
+    return this._call('POST', `${path}/streams/${encodeURIComponent(name)}/mute`, body);
+  }
+
+  /** {audio, video} of a publication as the last streamMuted said (both false when none came). */
+  mutedState(participantId, name = MAIN) {
+    return this.muted.get(`${participantId}:${name}`) || { audio: false, video: false };
+  }
+
+  /** Receives a publisher's publication (audio and video). Emits `remoteStream` when the first track arrives. */
+  async subscribe(publisherId, name = MAIN) {
+    const stream = subscriptionStream(publisherId, name);
+    const existing = this._links.get(stream);
     if (existing && !existing.closed) return existing.pc;
     const pc = this._newPeerConnection();
     pc.addTransceiver('audio', { direction: 'recvonly' });
     pc.addTransceiver('video', { direction: 'recvonly' });
-    const link = new StreamLink(publisherId, pc);
+    const link = new StreamLink(stream, pc);
     pc.addEventListener('track', (event) => {
       if (link.closed) return;
       const first = link.mediaStream === null;
       if (first) link.mediaStream = new MediaStream();
       link.mediaStream.addTrack(event.track);
-      if (first) this._emit('remoteStream', { participantId: publisherId, mediaStream: link.mediaStream, pc });
+      if (first) this._emit('remoteStream', { participantId: publisherId, name, stream, mediaStream: link.mediaStream, pc });
     });
     return this._negotiate(link);
   }
 
-  /** Stops receiving a publisher (closes the local peer connection; the server frees its side on leave). */
-  unsubscribe(publisherId) {
-    if (this._dropLink(publisherId)) this._emit('remoteStreamRemoved', { participantId: publisherId });
+  /** Stops receiving a publication (closes the local peer connection; the server frees its side on leave). */
+  unsubscribe(publisherId, name = MAIN) {
+    const stream = subscriptionStream(publisherId, name);
+    if (this._dropLink(stream)) this._emit('remoteStreamRemoved', { participantId: publisherId, name, stream });
+  }
+
+  /** Stops receiving every publication of a publisher. */
+  _unsubscribeAll(publisherId) {
+    for (const stream of [...this._links.keys()]) {
+      if (stream === publisherId || stream.startsWith(`${publisherId}:`)) {
+        this.unsubscribe(publisherId, stream === publisherId ? MAIN : stream.slice(publisherId.length + 1));
+      }
+    }
   }
 
   /** Broadcasts a JSON object to the session, or sends it to one participant with `to`. */
@@ -262,18 +318,18 @@ export class SignalingClient {
    */
   async rejoin() {
     const me = this.participants.get(this.participantId);
-    const wasPublishing = Boolean(me && me.publishing) || this._links.has(PUBLISH);
+    const wasPublishing = Boolean(me && me.publishing) || this._links.has(PUBLISH) || this.localStreams.size > 0;
     const released = wasPublishing
       ? this._waitFor((m) => m.type === 'streamUnpublished' && m.participant_id === this.participantId, REJOIN_SETTLE_MS)
       : Promise.resolve(null);
     const rejoined = await this._call('POST', `${this._me}/rejoin`);
     if (rejoined && rejoined.ice_servers) this.serviceIceServers = rejoined.ice_servers;
     for (const stream of [...this._links.keys()]) {
-      if (stream === PUBLISH) this._dropLink(stream);
-      else this.unsubscribe(stream);
+      if (stream === PUBLISH || stream.startsWith(`${PUBLISH}:`)) this._dropLink(stream);
+      else this._unsubscribeAll(stream.split(':')[0]);
     }
     await released;
-    if (this.localStream) await this.publish(this.localStream);
+    for (const [name, mediaStream] of [...this.localStreams]) await this.publish(mediaStream, name);
     const session = await this._call('GET', `/sessions/${encodeURIComponent(this.sessionId)}`);
     for (const p of session.participants || []) {
       this.participants.set(p.participant_id, { ...this.participants.get(p.participant_id), ...p });
@@ -444,22 +500,30 @@ export class SignalingClient {
         break;
       case 'participantLeft':
         this.participants.delete(message.participant_id);
-        this.unsubscribe(message.participant_id);
+        this._unsubscribeAll(message.participant_id);
         break;
       case 'streamPublished': {
+        const name = message.name || MAIN;
         const p = this.participants.get(message.participant_id);
-        if (p) p.publishing = true;
+        if (p && name === MAIN) p.publishing = true;
         if (message.participant_id !== self && this.autoSubscribe) {
-          this.subscribe(message.participant_id).catch((error) => this._emit('error', { stream: message.participant_id, error }));
+          // Sent again when a re-offer changes the kinds it sends: an existing subscription is kept.
+          this.subscribe(message.participant_id, name)
+            .catch((error) => this._emit('error', { stream: subscriptionStream(message.participant_id, name), error }));
         }
         break;
       }
       case 'streamUnpublished': {
+        const name = message.name || MAIN;
         const p = this.participants.get(message.participant_id);
-        if (p) p.publishing = false;
-        if (message.participant_id !== self) this.unsubscribe(message.participant_id);
+        if (p && name === MAIN) p.publishing = false;
+        this.muted.delete(`${message.participant_id}:${name}`);
+        if (message.participant_id !== self) this.unsubscribe(message.participant_id, name);
         break;
       }
+      case 'streamMuted':
+        this.muted.set(`${message.participant_id}:${message.name || MAIN}`, { audio: message.audio, video: message.video });
+        break;
       case 'error': {
         // A refused offer (e.g. 409: that participant is not publishing): drop the link; a later
         // streamPublished subscribes again.
@@ -468,8 +532,11 @@ export class SignalingClient {
           if (other.requestId === null) {
             other.early.push(message);
           } else if (other.requestId === message.request_id) {
-            if (stream === PUBLISH) this._dropLink(stream);
-            else this.unsubscribe(stream);
+            if (stream === PUBLISH || stream.startsWith(`${PUBLISH}:`)) this._dropLink(stream);
+            else {
+              const [publisherId, name = MAIN] = stream.split(':');
+              this.unsubscribe(publisherId, name);
+            }
           }
         }
         break;
