@@ -6,6 +6,7 @@ earlier; correctness comes from the conditional updates in models.endpoint.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
@@ -21,7 +22,7 @@ from media_tasks.kms_events import relay_endpoint_events
 from media_tasks.kms_pool import ensure_pipeline, pipeline_of, release_quietly
 from messaging import messages, rerun_identity
 from messaging.publisher import get_publisher
-from models import Endpoint, KurentoRef, Participant, streams
+from models import Endpoint, KurentoRef, Participant, Session, streams
 from models.endpoint import NegotiationState
 from models.streams import MAIN, StreamRef
 from settings import Settings
@@ -115,7 +116,9 @@ def _answer_offer(offer: Offer) -> None:
     if not offer.ref.publishing and (source is None or source.kurento is None):
         raise _not_publishing(offer.ref)
     source_endpoint = _proxy(source.kurento) if source is not None and source.kurento else None
-    source_types = forwarded_media_types(source.muted_audio, source.muted_video) if source is not None else [None]
+    source_types: list[str | None] = [None]
+    if source is not None:
+        source_types = forwarded_media_types(source.muted_audio, source.muted_video)
     for _attempt in range(3):
         if (
             own is not None
@@ -162,6 +165,31 @@ def _answer_offer(offer: Offer) -> None:
         )
         return
     raise NegotiationRefused(409, "the stream could not be renegotiated")
+
+
+_SETTERS = {
+    "max_video_send_bandwidth": ("setMaxVideoSendBandwidth", "maxVideoSendBandwidth", False),
+    "min_video_send_bandwidth": ("setMinVideoSendBandwidth", "minVideoSendBandwidth", False),
+    "max_video_recv_bandwidth": ("setMaxVideoRecvBandwidth", "maxVideoRecvBandwidth", True),
+}
+
+
+@functools.lru_cache(maxsize=4096)
+def _session_bandwidth(session_id: str) -> tuple[tuple[str, int], ...]:
+    """A session's bandwidth defaults: they never change after creation, so one read per worker process
+    and session (the first offer of the session this process handles), none after."""
+    return tuple(sorted(Session.bandwidth_of(session_id).items()))
+
+
+def _bandwidth_setters(offer: Offer) -> list[tuple[str, dict[str, int]]]:
+    """The property setters for a new endpoint (issue 15): the send limits on a subscription, the receive
+    limit on a publication; part of the creating transaction, so no round trip of their own."""
+    setters = []
+    for field, kbps in _session_bandwidth(offer.session_id):
+        operation, prop, on_publish = _SETTERS[field]
+        if on_publish == offer.ref.publishing:
+            setters.append((operation, {prop: kbps}))
+    return setters
 
 
 def _not_publishing(ref: StreamRef) -> NegotiationRefused:
@@ -217,6 +245,8 @@ def _negotiate_on(
     tx = pipeline.client.transaction()
     created = tx.create("WebRtcEndpoint", media_pipeline=pipeline)
     relay = relay_endpoint_events(offer.settings, tx, created, offer.session_id, offer.participant_id, offer.stream)
+    for operation, value in _bandwidth_setters(offer):
+        tx.invoke(created, operation, **value)
     if source is not None:
         for media_type in source_types:  # a muted kind of the publication is not connected
             tx.invoke(source, "connect", **_connect_params(created, media_type))
@@ -340,10 +370,12 @@ def _publication_replaced(
             continue
         for media_type in reconnection.media_types:
             params = _connect_params(sink, media_type)
-            added.append((tx.invoke(endpoint, "connect", **params), lambda p=params: endpoint.invoke("connect", **p)))
+            added.append(
+                (tx.invoke(endpoint, "connect", **params), functools.partial(endpoint.invoke, "connect", **params))
+            )
     if added:
         # KMS's BaseRtpEndpoint.requestKeyframe (PLI/FIR to the publisher once its media flows).
-        added.append((tx.invoke(endpoint, "requestKeyframe"), lambda: endpoint.invoke("requestKeyframe")))
+        added.append((tx.invoke(endpoint, "requestKeyframe"), functools.partial(endpoint.invoke, "requestKeyframe")))
     return added
 
 

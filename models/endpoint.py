@@ -209,6 +209,7 @@ class Endpoint(Document):
         """The (participant, stream) record and, for a subscription, its publisher's publish record:
         one indexed read, projected, whatever the stream."""
         mine = {"participant_id": participant_id, "stream": stream}
+        query: dict[str, Any]
         if streams.is_publish(stream):
             query = mine
         else:

@@ -37,8 +37,10 @@ from signaling_web.participant_cache import ParticipantCache
 log = logging.getLogger(__name__)
 
 
-def create_session(settings: Settings, tasks: TaskQueue, name: str, max_participants: int | None) -> Session:
-    session = Session.create(name, max_participants or settings.default_max_participants)
+def create_session(
+    settings: Settings, tasks: TaskQueue, name: str, max_participants: int | None, **bandwidth: int
+) -> Session:
+    session = Session.create(name, max_participants or settings.default_max_participants, **bandwidth)
     # Declared here, while nobody can have closed it, so that joins never need to declare it.
     with broker_channel(settings) as channel:
         topology.declare_session(channel, settings, session.id)

@@ -228,7 +228,7 @@ ICE_SERVERS = [
 ]
 
 EXAMPLES = {
-    "create_session": {"name": "Daily stand-up", "max_participants": 8},
+    "create_session": {"name": "Daily stand-up", "max_participants": 8, "max_video_send_bandwidth": 1500},
     "session_created": {"session_id": SESSION_ID, "join_token": JOIN_TOKEN, "name": "Daily stand-up", "state": "open"},
     "session": {"session_id": SESSION_ID, "name": "Daily stand-up", "state": "open", "participants": PARTICIPANTS},
     "join": {"display_name": "Bob", "join_token": JOIN_TOKEN},
@@ -258,8 +258,18 @@ EXAMPLES = {
             {"seq": 43, "type": "participantJoined", "participant_id": BOB, "display_name": "Bob"},
             {"seq": 44, "type": "message", "from": BOB, "payload": {"text": "hello"}},
             {"seq": 45, "type": "message", "from": "server", "payload": {"notice": "recording starts"}},
+            {
+                "seq": 46,
+                "type": "streamPublished",
+                "participant_id": BOB,
+                "name": "screen",
+                "audio": False,
+                "video": True,
+            },
+            {"seq": 47, "type": "streamMuted", "participant_id": BOB, "name": "main", "audio": True, "video": False},
+            {"seq": 48, "type": "streamUnpublished", "participant_id": BOB, "name": "screen", "reason": "unpublished"},
         ],
-        "last_seq": 45,
+        "last_seq": 48,
     },
     "send_message": {"payload": {"text": "hello"}, "to": None},
 }

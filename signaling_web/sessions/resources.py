@@ -8,7 +8,7 @@ from flask import current_app
 from flask.views import MethodView
 
 from models import Session
-from models.session import SessionPage
+from models.session import BANDWIDTH_FIELDS, SessionPage
 from signaling_web import access, admission
 from signaling_web.dispatch import task_queue
 from signaling_web.extensions import Blueprint
@@ -47,7 +47,8 @@ class Sessions(MethodView):
     def post(self, args: dict[str, Any]) -> Session:
         """Create a session"""
         settings = current_app.extensions["signaling_settings"]
-        return admission.create_session(settings, task_queue(), args["name"], args["max_participants"])
+        bandwidth = {k: v for k, v in args.items() if k in BANDWIDTH_FIELDS and v is not None}
+        return admission.create_session(settings, task_queue(), args["name"], args["max_participants"], **bandwidth)
 
 
 @blp.route("/<session_id>")

@@ -181,3 +181,17 @@ def _on_kms(client: kurento.KurentoClient, object_id: str) -> bool:
         return True
     except kurento.ObjectNotFound:
         return False
+
+
+def test_session_bandwidth_defaults_are_validated_and_applied(api, db, kms):
+    http = api.http
+    for body in ({"max_video_send_bandwidth": 0}, {"min_video_send_bandwidth": 900, "max_video_send_bandwidth": 600}):
+        response = http.post(f"{api.base}/api/v1/sessions", json=body)
+        assert response.status_code == 422, response.text
+    session = api.create_session(max_video_send_bandwidth=800, max_video_recv_bandwidth=2000)
+    alice, bob = api.join(session, "alice"), api.join(session, "bob")
+    publish(alice)
+    subscribe(bob, alice.participant_id)
+    assert kms.proxy(publish_endpoint(alice.participant_id)).invoke("getMaxVideoRecvBandwidth") == 2000
+    subscription = Endpoint.find(bob.participant_id, alice.participant_id).kurento.id
+    assert kms.proxy(subscription).invoke("getMaxVideoSendBandwidth") == 800

@@ -52,3 +52,32 @@ def test_a_reoffer_reconnects_every_subscriber_to_the_new_publish_endpoint(
             (second, "VIDEO"),
             (second, "DATA"),
         }
+
+
+def test_session_bandwidth_defaults_reach_the_media_server(settings: Settings, published: RecordingPublisher) -> None:
+    session = new_session()
+    session.update(
+        set__max_video_send_bandwidth=1500, set__min_video_send_bandwidth=150, set__max_video_recv_bandwidth=2500
+    )
+    alice, bob = new_participant(session, "alice"), new_participant(session, "bob")
+    negotiation.process_offer(settings, session.id, alice.id, PUBLISH, PUBLISH_SDP, "r1")
+    negotiation.process_offer(settings, session.id, bob.id, alice.id, SUBSCRIBE_SDP, "r2")
+    client = kurento.get_client(settings.kms_urls[0])
+    publishing = client.proxy(endpoint_id(alice.id, PUBLISH))
+    receiving = client.proxy(endpoint_id(bob.id, alice.id))
+    assert publishing.invoke("getMaxVideoRecvBandwidth") == 2500
+    assert publishing.invoke("getMaxVideoSendBandwidth") == 500  # KMS's default: a publish endpoint sends nothing
+    assert receiving.invoke("getMaxVideoSendBandwidth") == 1500
+    assert receiving.invoke("getMinVideoSendBandwidth") == 150
+    assert receiving.invoke("getMaxVideoRecvBandwidth") == 0
+
+
+def test_sent_kinds_follow_the_m_lines_and_their_directions() -> None:
+    from models.streams import sent_kinds
+
+    assert sent_kinds(PUBLISH_SDP) == (True, True)
+    assert sent_kinds(SUBSCRIBE_SDP) == (False, False)
+    video_only = "v=0\r\nm=audio 9 UDP 111\r\na=inactive\r\nm=video 9 UDP 96\r\na=sendonly\r\n"
+    assert sent_kinds(video_only) == (False, True)
+    assert sent_kinds("v=0\r\na=recvonly\r\nm=audio 9 UDP 111\r\nm=video 0 UDP 96\r\n") == (False, False)
+    assert sent_kinds("v=0\r\nm=audio 9 UDP 111\r\n") == (True, False)  # no direction: sendrecv
