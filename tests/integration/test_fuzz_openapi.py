@@ -127,6 +127,8 @@ OPERATIONS = (
     "POST /api/v1/sessions/{session_id}/participants/{participant_id}/candidates",
     "GET /api/v1/sessions/{session_id}/participants/{participant_id}/messages",
     "POST /api/v1/sessions/{session_id}/messages",
+    "DELETE /api/v1/sessions/{session_id}/participants/{participant_id}/streams/{name}",
+    "POST /api/v1/sessions/{session_id}/participants/{participant_id}/streams/{name}/mute",
 )
 
 
