@@ -168,6 +168,23 @@ async function main() {
     (viewerSources[0].source.id || viewerSources[0].source) === publisher.id, viewerSources.length);
   check('ElementConnected/Disconnected events', connected.includes(`${viewer.id}:VIDEO`) &&
     disconnected.includes(`${viewer.id}:AUDIO`), { connected, disconnected });
+  // Server-side mute (issue 15): all kinds, one kind off, back on.
+  await publisher.connect(viewer);
+  await publisher.disconnect(viewer, 'VIDEO');
+  const mutedVideo = sinkIds(await publisher.getSinkConnections());
+  await publisher.connect(viewer, 'VIDEO');
+  check('mute: disconnect(sink, VIDEO) then connect(sink, VIDEO)',
+    util.isDeepStrictEqual(mutedVideo, [`${viewer.id}:AUDIO`, `${viewer.id}:DATA`]) &&
+    util.isDeepStrictEqual(sinkIds(await publisher.getSinkConnections()),
+      [`${viewer.id}:AUDIO`, `${viewer.id}:DATA`, `${viewer.id}:VIDEO`]), mutedVideo);
+  await publisher.requestKeyframe();
+  check('requestKeyframe', true);
+  await publisher.setMaxVideoRecvBandwidth(2500);
+  await viewer.setMaxVideoSendBandwidth(1500);
+  check('bandwidth properties', (await publisher.getMaxVideoRecvBandwidth()) === 2500 &&
+    (await viewer.getMaxVideoSendBandwidth()) === 1500);
+  await publisher.disconnect(viewer);
+  await publisher.connect(viewer, 'VIDEO');
 
   // Removing the last listener unsubscribes. Events of one object arrive in order on the one socket,
   // so once the ElementDisconnected of the next connect/disconnect pair is in, an ElementConnected
