@@ -84,9 +84,16 @@ class TaskQueue:
             TaskName.SEND_MESSAGE, {"session_id": session_id, "sender_id": sender_id, "payload": payload, "to": to}
         )
 
-    def rejoin(self, session_id: str, participant_id: str, endpoint_refs: list[str], was_publishing: bool) -> None:
+    def rejoin(
+        self,
+        session_id: str,
+        participant_id: str,
+        endpoint_refs: list[str],
+        was_publishing: bool,
+        publications: list[str] | None = None,
+    ) -> None:
         arguments = {"session_id": session_id, "participant_id": participant_id, "endpoint_refs": endpoint_refs}
-        self._send(TaskName.REJOIN, {**arguments, "was_publishing": was_publishing})
+        self._send(TaskName.REJOIN, {**arguments, "was_publishing": was_publishing, "publications": publications})
 
     def check_connection(self, session_id: str, participant_id: str, stream: str, *, delay_s: float) -> None:
         arguments = {"session_id": session_id, "participant_id": participant_id, "stream": stream}

@@ -100,13 +100,20 @@ def send_message(settings: Settings, session_id: str, sender_id: str, payload: d
 
 
 def finish_rejoin(
-    settings: Settings, session_id: str, participant_id: str, endpoint_refs: list[str], was_publishing: bool
+    settings: Settings,
+    session_id: str,
+    participant_id: str,
+    endpoint_refs: list[str],
+    was_publishing: bool,
+    publications: list[str] | None = None,
 ) -> None:
-    """Releases the media the web tier detached at rejoin, then tells subscribers to resubscribe later."""
+    """Releases the media the web tier detached at rejoin, then tells subscribers to resubscribe later
+    (`publications`: its publications other than main, which `was_publishing` stands for)."""
     for ref in endpoint_refs:
         release_quietly(KurentoRef.decode(ref).proxy())
-    if was_publishing:
-        get_publisher(settings).to_session(session_id, messages.stream_unpublished(participant_id, reason="rejoined"))
+    ended = ([streams.MAIN] if was_publishing else []) + list(publications or [])
+    for name in ended:
+        get_publisher(settings).to_session(session_id, messages.stream_unpublished(participant_id, name, "rejoined"))
 
 
 def remove_silent_participants(settings: Settings) -> int:

@@ -56,9 +56,16 @@ def send_message(task: MediaTask, session_id: str, sender_id: str, payload: dict
 
 
 def rejoin(
-    task: MediaTask, session_id: str, participant_id: str, endpoint_refs: list[str], was_publishing: bool
+    task: MediaTask,
+    session_id: str,
+    participant_id: str,
+    endpoint_refs: list[str],
+    was_publishing: bool,
+    publications: list[str] | None = None,
 ) -> None:
-    session_lifecycle.finish_rejoin(task.settings, session_id, participant_id, endpoint_refs, was_publishing)
+    session_lifecycle.finish_rejoin(
+        task.settings, session_id, participant_id, endpoint_refs, was_publishing, publications or []
+    )
 
 
 def check_connection(task: MediaTask, session_id: str, participant_id: str, stream: str) -> None:

@@ -233,12 +233,15 @@ def leave(tasks: TaskQueue, session_id: str, participant_id: str, reason: str) -
 def rejoin(tasks: TaskQueue, session_id: str, participant_id: str) -> None:
     """Fresh media: the old endpoints leave the record now, before any new offer can arrive."""
     was_publishing = Participant.set_publishing(participant_id, False)
+    # Its other publications end too (main is was_publishing): one read, before they leave the record.
+    others = sorted(Endpoint.publication_names(participant_id, session_id) - {streams.MAIN})
     refs = Endpoint.detach_all_of(session_id, participant_id)
     tasks.rejoin(
         session_id=session_id,
         participant_id=participant_id,
         endpoint_refs=refs,
         was_publishing=was_publishing,
+        publications=others,
     )
 
 

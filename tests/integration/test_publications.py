@@ -195,3 +195,17 @@ def test_session_bandwidth_defaults_are_validated_and_applied(api, db, kms):
     assert kms.proxy(publish_endpoint(alice.participant_id)).invoke("getMaxVideoRecvBandwidth") == 2000
     subscription = Endpoint.find(bob.participant_id, alice.participant_id).kurento.id
     assert kms.proxy(subscription).invoke("getMaxVideoSendBandwidth") == 800
+
+
+def test_a_rejoin_ends_every_publication_for_the_others(api):
+    session = api.create_session()
+    alice, bob = api.join(session, "alice"), api.join(session, "bob")
+    publish(alice)
+    publish(alice, "publish:screen")
+    bob.wait_type("streamPublished", participant_id=alice.participant_id, name="screen")
+    assert alice.api.http.post(f"{alice.base}/rejoin", headers=alice.headers).status_code == 202
+    for name in ("main", "screen"):
+        ended = bob.wait_type("streamUnpublished", participant_id=alice.participant_id, name=name)
+        assert ended["reason"] == "rejoined"
+    publish(alice, "publish:screen")  # publishes again, announced again
+    bob.wait_for(lambda m: m["type"] == "streamPublished" and m.get("name") == "screen" and m["seq"] > ended["seq"])
