@@ -30,6 +30,7 @@ class OfferSequence:
         self.room = system.room(capacity if self.fresh else 1)
         self.solo: Client | None = None
         self.count = 0
+        self.offers = 0
 
     def start(self, rec: Recorder | None = None) -> None:
         """Join the one client that re-offers (a fresh-client system joins in every round)."""
@@ -42,7 +43,8 @@ class OfferSequence:
     def run(self, rounds: int, rec: Recorder | None = None) -> None:
         for _ in range(rounds):
             client = self.solo or self._newcomer(rec)
-            ms = client.offer(self.fx.publish, self.fx.publish_candidates)
+            self.offers += 1
+            ms = client.offer(*self.fx.publish_generation(self.offers))
             if rec:
                 rec.add("offer_to_answer", ms)
             if client is not self.solo:
