@@ -19,7 +19,11 @@
  *     is applied), and `iceGatheringDone` ends them;
  *   - subscribes automatically to everyone who publishes (the join answer's `publishing` flags,
  *     then `streamPublished`) and drops the subscription on `streamUnpublished`/`participantLeft`;
- *   - rejoins (fresh media, same participant) after `mediaServerLost` or `connectionFailed`.
+ *   - reconnects by itself (autoReconnect, default on): on `connectionFailed` it offers again on the
+ *     failed stream only (a fresh peer connection); on `mediaServerLost` it rejoins (fresh media,
+ *     same participant), republishes and resubscribes, retrying with backoff until its publication
+ *     is answered again; `reconnecting`, `reconnected` and `reconnectFailed` tell the page, which
+ *     can still call `rejoin()` itself (a manual fallback).
  *
  * Usage:
  *
@@ -42,7 +46,9 @@
  *   `sessionClosed`, `message`, `error`) with the message as argument, after the client handled it;
  *   `*` for every message; and the client's own:
  *   `remoteStream` {participantId, name, stream, mediaStream, pc}, `remoteStreamRemoved` {participantId, name, stream},
- *   `connectionState` {stream, state}, `pollError` {error, retryInMs}, `closed` {reason}.
+ *   `connectionState` {stream, state}, `pollError` {error, retryInMs}, `closed` {reason},
+ *   `reconnecting` {reason, stream?, attempt, inMs}, `reconnected` {reason, stream?, attempt},
+ *   `reconnectFailed` {reason, stream?, error}.
  */
 
 export const PUBLISH = 'publish';
@@ -58,6 +64,10 @@ const BACKOFF_MIN_MS = 500;
 const BACKOFF_MAX_MS = 10000;
 const CANDIDATE_BATCH_MS = 10;
 const REJOIN_SETTLE_MS = 5000;
+// Automatic reconnection: the wait before each attempt, then give up (reconnectFailed).
+const RECONNECT_DELAYS_MS = [0, 1000, 2000, 4000, 8000, 15000];
+// How long an attempt waits for its publication's sdpAnswer before it counts as failed.
+const RECONNECT_ANSWER_MS = 15000;
 
 /** A non-2xx answer of the API: `status` and the service's error body (`code`, `message`, `errors`). */
 export class SignalingError extends Error {
@@ -119,14 +129,20 @@ export class SignalingClient {
    *   `ice_servers` the service hands out in its join and rejoin answers (ICE_SERVERS, TURN credentials).
    * @param {boolean} [options.autoSubscribe]  Subscribe to every publisher (default true).
    * @param {number} [options.pollWait]  Long-poll hold time in seconds (0 to 30, default 25).
+   * @param {boolean} [options.autoReconnect]  Recover from `connectionFailed` and `mediaServerLost` by
+   *   itself (default true); false leaves it to the page (`rejoin()`).
    */
-  constructor({ baseUrl = '', iceServers = [], autoSubscribe = true, pollWait = POLL_WAIT_S } = {}) {
+  constructor({
+    baseUrl = '', iceServers = [], autoSubscribe = true, pollWait = POLL_WAIT_S, autoReconnect = true,
+  } = {}) {
     this.baseUrl = baseUrl.replace(/\/$/, '');
     this.iceServers = iceServers;
     /** The service's `ice_servers` (join answer, renewed by each rejoin answer: TURN credentials expire). */
     this.serviceIceServers = [];
     this.autoSubscribe = autoSubscribe;
     this.pollWait = pollWait;
+    this.autoReconnect = autoReconnect;
+    this._recovering = null; // the running automatic rejoin, if any
     this.sessionId = null;
     this.participantId = null;
     this.token = null;
@@ -337,6 +353,81 @@ export class SignalingClient {
     if (this.autoSubscribe) this._subscribeToPublishers(session.participants || []);
   }
 
+  /**
+   * After `mediaServerLost`: rejoin, republish and resubscribe, with backoff, until the publication
+   * is answered again (or, not publishing, the rejoin is accepted). One at a time.
+   */
+  _recoverMedia() {
+    if (this._recovering) return this._recovering;
+    const reason = 'mediaServerLost';
+    this._recovering = (async () => {
+      let lastError = null;
+      for (let attempt = 1; attempt <= RECONNECT_DELAYS_MS.length; attempt += 1) {
+        const inMs = RECONNECT_DELAYS_MS[attempt - 1];
+        this._emit('reconnecting', { reason, attempt, inMs });
+        await sleep(inMs);
+        if (!this._polling) return false;
+        try {
+          await this.rejoin();
+          const link = this._links.get(PUBLISH);
+          if (!this.localStream || (link && (await this._answered(link, RECONNECT_ANSWER_MS)))) {
+            this._emit('reconnected', { reason, attempt });
+            return true;
+          }
+          lastError = new Error('the new publication was not answered');
+        } catch (error) {
+          lastError = error;
+          // Refusals that no retry changes: we left, were removed, or the session is gone.
+          if (error instanceof SignalingError && [401, 403, 404, 409].includes(error.status)) break;
+        }
+      }
+      this._emit('reconnectFailed', { reason, error: lastError });
+      return false;
+    })().finally(() => {
+      this._recovering = null;
+    });
+    return this._recovering;
+  }
+
+  /** After `connectionFailed`: a fresh offer on that stream only (a rejoin in progress redoes it anyway). */
+  async _recoverStream(stream) {
+    if (this._recovering) return false;
+    const reason = 'connectionFailed';
+    this._emit('reconnecting', { reason, stream, attempt: 1, inMs: 0 });
+    try {
+      if (stream === PUBLISH || stream.startsWith(`${PUBLISH}:`)) {
+        // A re-offer keeps the publication's subscribers: the service reconnects them to the new endpoint.
+        const name = stream === PUBLISH ? MAIN : stream.slice(PUBLISH.length + 1);
+        const mediaStream = this.localStreams.get(name);
+        if (!mediaStream) return false;
+        await this.publish(mediaStream, name);
+      } else {
+        if (!this._links.has(stream)) return false;
+        this._dropLink(stream);
+        const [publisherId, name = MAIN] = stream.split(':');
+        await this.subscribe(publisherId, name);
+      }
+      const link = this._links.get(stream);
+      if (link && (await this._answered(link, RECONNECT_ANSWER_MS))) {
+        this._emit('reconnected', { reason, stream, attempt: 1 });
+        return true;
+      }
+      this._emit('reconnectFailed', { reason, stream, error: new Error('the new offer was not answered') });
+    } catch (error) {
+      this._emit('reconnectFailed', { reason, stream, error });
+    }
+    return false;
+  }
+
+  /** Whether a link's offer got its sdpAnswer (not an error) within timeoutMs. */
+  async _answered(link, timeoutMs) {
+    if (link.pc.remoteDescription) return true;
+    const outcome = await this._waitFor(
+      (m) => m.request_id === link.requestId && (m.type === 'sdpAnswer' || m.type === 'error'), timeoutMs,
+    );
+    return outcome !== null && outcome.type === 'sdpAnswer';
+  }
+
   /** Leaves the session, stops polling and closes every peer connection (also safe in `pagehide`). */
   async leave() {
     try {
@@ -545,7 +636,12 @@ export class SignalingClient {
         this.close('session closed');
         break;
       default:
-        break; // message, connectionFailed, mediaServerLost: for the application
+        break; // message, connectionFailed, mediaServerLost: for the application (and below)
+    }
+    if (this.autoReconnect && !replay) {
+      // Not awaited: a rejoin waits for messages this poll loop has to deliver.
+      if (message.type === 'mediaServerLost') this._recoverMedia();
+      else if (message.type === 'connectionFailed') this._recoverStream(message.stream);
     }
     if (replay) return; // emitted when it first came
     for (const waiter of [...this._waiters]) {
