@@ -46,6 +46,7 @@ FLOW_TIMEOUT = 2.0
 FLOW_CHECK_INTERVAL = 0.25
 # Frames kept per outgoing track when the encoder is slower than the source.
 OUT_QUEUE_SIZE = {"audio": 10, "video": 2}
+_CLOCK_EPOCH = time.monotonic()
 
 # What an incoming track yields and an outgoing one sends on, unchanged.
 Media = Frame | Packet
@@ -273,12 +274,20 @@ class AiortcEndpoint:
 
     async def _read_track(self, track: MediaStreamTrack) -> None:
         kind = track.kind
+        offset: int | None = None
         while True:
             try:
                 frame = await track.recv()
             except MediaStreamError:
                 break
             self._mark_flow("in", kind)
+            if frame.pts is not None and frame.time_base:
+                # On one clock for every source (since the emulator started), before any sink's encoder
+                # sees it: a sink whose source is replaced (a re-offered publication) keeps sending
+                # increasing timestamps, which a browser's jitter buffer needs, as Kurento's do.
+                if offset is None:
+                    offset = int((time.monotonic() - _CLOCK_EPOCH) / frame.time_base) - frame.pts
+                frame.pts += offset
             for sink in self._sinks[kind]:
                 out = sink._out_tracks.get(kind)
                 if out is not None:

@@ -155,7 +155,6 @@ def test_connection_failed_on_a_subscription_resubscribes_by_itself(people):
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.xfail(strict=True, reason="issue 15: a re-offer does not reconnect the subscribers yet (its branch does)")
 def test_connection_failed_on_the_publication_republishes_and_subscribers_get_it_back(people):
     """`connectionFailed` for bob's own stream: his client offers again on `publish` only; the
     service reconnects everyone's subscription to his new endpoint (issue 15), so the others get
