@@ -138,8 +138,8 @@ def test_every_event_of_a_call_arrives_signed_as_documented(hooked):
         ("sessionCreated", None, {}),
         ("participantJoined", alice.participant_id, {"display_name": "alice"}),
         ("participantJoined", bob.participant_id, {"display_name": "bob"}),
-        ("streamPublished", alice.participant_id, {}),
-        ("streamUnpublished", alice.participant_id, {}),
+        ("streamPublished", alice.participant_id, {"name": "main", "audio": True, "video": True}),
+        ("streamUnpublished", alice.participant_id, {"name": "main", "reason": "left"}),
         ("participantLeft", alice.participant_id, {"reason": "left"}),
         ("sessionClosed", None, {"reason": "closed"}),
     ]
