@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import kurento
@@ -25,28 +24,10 @@ from media_tasks.kms_pool import pipeline_of, release_quietly
 from messaging import messages, webhook_events
 from messaging.publisher import get_publisher
 from models import PUBLISH, Endpoint, KurentoRef, Recording
-from models.recording import MAIN
-from settings import VAR_DIR, Settings
+from models.recording import MAIN, PROFILES, stream_of
+from settings import Settings
 
 log = logging.getLogger(__name__)
-
-# REST profile → (Kurento MediaProfileSpecType, file extension).
-PROFILES = {"webm": ("WEBM", "webm"), "mp4": ("MP4", "mp4"), "webm-audio": ("WEBM_AUDIO_ONLY", "webm")}
-REASONS = ("stopped", "unpublished", "left", "sessionClosed", "mediaServerLost", "error")
-
-
-def recordings_base(settings: Settings) -> str:
-    """RECORDINGS_URI without a trailing slash; unset: `file://` + ./var/recordings (what `make run` uses)."""
-    return (settings.recordings_uri or f"file://{Path(VAR_DIR) / 'recordings'}").rstrip("/")
-
-
-def uri_for(settings: Settings, session_id: str, recording_id: str, profile: str) -> str:
-    return f"{recordings_base(settings)}/{session_id}/{recording_id}.{PROFILES[profile][1]}"
-
-
-def stream_of(name: str) -> str:
-    """The Endpoint `stream` of a publication name: "main" is "publish", another is "publish:<name>"."""
-    return PUBLISH if name == MAIN else f"{PUBLISH}:{name}"
 
 
 def name_of(stream: str) -> str | None:

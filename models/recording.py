@@ -21,6 +21,7 @@ from mongoengine import DateTimeField, ListField, StringField
 
 from models.base import Document
 from models.fields import KurentoObjectField, KurentoProxy, ref_of
+from settings import VAR_DIR, Settings
 
 
 class RecordingState(StrEnum):
@@ -32,6 +33,23 @@ class RecordingState(StrEnum):
 
 ACTIVE = [RecordingState.STARTING.value, RecordingState.RECORDING.value]
 MAIN = "main"
+# REST profile → (Kurento MediaProfileSpecType, file extension).
+PROFILES = {"webm": ("WEBM", "webm"), "mp4": ("MP4", "mp4"), "webm-audio": ("WEBM_AUDIO_ONLY", "webm")}
+REASONS = ("stopped", "unpublished", "left", "sessionClosed", "mediaServerLost", "error")
+
+
+def recordings_base(settings: Settings) -> str:
+    """RECORDINGS_URI without a trailing slash; unset: `file://` + ./var/recordings (what `make run` uses)."""
+    return (settings.recordings_uri or f"file://{VAR_DIR / 'recordings'}").rstrip("/")
+
+
+def uri_for(settings: Settings, session_id: str, recording_id: str, profile: str) -> str:
+    return f"{recordings_base(settings)}/{session_id}/{recording_id}.{PROFILES[profile][1]}"
+
+
+def stream_of(name: str) -> str:
+    """The Endpoint `stream` of a publication name: "main" is "publish", another is "publish:<name>"."""
+    return "publish" if name == MAIN else f"publish:{name}"
 
 
 def _encoded(recorder: KurentoProxy | str | None) -> str | None:
