@@ -12,12 +12,13 @@ no record names, as it does endpoints (media_tasks.orphan_sweep).
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from mongoengine import DateTimeField, ListField, StringField
+from mongoengine import DateTimeField, FloatField, ListField, StringField
 
 from models.base import Document
 from models.fields import KurentoObjectField, KurentoProxy, ref_of
@@ -67,8 +68,9 @@ class Recording(Document):
     state = StringField(default=RecordingState.STARTING, choices=[s.value for s in RecordingState])
     kurento = KurentoObjectField(null=True)
     created_at = DateTimeField(default=lambda: datetime.now(UTC))
-    started_at = DateTimeField(null=True)
-    stopped_at = DateTimeField(null=True)
+    # Unix times: the stand-in reads a date written by $set back as a string.
+    started_at = FloatField(null=True)
+    stopped_at = FloatField(null=True)
     # Why it stops: the first stop asked for wins ("" while none was; the stand-in matches "" reliably).
     stop_reason = StringField(default="")
     # The reason it ended with, once it did (null before).
@@ -123,12 +125,13 @@ class Recording(Document):
 
     @classmethod
     def claim_recorder(cls, recording_id: str, recorder: KurentoProxy) -> bool:
-        """Stores the recorder of a `starting` recording that has none; False when it has one already
-        or ended meanwhile (a stop came first): the caller releases its own."""
+        """Stores the recorder of a running recording that has none (its `Recording` event may have come
+        first); False when it has one already or ended meanwhile (a stop came first): the caller
+        releases its own."""
         return bool(
             cls._get_collection()
             .update_one(
-                {"_id": recording_id, "state": RecordingState.STARTING.value, "kurento": None},
+                {"_id": recording_id, "state": {"$in": ACTIVE}, "kurento": None},
                 {"$set": {"kurento": _encoded(recorder)}},
             )
             .modified_count
@@ -139,7 +142,7 @@ class Recording(Document):
         """`starting` → `recording`; True for the one caller that made the change."""
         return bool(
             cls.objects(id=recording_id, state=RecordingState.STARTING).update_one(
-                set__state=RecordingState.RECORDING, set__started_at=datetime.now(UTC)
+                set__state=RecordingState.RECORDING, set__started_at=time.time()
             )
         )
 
@@ -159,7 +162,7 @@ class Recording(Document):
         asked = doc.get("stop_reason") or ""
         query = {"_id": recording_id, "state": {"$in": ACTIVE}, "kurento": _encoded(recorder), "stop_reason": asked}
         state = RecordingState.FAILED if failed else RecordingState.STOPPED
-        changes = {"state": state.value, "stopped_at": datetime.now(UTC), "kurento": None, "reason": asked or reason}
+        changes = {"state": state.value, "stopped_at": time.time(), "kurento": None, "reason": asked or reason}
         return collection.update_one(query, {"$set": changes}).modified_count > 0
 
     @classmethod

@@ -25,8 +25,8 @@ class RecordingCreateSchema(Schema):
     )
 
 
-def _when(value: datetime | None) -> str | None:
-    return None if value is None else value.replace(tzinfo=UTC).isoformat(timespec="milliseconds")
+def _when(value: float | None) -> str | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC).isoformat(timespec="milliseconds")
 
 
 DATE = {"type": "string", "format": "date-time", "nullable": True, "description": "UTC, ISO 8601; null until then."}
