@@ -567,8 +567,14 @@ class _RecordedTrack(_OutTrack):
 
     def __init__(self, sink: AiortcRecorder, kind: str) -> None:
         super().__init__(sink, kind)  # type: ignore[arg-type]  # it only calls _mark_flow on it
+        self._sink = sink
         self._started = time.monotonic()
         self._next_pts = 0
+
+    def push(self, frame: Media) -> None:
+        super().push(frame)
+        if self.kind == "video":
+            self._sink._video_queued()
 
     async def recv(self) -> Media:
         while True:
@@ -609,6 +615,7 @@ class AiortcRecorder:
         self._source: dict[str, AiortcEndpoint | None] = {k: None for k in KINDS}
         self._out_tracks: dict[str, _OutTrack] = {}
         self._recorder: MediaRecorder | None = None
+        self._recorder_started = False
         self._on_first_media: Callable[[], None] | None = None
 
     def _mark_flow(self, direction: str, kind: str) -> None:
@@ -625,15 +632,30 @@ class AiortcRecorder:
             raise ValueError(f"only file:// URIs are written by the emulator (got {self.uri!r})")
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         media_recorder = MediaRecorder(path, format=recorder.container_of(self.profile))
-        for kind in recorder.kinds_of(self.profile):
+        # Video first, and started only once a video frame waits: MediaRecorder sizes the video stream
+        # from its first frame, which must come before any packet opens the container's codecs (an
+        # audio packet first leaves it at the default size: "Cannot change width after codec is open").
+        for kind in sorted(recorder.kinds_of(self.profile), reverse=True):
             track = self._out_tracks[kind] = _RecordedTrack(self, kind)
             media_recorder.addTrack(track)
         self._on_first_media = on_first_media
         self._recorder = media_recorder
-        await media_recorder.start()
+        if "video" not in self._out_tracks:
+            await self._start_recorder()
+
+    def _video_queued(self) -> None:
+        if not self._recorder_started and self._recorder is not None:
+            self._recorder_started = True
+            asyncio.ensure_future(self._recorder.start())
+
+    async def _start_recorder(self) -> None:
+        if not self._recorder_started and self._recorder is not None:
+            self._recorder_started = True
+            await self._recorder.start()
 
     async def stop(self) -> None:
         media_recorder, self._recorder = self._recorder, None
+        self._recorder_started = False
         tracks, self._out_tracks = list(self._out_tracks.values()), {}
         for track in tracks:
             track.stop()
