@@ -117,7 +117,8 @@ def test_a_recorded_publisher_decodes_with_the_expected_duration(recording_stack
     with av.open(str(path)) as container:
         assert sorted(s.type for s in container.streams) == ["audio", "video"]  # the webm profile keeps both
     print(
-        f"\nrecorded {recorded_for:.2f} s -> {frames} video frames over {duration:.2f} s in {path.stat().st_size} bytes;"
+        f"\nrecorded {recorded_for:.2f} s -> {frames} video frames over {duration:.2f} s"
+        f" in {path.stat().st_size} bytes;"
         f" emulator CPU (share of one core): publishing only {idle_cpu:.1%}, while recording {recording_cpu:.1%}"
         f" (the recording costs {recording_cpu - idle_cpu:.1%})"
     )
