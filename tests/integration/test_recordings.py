@@ -152,6 +152,28 @@ def test_a_recording_follows_its_publication_across_a_renegotiation(keyed, keyed
     assert read(keyed, sid, rid)["state"] == "recording", "the same recording goes on"
 
 
+def test_a_recording_follows_its_publisher_across_a_rejoin(keyed, keyed_db, kms):
+    session, alice, bob = call(keyed)
+    sid = session["session_id"]
+    rid = record(keyed, sid, participant_id=alice.participant_id)["recording_id"]
+    bob.wait_type("recordingStarted", recording_id=rid)
+    first = publish_endpoint_id(alice.participant_id)
+    rejoined = keyed.http.post(f"{alice.base}/rejoin", headers=alice.headers)
+    assert rejoined.status_code == 202, rejoined.text
+    bob.wait_type("streamUnpublished", participant_id=alice.participant_id)
+    recorder = kms.proxy(recorder_of(rid).id)
+    wait_until(lambda: not recorder.invoke("getSourceConnections"), "the released endpoint no longer feeds it")
+    alice.wait_type("sdpAnswer", request_id=alice.offer(PUBLISH_SDP))  # publishes again, fresh media
+    second = publish_endpoint_id(alice.participant_id)
+    assert second != first
+    wait_until(
+        lambda: {s["source"] for s in recorder.invoke("getSourceConnections")} == {second},
+        "the recorder fed by the publication after the rejoin",
+    )
+    assert read(keyed, sid, rid)["state"] == "recording"
+    assert not [m for m in bob.inbox if m["type"] == "recordingStopped"]
+
+
 def test_the_publisher_leaving_stops_its_recordings(keyed, keyed_db, kms):
     session, alice, bob = call(keyed)
     sid = session["session_id"]
