@@ -16,9 +16,9 @@ import pytest
 from kurento import (
     AlreadyNegotiated,
     KurentoClient,
+    KurentoError,
     MediaObject,
     MediaPipeline,
-    KurentoError,
     ObjectNotFound,
     RecorderEndpoint,
     ServerManager,
