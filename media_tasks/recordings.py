@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import kurento
+from media_tasks import kms_sessions
 from media_tasks.kms_pool import pipeline_of, release_quietly
 from messaging import messages, webhook_events
 from messaging.publisher import get_publisher
@@ -66,6 +67,7 @@ def start(settings: Settings, session_id: str, recording_id: str) -> None:
     if not Recording.claim_recorder(recording_id, recorder):
         release_quietly(recorder)  # a stop came first (or a re-run stored its own)
         return
+    kms_sessions.register_own(recorder.client)  # its events survive this worker (a takeover)
     current = Endpoint.stored_kurento(recording.participant_id, stream).kurento
     if current is not None and current != source:
         _connect_quietly(KurentoRef.decode(current).proxy(), [recorder])
@@ -109,6 +111,12 @@ def event_handlers(settings: Settings, session_id: str, recording_id: str) -> di
         end(settings, recording_id, "error", failed=True)
 
     return {"Recording": on_recording, "Error": on_error}
+
+
+def listen_recorder_events(settings: Settings, client: kurento.KurentoClient, recording: Recording) -> None:
+    """After taking a KMS session over: the subscriptions exist server-side, only routing is needed."""
+    for event_type, handler in event_handlers(settings, recording.session_id, recording.id).items():
+        client.add_listener(recording.kurento.id, event_type, handler)
 
 
 # -- follow -----------------------------------------------------------------------------------------------

@@ -67,6 +67,8 @@ class Recording(Document):
     uri = StringField(required=True)
     state = StringField(default=RecordingState.STARTING, choices=[s.value for s in RecordingState])
     kurento = KurentoObjectField(null=True)
+    # The KMS session whose connection receives the recorder's events (see models.kms_session).
+    kms_session = StringField(null=True)
     created_at = DateTimeField(default=lambda: datetime.now(UTC))
     # Unix times: the stand-in reads a date written by $set back as a string.
     started_at = FloatField(null=True)
@@ -132,7 +134,7 @@ class Recording(Document):
             cls._get_collection()
             .update_one(
                 {"_id": recording_id, "state": {"$in": ACTIVE}, "kurento": None},
-                {"$set": {"kurento": _encoded(recorder)}},
+                {"$set": {"kurento": _encoded(recorder), "kms_session": recorder.client.session_id}},  # type: ignore[attr-defined]
             )
             .modified_count
         )
@@ -164,6 +166,11 @@ class Recording(Document):
         state = RecordingState.FAILED if failed else RecordingState.STOPPED
         changes = {"state": state.value, "stopped_at": time.time(), "kurento": None, "reason": asked or reason}
         return collection.update_one(query, {"$set": changes}).modified_count > 0
+
+    @classmethod
+    def recorders_under_kms_session(cls, kms_session: str) -> list[Recording]:
+        """The running recorders whose events this KMS session receives (a takeover listens to them)."""
+        return list(cls.objects(kms_session=kms_session, kurento__ne=None))
 
     @classmethod
     def was_announced(cls, recording_id: str, what: str) -> bool:
