@@ -17,7 +17,7 @@ from typing import Any
 
 import kurento
 from kurento import jsonrpc
-from media_tasks import kms_sessions
+from media_tasks import kms_sessions, recordings
 from media_tasks.kms_events import relay_endpoint_events
 from media_tasks.kms_pool import ensure_pipeline, pipeline_of, release_quietly
 from messaging import messages, rerun_identity
@@ -326,6 +326,7 @@ def _deliver(
     if announce:
         audio, video = streams.sent_kinds(offer.sdp)
         publisher.to_session(offer.session_id, messages.stream_published(offer.participant_id, ref.name, audio, video))
+    recordings.follow_stream(offer.settings, offer.session_id, offer.participant_id, offer.stream, endpoint)
     _start_gathering(offer, endpoint, pending, replaced, _subscribers_to_reconnect(offer, replaced))
 
 
@@ -360,7 +361,7 @@ def _publication_replaced(
     with theirs), then is asked for a keyframe so they get a picture at once.
 
     Returns each operation added with a way to do it alone, should an earlier one fail (a subscriber
-    that left meanwhile). The hook for whatever else the replaced endpoint fed (recorders) goes here.
+    that left meanwhile). Recorders follow their publication apart (recordings.follow_stream, before this).
     """
     added: list[tuple[Any, Callable[[], object]]] = []
     if reconnection is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 import kurento
+from media_tasks import recordings
 from media_tasks.kms_pool import release_quietly
 from media_tasks.negotiation import forwarded_media_types
 from messaging import messages
@@ -22,7 +23,9 @@ log = logging.getLogger(__name__)
 
 
 def unpublish(settings: Settings, session_id: str, participant_id: str, name: str, reason: str) -> None:
-    """Releases the publication's endpoint and its subscribers', then tells everyone."""
+    """Stops its recordings (their files finish while media flows), releases the publication's endpoint
+    and its subscribers', then tells everyone."""
+    recordings.stop_publication(settings, session_id, participant_id, name, reason)
     removed, refs = Endpoint.detach_publication(session_id, participant_id, name)
     for ref in refs:
         release_quietly(KurentoRef.decode(ref).proxy())

@@ -61,6 +61,19 @@ class StreamMuted(TypedDict):
     video: bool
 
 
+class RecordingStarted(TypedDict):
+    type: Literal["recordingStarted"]
+    recording_id: str
+    participant_id: str
+    name: str
+
+
+class RecordingStopped(TypedDict):
+    type: Literal["recordingStopped"]
+    recording_id: str
+    reason: str
+
+
 class ConnectionFailed(TypedDict):
     type: Literal["connectionFailed"]
     stream: str
@@ -108,6 +121,8 @@ Message = (
     | StreamPublished
     | StreamMuted
     | StreamUnpublished
+    | RecordingStarted
+    | RecordingStopped
     | ConnectionFailed
     | MediaServerLost
     | SessionClosed
@@ -150,6 +165,15 @@ def stream_unpublished(participant_id: str, name: str = "main", reason: str = "u
 
 def stream_muted(participant_id: str, name: str, audio: bool, video: bool) -> StreamMuted:
     return {"type": "streamMuted", "participant_id": participant_id, "name": name, "audio": audio, "video": video}
+
+
+def recording_started(recording_id: str, participant_id: str, name: str) -> RecordingStarted:
+    return {"type": "recordingStarted", "recording_id": recording_id, "participant_id": participant_id, "name": name}
+
+
+def recording_stopped(recording_id: str, reason: str) -> RecordingStopped:
+    """`reason`: stopped, unpublished, left, sessionClosed, mediaServerLost or error."""
+    return {"type": "recordingStopped", "recording_id": recording_id, "reason": reason}
 
 
 def connection_failed(stream: str) -> ConnectionFailed:

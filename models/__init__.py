@@ -10,6 +10,7 @@ from models.lease import Lease
 from models.media_server import MediaServer
 from models.outbox import OutboxMessage
 from models.participant import Participant, ParticipantState
+from models.recording import Recording, RecordingState
 from models.session import Session, SessionState
 from models.task_start import TaskStart
 
@@ -25,6 +26,8 @@ __all__ = [
     "OutboxMessage",
     "Participant",
     "ParticipantState",
+    "Recording",
+    "RecordingState",
     "Session",
     "SessionState",
     "TaskStart",

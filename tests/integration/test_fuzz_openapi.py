@@ -129,6 +129,11 @@ OPERATIONS = (
     "POST /api/v1/sessions/{session_id}/messages",
     "DELETE /api/v1/sessions/{session_id}/participants/{participant_id}/streams/{name}",
     "POST /api/v1/sessions/{session_id}/participants/{participant_id}/streams/{name}/mute",
+    # Without SIGNALING_API_KEYS (this stack) nobody holds a key: these answer 401 or 404/422 before it.
+    "POST /api/v1/sessions/{session_id}/recordings",
+    "GET /api/v1/sessions/{session_id}/recordings",
+    "GET /api/v1/sessions/{session_id}/recordings/{recording_id}",
+    "POST /api/v1/sessions/{session_id}/recordings/{recording_id}/stop",
 )
 
 
