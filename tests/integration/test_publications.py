@@ -170,8 +170,18 @@ def test_the_api_key_unpublishes_and_mutes(keyed, keyed_db):
     url = streams_url(alice, "screen")
     assert backend.post(f"{url}/mute", json={"audio": True}, headers=keyed.key_headers).status_code == 202
     bob.wait_type("streamMuted", participant_id=alice.participant_id, name="screen", audio=True)
+    recording = backend.post(
+        f"{keyed.base}/api/v1/sessions/{session['session_id']}/recordings",
+        json={"participant_id": alice.participant_id, "name": "screen"},
+        headers=keyed.key_headers,
+    )
+    assert recording.status_code == 201, recording.text
+    recording_id = recording.json()["recording_id"]
+    bob.wait_type("recordingStarted", recording_id=recording_id)
     assert backend.delete(url, headers=keyed.key_headers).status_code == 202
     bob.wait_type("streamUnpublished", participant_id=alice.participant_id, name="screen", reason="unpublished")
+    # Its recording stops with it.
+    assert bob.wait_type("recordingStopped", recording_id=recording_id)["reason"] == "unpublished"
     assert backend.delete(url).status_code == 401
 
 
