@@ -4,11 +4,12 @@ from models.connection import bound_to, connect_db, current_db, database_alias, 
 from models.endpoint import PUBLISH, Endpoint
 from models.fields import KurentoObjectField, KurentoRef
 from models.idempotency import IdempotencyRecord
+from models.join_grant import JoinGrant
 from models.kms_session import KmsSession
 from models.lease import Lease
 from models.media_server import MediaServer
 from models.outbox import OutboxMessage
-from models.participant import Participant, ParticipantState
+from models.participant import Participant, ParticipantRole, ParticipantState
 from models.session import Session, SessionState
 from models.task_start import TaskStart
 
@@ -16,6 +17,7 @@ __all__ = [
     "PUBLISH",
     "Endpoint",
     "IdempotencyRecord",
+    "JoinGrant",
     "KmsSession",
     "KurentoObjectField",
     "KurentoRef",
@@ -23,6 +25,7 @@ __all__ = [
     "MediaServer",
     "OutboxMessage",
     "Participant",
+    "ParticipantRole",
     "ParticipantState",
     "Session",
     "SessionState",

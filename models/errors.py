@@ -86,3 +86,19 @@ class OwnStreamById(Invalid):
 
     def __init__(self) -> None:
         super().__init__(errors={"stream": ["own participant id"]})
+
+
+class JoinTokenUsed(Conflict):
+    message = "This join token was already used; a minted join token admits one participant."
+
+
+class JoinTokenExpired(Forbidden):
+    message = "This join token has expired."
+
+
+class SubscriberCannotPublish(Forbidden):
+    message = "A subscriber receives only: it cannot publish."
+
+
+class NotAModerator(Forbidden):
+    message = "Only a moderator of this session (or an API key) may do this."

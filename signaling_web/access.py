@@ -32,6 +32,7 @@ from signaling_web.openapi import (
     NO_CREDENTIALS,
     NO_OPERATOR_KEY,
     NO_TOKEN,
+    NOT_A_MODERATOR,
     NOT_YOUR_SESSION,
     NOT_YOURS,
     Documented,
@@ -78,6 +79,16 @@ def _member_or_operator() -> None:
         auth.require_member(_path("session_id"))
 
 
+def _moderator_or_operator() -> None:
+    if not auth.has_api_key():
+        auth.require_moderator(_path("session_id"))
+
+
+def _self_moderator_or_operator() -> None:
+    if not auth.has_api_key():
+        auth.require_self_or_moderator(_path("session_id"), _path("participant_id"))
+
+
 def _operator() -> None:
     auth.require_api_key()
 
@@ -100,9 +111,19 @@ member = Role(_member, AS_PARTICIPANT, (NO_TOKEN, NOT_YOUR_SESSION))
 member_or_operator = Role(_member_or_operator, AS_MEMBER_OR_OPERATOR, (NO_CREDENTIALS, NOT_YOUR_SESSION))
 """An API key, or a participant of the session the path names."""
 
+moderator_or_operator = Role(
+    _moderator_or_operator, AS_MEMBER_OR_OPERATOR, (NO_CREDENTIALS, NOT_YOUR_SESSION, NOT_A_MODERATOR)
+)
+"""An API key, or a `moderator` of the session the path names (auth.principal_if_any says which)."""
+
+self_moderator_or_operator = Role(
+    _self_moderator_or_operator, AS_MEMBER_OR_OPERATOR, (NO_CREDENTIALS, NOT_YOUR_SESSION, NOT_A_MODERATOR)
+)
+"""An API key, the participant the path names, or a `moderator` of its session."""
+
 operator = Role(_operator, AS_OPERATOR, (NO_OPERATOR_KEY,))
 """An API key, always: without SIGNALING_API_KEYS nobody holds one (an open deployment's sessions end
-when empty, EMPTY_SESSION_TIMEOUT_S). A participant's token never closes its whole session."""
+when empty, EMPTY_SESSION_TIMEOUT_S)."""
 
 operator_if_configured = Role(_operator_if_configured, AS_OPERATOR_IF_CONFIGURED, (NO_API_KEY,))
 """An API key when SIGNALING_API_KEYS is set; anyone otherwise."""
