@@ -126,6 +126,10 @@ OPERATIONS = (
     "POST /api/v1/sessions/{session_id}/participants/{participant_id}/candidates",
     "GET /api/v1/sessions/{session_id}/participants/{participant_id}/messages",
     "POST /api/v1/sessions/{session_id}/messages",
+    # The API key's only: this open stack has none, so these are fuzzed for their refusals
+    # (tests/integration/test_roles.py covers their input with a key).
+    "POST /api/v1/sessions/{session_id}/tokens",
+    "POST /api/v1/sessions/{session_id}/join-token",
 )
 
 
