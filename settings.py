@@ -141,6 +141,22 @@ class Settings:
     """Retries of a webhook event wait 1, 2, 4 ... seconds, at most this long (WEBHOOK_RETRY_MAX_DELAY_S)."""
     webhook_concurrency: int = 16
     """Threads of the webhook worker process: deliveries in flight at once (WEBHOOK_CONCURRENCY)."""
+    ice_servers: str = ""
+    """STUN/TURN servers every join and rejoin answer hands to the client (`ice_servers`): comma-separated
+    URLs (`stun:stun.example.org:3478`, one entry each), or a JSON list of RTCIceServer objects
+    (`[{"urls": ["turn:t.example.org"], "username": "u", "credential": "p"}]`) (ICE_SERVERS); "" = none."""
+    turn_urls: tuple[str, ...] = ()
+    """TURN servers sharing TURN_SECRET (coturn `use-auth-secret`), comma separated, e.g.
+    `turn:turn.example.org:3478?transport=udp,turns:turn.example.org:5349` (TURN_URLS); each participant
+    gets ephemeral credentials for them in its join and rejoin answers."""
+    turn_secret: str = ""
+    """coturn's `static-auth-secret`: signs the ephemeral TURN credentials (TURN_SECRET); "" = no TURN entry."""
+    turn_ttl_s: int = 24 * 3600
+    """Lifetime of ephemeral TURN credentials; a rejoin answer hands out fresh ones (TURN_TTL_S)."""
+    trusted_proxies: int = 0
+    """Reverse proxies (ingress, load balancer) in front of the web tier that append to X-Forwarded-For and
+    X-Forwarded-Proto; the client address is taken that many hops from the right (rate limits, logs). 0 = the
+    peer's address, and those headers are ignored: a client could forge them (TRUSTED_PROXIES)."""
     test_pause_after_outbox_store: str = ""
     """Tests only: a file path; a poll that stored messages in the outbox creates it and then hangs before
     acking them and releasing its lease, so a test can kill the instance in exactly that window

@@ -11,6 +11,7 @@ The leading worker (media_tasks.background) runs this every LIFETIME_SWEEP_S:
   minted join tokens expired more than RETENTION_S ago, are deleted: by their TTL indexes on
   MongoDB (made here, models.retention) and by this sweep on the nx-27017 stand-in, which never
   applies TTL indexes.
+- Sessions stored before the listing existed get their place in it (Session.backfill_list_keys).
 - Participants that left RETENTION_S ago are deleted with their outbox entries (no TTL index: the
   entries must go with their participant, which MongoDB cannot cascade).
 
@@ -43,6 +44,7 @@ class SweepReport:
     join_grants: int = 0
     participants: int = 0
     outbox_entries: int = 0
+    list_keys: int = 0
 
 
 def close_empty_sessions(settings: Settings, now: float) -> list[str]:
@@ -108,6 +110,7 @@ class LifetimeSweeper:
         if db_reachable_for >= self.settings.empty_session_timeout_s:
             report.closed_sessions = close_empty_sessions(self.settings, now)
         purge_expired(self.settings, now, report)
+        report.list_keys = Session.backfill_list_keys()  # one indexed read once none is left
         if report.closed_sessions or report.sessions or report.participants or report.idempotency_records:
             log.info("lifetime sweep: %s", report)
         return report

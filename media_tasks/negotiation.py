@@ -7,6 +7,7 @@ earlier; correctness comes from the conditional updates in models.endpoint.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +41,10 @@ class Offer:
     sdp: str
     request_id: str
     seed: str = ""
+
+    @property
+    def ice_ufrags(self) -> frozenset[str]:
+        return ice_ufrags_of(self.sdp)
 
 
 class NegotiationRefused(Exception):
@@ -101,6 +106,7 @@ def _answer_offer(offer: Offer) -> None:
             answer=answer,
             seed=offer.seed,
             session_id=offer.session_id if own is None else None,
+            ice_ufrags=offer.ice_ufrags,
         )
         if pending is None:
             release_quietly(endpoint)
@@ -245,8 +251,14 @@ def _start_gathering(
     endpoint. KMS runs a transaction's operations in order (a pipelined batch it may not), and
     remote candidates must come first: KMS 6 stalled when they came after gathering
     (Kurento/bugtracker#539). The release goes last, so its failure skips nothing."""
+    ours = offer.ice_ufrags
+    stale = [c for c in pending if not _of_generation(c, ours)]
+    if stale:  # kept for a re-offer that lost to this one, or late ones of an older generation
+        log.info(
+            "%d candidates of another ICE generation dropped for %s/%s", len(stale), offer.participant_id, offer.stream
+        )
     tx = endpoint.client.transaction()
-    for candidate, sdp_mid, index in _wire_candidates(pending):
+    for candidate, sdp_mid, index in _wire_candidates([c for c in pending if _of_generation(c, ours)]):
         tx.invoke(endpoint, "addIceCandidate", candidate=jsonrpc.ice_candidate(candidate, sdp_mid, index))
     gathering = tx.invoke(endpoint, "gatherCandidates")
     old = _proxy(replaced) if replaced else None
@@ -339,29 +351,86 @@ def _apply_candidates(endpoint: kurento.WebRtcEndpoint, candidates: list[dict[st
 def add_candidates(
     settings: Settings, session_id: str, participant_id: str, stream: str, candidates: list[dict[str, Any]]
 ) -> None:
-    # The usual case, candidates trickled after the offer: one projected read, one round trip to
-    # the KMS, and one read to check that a re-offer did not replace the endpoint meanwhile.
-    exists, stored = Endpoint.stored_kurento(participant_id, stream)
-    if stored is None:
-        if not exists and participant_id not in Participant.joined_among([participant_id]):
+    """Applies trickled candidates to the stream's endpoint, or keeps them for the claim of the
+    endpoint they belong to: one that does not exist yet, or a re-offer's whose processOffer is
+    still running (a candidate names its ICE generation's ufrag; the stored endpoint knows its own).
+
+    The usual case, candidates trickled after the offer: one projected read, one round trip to the
+    KMS, and one read to check that a re-offer did not replace the endpoint meanwhile.
+    """
+    target = Endpoint.stored_kurento(participant_id, stream)
+    if target.kurento is None:
+        if not target.exists and participant_id not in Participant.joined_among([participant_id]):
             return  # a late task of one who left: no record to leave behind
         cap = settings.max_candidates_per_stream
-        if Endpoint.buffer_candidates(participant_id, stream, candidates, cap, None if exists else session_id):
+        if Endpoint.buffer_candidates(participant_id, stream, candidates, cap, None if target.exists else session_id):
             return  # the endpoint does not exist yet; whoever creates it applies these
-        exists, stored = Endpoint.stored_kurento(participant_id, stream)  # it appeared meanwhile, or the buffer is full
-        if exists and stored is None:
+        target = Endpoint.stored_kurento(participant_id, stream)  # it appeared meanwhile, or the buffer is full
+        if target.exists and target.kurento is None:
             _refuse_candidates(settings, session_id, participant_id, stream, len(candidates))
             return
-        if stored is None:
+        if target.kurento is None:
             log.info("endpoint of %s/%s went away (a rejoin); candidates dropped", participant_id, stream)
             return
-    _apply_quietly(participant_id, stream, _proxy(stored), candidates)
-    # A re-offer may have stored a fresh endpoint between the read and the apply (its offer task
-    # runs beside this one): these candidates then belong to the new endpoint, not to the old one
-    # it is about to release (issue 13). Read again and follow the replacement.
-    _, current = Endpoint.stored_kurento(participant_id, stream)
-    if current is not None and current != stored:
-        _apply_quietly(participant_id, stream, _proxy(current), candidates)
+    newer = [c for c in candidates if not _of_generation(c, target.ice_ufrags)]
+    if newer:
+        _keep_for_next_claim(settings, session_id, participant_id, stream, target.kurento, newer)
+        candidates = [c for c in candidates if _of_generation(c, target.ice_ufrags)]
+        if not candidates:
+            return
+    _apply_quietly(participant_id, stream, _proxy(target.kurento), candidates)
+    # A re-offer of the same ICE generation (no ICE restart) may have stored a fresh endpoint
+    # between the read and the apply (its offer task runs beside this one): these candidates
+    # belong to it too, not only to the old one it is about to release. Read again and follow.
+    current = Endpoint.stored_kurento(participant_id, stream)
+    if current.kurento is not None and current.kurento != target.kurento:
+        following = [c for c in candidates if _of_generation(c, current.ice_ufrags)]
+        if following:
+            _apply_quietly(participant_id, stream, _proxy(current.kurento), following)
+
+
+def _keep_for_next_claim(
+    settings: Settings,
+    session_id: str,
+    participant_id: str,
+    stream: str,
+    stored: str,
+    candidates: list[dict[str, Any]],
+) -> None:
+    """Candidates of another ICE generation than the stored endpoint's: a re-offer's, whose endpoint
+    is not stored yet (its task may not even have started). They wait in the record; the claim of
+    that endpoint takes them (and drops those of no generation it negotiated)."""
+    cap = settings.max_candidates_per_stream
+    if Endpoint.buffer_candidates(participant_id, stream, candidates, cap, while_stored=stored):
+        return
+    current = Endpoint.stored_kurento(participant_id, stream)  # claimed meanwhile, or the buffer is full
+    if current.kurento == stored:
+        _refuse_candidates(settings, session_id, participant_id, stream, len(candidates))
+    elif current.kurento is not None:
+        fitting = [c for c in candidates if _of_generation(c, current.ice_ufrags)]
+        if fitting:
+            _apply_quietly(participant_id, stream, _proxy(current.kurento), fitting)
+    else:
+        log.info("endpoint of %s/%s went away (a rejoin); candidates dropped", participant_id, stream)
+
+
+_ICE_UFRAG_LINE = re.compile(r"^a=ice-ufrag:(\S+)", re.MULTILINE)
+_CANDIDATE_UFRAG = re.compile(r"\bufrag (\S+)")
+
+
+def ice_ufrags_of(sdp: str) -> frozenset[str]:
+    """The ICE usernames an offer's media sections use (one with BUNDLE)."""
+    return frozenset(_ICE_UFRAG_LINE.findall(sdp))
+
+
+def _of_generation(candidate: dict[str, Any], ufrags: frozenset[str]) -> bool:
+    """Whether a candidate may belong to the negotiation that used `ufrags`: browsers name their
+    generation in the candidate (`ufrag xxxx`); one that does not, or an endpoint whose ufrags are
+    unknown, cannot be told apart and counts as belonging."""
+    if not ufrags:
+        return True
+    named = _CANDIDATE_UFRAG.search(str(candidate.get("candidate") or ""))
+    return named is None or named.group(1) in ufrags
 
 
 def _apply_quietly(

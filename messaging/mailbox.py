@@ -183,6 +183,7 @@ class LeaseKeeper:
         with self._changed:
             lease.kept_at = time.monotonic()
             was_empty = not self._kept
+            self._kept.pop(lease.participant_id, None)  # so that the dict's order is the keeping order
             self._kept[lease.participant_id] = lease
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="poll-lease-keeper", daemon=True)
@@ -208,23 +209,26 @@ class LeaseKeeper:
             return kept
 
     def _run(self) -> None:
-        # Sleeps until the oldest kept lease is due, or for good while none is kept.
+        # Sleeps until the oldest kept lease is due, or for good while none is kept. Releases the
+        # due ones one at a time, each taken out of `_kept` only just before its release: a poll
+        # that arrives while others are being released still takes its own lease over, instead
+        # of finding it neither kept nor free and retrying until this thread gets to it.
         while True:
             with self._changed:
-                now = time.monotonic()
-                due = [lease for lease in self._kept.values() if lease.kept_at + self.handover_s <= now]
-                for lease in due:
-                    del self._kept[lease.participant_id]
-                if not due:
-                    oldest = min((lease.kept_at for lease in self._kept.values()), default=None)
-                    self._changed.wait(None if oldest is None else oldest + self.handover_s - now)
+                oldest = next(iter(self._kept.values()), None)  # kept first, due first
+                if oldest is None:
+                    self._changed.wait()
                     continue
+                wait = oldest.kept_at + self.handover_s - time.monotonic()
+                if wait > 0:
+                    self._changed.wait(wait)
+                    continue
+                due = self._kept.pop(oldest.participant_id)
             with bound_to(self.database):
-                for lease in due:
-                    try:
-                        self._release(lease)
-                    except Exception:  # it lapses within LEASE_S; the next taker reconciles
-                        log.warning("releasing the kept poll lease of %s failed", lease.participant_id, exc_info=True)
+                try:
+                    self._release(due)
+                except Exception:  # it lapses within LEASE_S; the next taker reconciles
+                    log.warning("releasing the kept poll lease of %s failed", due.participant_id, exc_info=True)
 
 
 class Mailbox:

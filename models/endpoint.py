@@ -54,6 +54,16 @@ class NegotiationState:
         )
 
 
+@dataclass(frozen=True)
+class StoredEndpoint:
+    """What a candidate needs of a record: whether it exists, the stored endpoint reference (or
+    None), and the ICE usernames of the offer that endpoint answered (empty when unknown)."""
+
+    exists: bool
+    kurento: str | None
+    ice_ufrags: frozenset[str]
+
+
 _STATE_FIELDS = {field: 1 for field in NegotiationState.__dataclass_fields__} | {"_id": 0}
 
 
@@ -84,6 +94,10 @@ class Endpoint(Document):
     answered_request_id = StringField(default="")
     answer_sdp = StringField(null=True)
     answer_published = BooleanField(default=False)
+    # The ICE usernames (`a=ice-ufrag`, space-separated) of the offer the stored endpoint answered:
+    # a trickled candidate names its generation's ufrag, so one for a newer offer (a re-offer whose
+    # endpoint is not stored yet) is told apart from one for this endpoint (issue 13).
+    ice_ufrags = StringField(default="")
     # The KMS session whose connection receives this endpoint's events (see models.kms_session).
     kms_session = StringField(null=True)
     # Connection watch: when the media connection went bad (0 = healthy), and whether the
@@ -123,17 +137,24 @@ class Endpoint(Document):
 
     @classmethod
     def buffer_candidates(
-        cls, participant_id: str, stream: str, candidates: list[dict], cap: int, session_id: str | None = None
+        cls,
+        participant_id: str,
+        stream: str,
+        candidates: list[dict],
+        cap: int,
+        session_id: str | None = None,
+        *,
+        while_stored: str | None = None,
     ) -> bool:
-        """Queues candidates while the endpoint has no Kurento object and fewer than `cap` wait
-        (so the document and the burst replayed to the media server stay bounded); False once it
-        has one, or when these would pass the cap. With `session_id`, a missing record is created
-        by the same write."""
+        """Queues candidates while the record stores `while_stored` (None: no endpoint yet) and fewer
+        than `cap` wait (so the document and the burst replayed to the media server stay bounded);
+        False once another endpoint is stored, or when these would pass the cap. The next claim takes
+        them. With `session_id`, a missing record is created by the same write."""
         encoded = [json.dumps(c, sort_keys=True) for c in candidates]
         query = {
             "participant_id": participant_id,
             "stream": stream,
-            "kurento": None,
+            "kurento": while_stored,
             "pending_count": {"$lte": cap - len(encoded)},
         }
         update: dict[str, Any] = {
@@ -172,12 +193,15 @@ class Endpoint(Document):
         return own, source
 
     @classmethod
-    def stored_kurento(cls, participant_id: str, stream: str) -> tuple[bool, str | None]:
-        """Whether the (participant, stream) record exists, and its stored endpoint reference."""
+    def stored_kurento(cls, participant_id: str, stream: str) -> StoredEndpoint:
+        """Whether the (participant, stream) record exists, its stored endpoint reference and the ICE
+        usernames that endpoint negotiated: one projected read."""
         doc = cls._get_collection().find_one(
-            {"participant_id": participant_id, "stream": stream}, {"kurento": 1, "_id": 0}
+            {"participant_id": participant_id, "stream": stream}, {"kurento": 1, "ice_ufrags": 1, "_id": 0}
         )
-        return doc is not None, None if doc is None else doc.get("kurento")
+        if doc is None:
+            return StoredEndpoint(False, None, frozenset())
+        return StoredEndpoint(True, doc.get("kurento"), frozenset((doc.get("ice_ufrags") or "").split()))
 
     @classmethod
     def claim_kurento(
@@ -191,6 +215,7 @@ class Endpoint(Document):
         answer: str | None = None,
         seed: str = "",
         session_id: str | None = None,
+        ice_ufrags: frozenset[str] = frozenset(),
     ) -> list[dict] | None:
         """Stores `endpoint` in place of `replacing` (None: no endpoint yet) and claims its
         negotiation for `request_id` (with its `answer` when known), handing back the candidates
@@ -212,6 +237,7 @@ class Endpoint(Document):
             "answered_request_id": request_id if answer is not None else "",
             "answer_sdp": answer,
             "answer_published": False,
+            "ice_ufrags": " ".join(sorted(ice_ufrags)),
         }
         endpoints = cls._get_collection()
         query: dict[str, Any] = {"participant_id": participant_id, "stream": stream, "kurento": _encoded(replacing)}

@@ -276,9 +276,13 @@ class Participant(Document):
         """
         if not owners:
             return 0
-        return cls.objects(id__in=list(owners), poll_owner__in=list(owners.values())).update(
-            set__poll_lease_until=until, set__last_seen_at=now
+        # Through the collection: with thousands of waiting polls MongoEngine's query building
+        # (a field conversion per id) was half of an idle web process's CPU.
+        renewed = cls._get_collection().update_many(
+            {"_id": {"$in": list(owners)}, "poll_owner": {"$in": list(owners.values())}},
+            {"$set": {"poll_lease_until": until, "last_seen_at": now}},
         )
+        return renewed.matched_count
 
     @classmethod
     def catch_up_seq(cls, participant_id: str, highest_stored: int) -> None:

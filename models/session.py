@@ -5,7 +5,8 @@ from __future__ import annotations
 import secrets
 import time
 import uuid
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -32,6 +33,24 @@ def new_join_token() -> str:
     return secrets.token_urlsafe(24)
 
 
+@dataclass(frozen=True)
+class SessionPage:
+    sessions: list[Session]
+    next_after: str | None
+    """The list_key the next page starts after (the last session's); None on the last page."""
+
+
+def list_key(created_at: datetime, session_id: str) -> str:
+    """A session's place in the listing: creation time in ms, then its id for sessions created in the same ms.
+    Fixed-width digits, so string order is creation order."""
+    aware = created_at if created_at.tzinfo else created_at.replace(tzinfo=UTC)  # as read back: naive UTC
+    ms = (aware - EPOCH) // timedelta(milliseconds=1)
+    return f"{ms:013d}.{session_id}"
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 class Session(Document):
     id = StringField(primary_key=True, default=new_id)
     name = StringField(default="")
@@ -53,13 +72,55 @@ class Session(Document):
     empty_since = FloatField(default=time.time)
     # When it was closed: its record is deleted RETENTION_S later (TTL index on a date, and the sweep).
     closed_at = DateTimeField(null=True)
+    # Its place in the listing (Session.page), from created_at and id; sessions stored before it
+    # existed get it from the lifetime sweep (Session.backfill_list_keys).
+    list_key = StringField(null=True)
 
-    meta = {"collection": "sessions", "indexes": ["state", "kms_url"]}
+    meta = {
+        "collection": "sessions",
+        "indexes": [
+            "kms_url",
+            # Session.page: the listing, newest first, with or without its state filter, walks one of
+            # these from the cursor and stops after one page. The second also serves every query on
+            # state alone (its prefix), so state has no index of its own. One field rather than
+            # (created_at, _id): the nx-27017 stand-in cannot index _id in a compound index.
+            "-list_key",
+            ("state", "-list_key"),
+        ],
+    }
+
+    @classmethod
+    def page(cls, state: str | None, after: str | None, limit: int) -> SessionPage:
+        """Sessions newest first (`state` only, when given), from just after the list_key `after`: one
+        indexed query. A list_key is unique and fixed at creation, so paging never repeats or skips a
+        session whatever is created meanwhile (new ones sort before every cursor)."""
+        query = Q() if state is None else Q(state=state)
+        if after is not None:
+            query &= Q(list_key__lt=after)
+        found = list(
+            cls.objects(query)
+            .order_by("-list_key")
+            .only("id", "name", "state", "participant_count", "created_at", "list_key")
+            .limit(limit + 1)  # one more than the page says whether another page follows
+        )
+        sessions = found[:limit]
+        return SessionPage(sessions, sessions[-1].list_key if len(found) > limit else None)
+
+    @classmethod
+    def backfill_list_keys(cls, limit: int = 500) -> int:
+        """Gives up to `limit` sessions stored before the listing existed their list_key; the key comes
+        from fields that never change, so racing sweeps write the same value."""
+        done = 0
+        for session in cls.objects(list_key=None).only("id", "created_at").limit(limit):
+            key = list_key(session.created_at, session.id)
+            done += cls.objects(id=session.id, list_key=None).update_one(set__list_key=key)
+        return done
 
     @classmethod
     def create(cls, name: str, max_participants: int) -> Session:
         """Stores a new open session; its id and join token are generated here."""
         session = cls(name=name, max_participants=max_participants)
+        session.list_key = list_key(session.created_at, session.id)
         session.save(force_insert=True)
         return session
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, g
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from media_tasks.dispatch import TaskQueue, sending_app
 from messaging.mailbox import Mailbox
@@ -16,6 +17,7 @@ from signaling_web import apidocs
 from signaling_web.cors import init_cors
 from signaling_web.errors import register_error_handlers
 from signaling_web.extensions import Api
+from signaling_web.ice_servers import init_ice_servers
 from signaling_web.idempotency import init_idempotency, next_root_id
 from signaling_web.openapi import init_openapi
 from signaling_web.participant_cache import ParticipantCache
@@ -46,6 +48,12 @@ def create_app(settings: Settings | None = None) -> Flask:
         use_json_logs()
     if not settings.api_keys:
         log.warning("SIGNALING_API_KEYS is not set: anyone can create sessions")
+    if settings.trusted_proxies > 0:
+        # Behind N proxies the peer is the nearest proxy; the client is N hops from the right of
+        # X-Forwarded-For (what rate limits key on). Without any, those headers are the client's own words.
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
+    init_ice_servers(app)
     bind_database(app, connect_db(settings))
     api = Api(app)
     init_openapi(api)

@@ -237,6 +237,24 @@ PARTICIPANTS = [
     },
 ]
 
+ICE_SERVERS = [
+    {"urls": ["stun:stun.example.org:3478"]},
+    {
+        "urls": ["turn:turn.example.org:3478?transport=udp", "turns:turn.example.org:5349"],
+        "username": f"1767312000:{BOB}",
+        "credential": "b7q6thdoVGuaFQmO1LmH6xfmmIs=",  # TURN_SECRET "example-secret"
+    },
+]
+
+ICE_SERVERS = [
+    {"urls": ["stun:stun.example.org:3478"]},
+    {
+        "urls": ["turn:turn.example.org:3478?transport=udp", "turns:turn.example.org:5349"],
+        "username": f"1767312000:{BOB}",
+        "credential": "b7q6thdoVGuaFQmO1LmH6xfmmIs=",  # TURN_SECRET "example-secret"
+    },
+]
+
 EXAMPLES = {
     "create_session": {"name": "Daily stand-up", "max_participants": 8},
     "session_created": {"session_id": SESSION_ID, "join_token": JOIN_TOKEN, "name": "Daily stand-up", "state": "open"},
@@ -248,10 +266,24 @@ EXAMPLES = {
         "role": "publisher",
         "token_expires_at": "2025-06-02T09:30:00+00:00",
         "participants": PARTICIPANTS,
+        "ice_servers": ICE_SERVERS,
     },
     "mint_token": {"role": "subscriber", "display_name": "Carol", "metadata": {"user_id": "u-7"}, "ttl_s": 600},
     "token_minted": {"join_token": MINTED_JOIN_TOKEN, "role": "subscriber", "expires_at": "2025-06-01T09:40:00+00:00"},
     "join_token_rotated": {"join_token": "Zq81LmW0cXv3TnB7yR2kD5hF9sA4eJ6u"},
+    "rejoined": {"ice_servers": ICE_SERVERS},
+    "session_list": {
+        "sessions": [
+            {
+                "session_id": SESSION_ID,
+                "name": "Daily stand-up",
+                "state": "open",
+                "participant_count": 2,
+                "created_at": "2026-01-01T09:00:00.000+00:00",
+            }
+        ],
+        "next_cursor": "MTc2NzI1ODAwMDAwMC42YTFmMGMyZTliN2Q0ZTVmYTNjOGQxYjJlNGY2MDc4OQ",
+    },
     "accepted": {},
     "offer": {"stream": "publish", "sdp": SDP_OFFER},
     "offer_accepted": {"request_id": REQUEST_ID},
@@ -269,9 +301,10 @@ EXAMPLES = {
                 "metadata": METADATA,
             },
             {"seq": 44, "type": "message", "from": BOB, "payload": {"text": "hello"}},
-            {"seq": 45, "type": "participantLeft", "participant_id": BOB, "reason": "removed"},
+            {"seq": 45, "type": "message", "from": "server", "payload": {"notice": "recording starts"}},
+            {"seq": 46, "type": "participantLeft", "participant_id": BOB, "reason": "removed"},
         ],
-        "last_seq": 45,
+        "last_seq": 46,
     },
     "send_message": {"payload": {"text": "hello"}, "to": None},
 }

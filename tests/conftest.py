@@ -67,6 +67,7 @@ class Stack:
     log_dir: Path
     web: processes.ManagedProcess | None = None
     workers: list[processes.ManagedProcess] = field(default_factory=list)
+    kms: EmulatorProcess | None = None  # the media-mode stack's media server (media_mode_stack)
 
     @property
     def base_url(self) -> str:
@@ -226,6 +227,7 @@ def media_mode_stack(run_dir: Path, mongodb_uri: str, name: str):
         kms.stop()
         delete_vhost(vhost)
         raise
+    stack.kms = kms
     try:
         yield stack
     finally:

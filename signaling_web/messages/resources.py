@@ -13,9 +13,12 @@ from signaling_web import access, admission, auth
 from signaling_web.dispatch import task_queue
 from signaling_web.extensions import Blueprint
 from signaling_web.messages.schemas import PollArgsSchema, PolledSchema, SendMessageSchema
-from signaling_web.openapi import EXAMPLES, INVALID, NO_SUCH_PARTICIPANT, errors
+from signaling_web.openapi import EXAMPLES, INVALID, NO_SUCH_PARTICIPANT, NO_SUCH_SESSION, errors
 from signaling_web.ratelimit import poll_slot
 from signaling_web.schemas import AcceptedSchema
+
+# The `from` of a message the application's backend sends; never a participant id (those are uuid hex).
+SERVER_SENDER = "server"
 
 blp = Blueprint(
     "messages", __name__, url_prefix="/api/v1/sessions/<session_id>", description="Receiving and sending messages"
@@ -65,14 +68,22 @@ class SessionMessages(MethodView):
         INVALID,
         NO_SUCH_PARTICIPANT,
         (404, "`to` names no participant of this session.", RecipientNotFound("9b2c4d6e").message),
+        NO_SUCH_SESSION,
         (409, "The sender has left, or the session is closed.", ParticipantLeft.message),
         post=True,
     )
-    @access.member
+    @access.member_or_operator
     def post(self, args: dict[str, Any], session_id: str) -> dict[str, Any]:
-        """Broadcast to the session, or send to one participant with `to`"""
-        sender_id = auth.current_principal().participant_id
-        admission.check_acting_participant(session_id, sender_id)  # always read: others would see a ghost's message
+        """Broadcast to the session, or send to one participant with `to`
+
+        With a participant token the message is `from` that participant; with the API key (the
+        application's backend) it is `from` "server"."""
+        if auth.has_api_key():
+            sender_id = SERVER_SENDER
+            admission.get_open_session(session_id)
+        else:
+            sender_id = auth.current_principal().participant_id
+            admission.check_acting_participant(session_id, sender_id)  # always read: no message from a ghost
         admission.check_recipient(session_id, args["to"])
         task_queue().send_message(
             session_id=session_id,

@@ -17,7 +17,7 @@ from models.errors import (
     SubscriberCannotPublish,
     WrongJoinToken,
 )
-from signaling_web import access, admission, auth
+from signaling_web import access, admission, auth, ice_servers
 from signaling_web.dispatch import task_queue
 from signaling_web.extensions import Blueprint
 from signaling_web.openapi import (
@@ -31,7 +31,7 @@ from signaling_web.openapi import (
 )
 from signaling_web.participant_cache import participant_cache
 from signaling_web.participants.schemas import CandidatesSchema, JoinedSchema, JoinSchema, OfferSchema
-from signaling_web.schemas import AcceptedSchema, RequestAcceptedSchema
+from signaling_web.schemas import AcceptedSchema, RejoinedSchema, RequestAcceptedSchema
 
 blp = Blueprint(
     "participants",
@@ -86,6 +86,7 @@ class Participants(MethodView):
             "role": participant.role,
             "token_expires_at": auth.token_expiry(issued_after),
             "participants": admission.participants_of(session_id),
+            "ice_servers": ice_servers.for_participant(participant.id),
         }
 
 
@@ -115,14 +116,14 @@ class ParticipantById(MethodView):
 
 @blp.route("/<participant_id>/rejoin")
 class Rejoin(MethodView):
-    @blp.response(202, AcceptedSchema, example=EXAMPLES["accepted"])
+    @blp.response(202, RejoinedSchema, example=EXAMPLES["rejoined"])
     @errors(blp, NO_SUCH_PARTICIPANT, HAS_LEFT, post=True)
     @access.participant
     def post(self, session_id: str, participant_id: str) -> dict[str, Any]:
         """Get fresh media after mediaServerLost or connectionFailed; same id, same queue"""
         admission.check_acting_participant(session_id, participant_id)
         admission.rejoin(task_queue(), session_id, participant_id)
-        return {}
+        return {"ice_servers": ice_servers.for_participant(participant_id)}
 
 
 @blp.route("/<participant_id>/offers")

@@ -7,7 +7,7 @@ from flask import current_app
 
 from settings import Settings
 from signaling_web.extensions import Schema
-from signaling_web.schemas import METADATA_DOC, ROLE_DOC, ParticipantSummarySchema
+from signaling_web.schemas import METADATA_DOC, ROLE_DOC, ParticipantSummarySchema, ice_servers_field
 from signaling_web.validation import validate_candidate, validate_metadata, validate_name, validate_sdp
 
 
@@ -40,6 +40,7 @@ class JoinedSchema(Schema):
         metadata={"description": "When `token` expires (TOKEN_TTL_S after the join); join again after."}
     )
     participants = ma.fields.List(ma.fields.Nested(ParticipantSummarySchema))
+    ice_servers = ice_servers_field()
 
 
 STREAM_DOC = {"description": '"publish" for own media, or the participant_id of a publisher to receive.'}

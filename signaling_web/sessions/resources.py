@@ -8,19 +8,38 @@ from flask import current_app
 from flask.views import MethodView
 
 from models import Session
+from models.session import SessionPage
 from signaling_web import access, admission, auth
 from signaling_web.dispatch import task_queue
 from signaling_web.extensions import Blueprint
 from signaling_web.openapi import EXAMPLES, HAS_LEFT, INVALID, NO_SUCH_SESSION, errors
 from signaling_web.participant_cache import participant_cache
 from signaling_web.schemas import AcceptedSchema
-from signaling_web.sessions.schemas import SessionCreatedSchema, SessionCreateSchema, SessionSchema
+from signaling_web.sessions.schemas import (
+    SessionCreatedSchema,
+    SessionCreateSchema,
+    SessionListArgsSchema,
+    SessionListSchema,
+    SessionSchema,
+)
 
 blp = Blueprint("sessions", __name__, url_prefix="/api/v1/sessions", description="Signaling sessions (rooms)")
 
 
 @blp.route("")
 class Sessions(MethodView):
+    @blp.arguments(SessionListArgsSchema, location="query")
+    @blp.response(200, SessionListSchema, example=EXAMPLES["session_list"])
+    @errors(blp, INVALID)
+    @access.operator
+    def get(self, args: dict[str, Any]) -> SessionPage:
+        """List sessions, newest first, a page at a time (API key)
+
+        Pages follow `next_cursor` until it is null. Sessions created while paging come before the
+        first page's cursor, so no page repeats or skips one. Closed sessions are listed until they
+        are deleted, RETENTION_S after their close."""
+        return Session.page(args["state"], args["cursor"], args["limit"])
+
     @blp.arguments(SessionCreateSchema, example=EXAMPLES["create_session"])
     @blp.response(201, SessionCreatedSchema, example=EXAMPLES["session_created"])
     @errors(blp, INVALID, post=True)

@@ -49,6 +49,14 @@ VARIANTS = {
     "external-kms": {"kms": {"enabled": False, "externalUrls": ["ws://kms-a:8888/kurento", "ws://kms-b:8888/kurento"]}},
     "flower-auth": {"flower": {"basicAuthSecret": "flower-auth"}},
     "webhooks": {"settings": {"webhookUrls": "https://a.example/hooks,https://b.example/hooks"}},
+    "turn": {
+        "turn": {
+            "enabled": True,
+            "externalIp": "203.0.113.7",
+            "extraArgs": ["--denied-peer-ip=192.168.0.0-192.168.255.255"],
+        },
+        "settings": {"turnUrls": "turn:turn.example.org:3478?transport=udp,turn:turn.example.org:3478?transport=tcp"},
+    },
 }
 
 
@@ -361,6 +369,40 @@ def test_flower(default_render):
     assert default_render.get("Deployment", "signaling-flower")["spec"]["replicas"] == 1
 
 
+def test_coturn_shares_the_services_turn_secret_and_listens_where_the_urls_say():
+    rendered = render(VARIANTS["turn"])
+    deployment = rendered.get("Deployment", "signaling-turn")
+    (turn,) = pod_spec(deployment)["containers"]
+    assert pod_spec(deployment)["hostNetwork"] is True and deployment["spec"]["strategy"]["type"] == "Recreate"
+    # The same Secret key as the web tier's TURN_SECRET, expanded into the argument by Kubernetes.
+    assert env_of(turn)["TURN_SECRET"]["valueFrom"]["secretKeyRef"] == {"name": "signaling", "key": "TURN_SECRET"}
+    (web,) = containers(rendered, "Deployment", "signaling-web")
+    assert env_of(web)["TURN_SECRET"]["valueFrom"]["secretKeyRef"]["name"] == "signaling"
+    assert len(secret_data(rendered, "signaling")["TURN_SECRET"]) == 48
+    args = turn["args"]
+    for arg in ("--use-auth-secret", "--static-auth-secret=$(TURN_SECRET)", "--listening-port=3478", "--no-cli"):
+        assert arg in args, arg
+    assert "--external-ip=203.0.113.7" in args and "--denied-peer-ip=192.168.0.0-192.168.255.255" in args
+    assert {(p["containerPort"], p["protocol"]) for p in turn["ports"]} == {(3478, "UDP"), (3478, "TCP")}
+    service = rendered.get("Service", "signaling-turn")
+    assert {(p["port"], p["protocol"]) for p in service["spec"]["ports"]} == {(3478, "UDP"), (3478, "TCP")}
+    config = rendered.get("ConfigMap", "signaling")["data"]
+    assert config["TURN_URLS"].startswith("turn:turn.example.org:3478")
+    assert "signaling-turn" not in [name for _, name in render().kinds()]  # off by default
+
+
+def test_a_given_turn_secret_is_used_and_ice_servers_json_survives_the_configmap():
+    import settings as service_settings
+
+    ice = '[{"urls": ["stun:stun.example.org:3478"]}, {"urls": "turn:t.example", "username": "u", "credential": "p"}]'
+    rendered = render(
+        {"secrets": {"turnSecret": "shared-with-coturn"}, "settings": {"iceServers": ice, "trustedProxies": 1}}
+    )
+    assert secret_data(rendered, "signaling")["TURN_SECRET"] == "shared-with-coturn"
+    parsed = service_settings.load_settings(dict(rendered.get("ConfigMap", "signaling")["data"]) | {"SECRET_KEY": "k"})
+    assert parsed.ice_servers == ice and parsed.trusted_proxies == 1
+
+
 # --- autoscaling ------------------------------------------------------------------------------
 
 
@@ -447,6 +489,8 @@ MISCONFIGURATIONS = {
     "two databases": ({"externalMongodb": {"uri": "mongodb://x/y"}}, "choose the bundled database or an external one"),
     "renamed subchart secret": ({"rabbitmq": {"auth": {"existingPasswordSecret": "mine"}}}, "must stay"),
     "no media servers": ({"kms": {"enabled": False}}, "kms.externalUrls"),
+    "coturn without URLs": ({"turn": {"enabled": True}}, "set settings.turnUrls"),
+    "relay range upside down": ({"turn": {"minPort": 60000, "maxPort": 50000}}, "turn.minPort must not exceed"),
 }
 
 

@@ -12,7 +12,7 @@ from media_tasks.kms_discovery import media_servers
 from .conftest import load_values, render
 
 # Variables that carry credentials come from Secrets, not from `settings` in values.yaml.
-FROM_SECRETS = {"RABBITMQ_URL", "MONGODB_URI", "SIGNALING_API_KEYS", "SECRET_KEY", "WEBHOOK_SECRET"}
+FROM_SECRETS = {"RABBITMQ_URL", "MONGODB_URI", "SIGNALING_API_KEYS", "SECRET_KEY", "WEBHOOK_SECRET", "TURN_SECRET"}
 # Derived by the chart from the kms.* values (external URLs, or the headless Service's name).
 DERIVED = {"KMS_URLS", "KMS_DISCOVERY_DNS"}
 # Hooks for fault tests only: never deployed.
@@ -73,3 +73,6 @@ def test_settings_py_parses_the_rendered_environment(default_render):
     assert parsed.rabbitmq_url.startswith("amqp://") and "replicaSet=rs0" in parsed.mongodb_uri
     # Generated like SECRET_KEY, for the receivers to verify signatures with.
     assert len(parsed.webhook_secret) == 48 and parsed.webhook_urls == ()
+    # Generated too, shared with the chart's coturn (turn.enabled); no TURN URLs, so no TURN entry yet.
+    assert len(parsed.turn_secret) == 48 and parsed.turn_urls == () and parsed.ice_servers == ""
+    assert parsed.trusted_proxies == 0 and parsed.turn_ttl_s == load_values()["settings"]["turnTtlS"]

@@ -42,6 +42,9 @@ BAD_VALUES = {
     "standalone MongoDB": {"mongodb": {"architecture": "standalone"}},
     "external broker URL scheme": {"externalRabbitmq": {"url": "redis://broker:6379/0"}},
     "subchart switch as a string": {"rabbitmq": {"enabled": "yes"}},
+    "TURN URL of another scheme": {"settings": {"turnUrls": "stun:stun.example.org"}},
+    "negative trusted proxies": {"settings": {"trustedProxies": -1}},
+    "coturn argument without dashes": {"turn": {"extraArgs": ["denied-peer-ip=10.0.0.0-10.255.255.255"]}},
 }
 
 

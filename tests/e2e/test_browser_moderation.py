@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.e2e.test_browser_call import VIDEO, Person, browser, chromium_path, wait_in_page  # noqa: F401
+from tests.support.browser import Person, wait_in_page
 
 pytestmark = [pytest.mark.integration, pytest.mark.media]
+
+VIDEO = "320x240@15"
 
 
 def tags(person: Person) -> dict[str, str]:
@@ -24,7 +26,7 @@ def tags(person: Person) -> dict[str, str]:
 
 
 @pytest.mark.timeout(120)
-def test_a_moderator_page_removes_a_participant(browser, keyed_stack):  # noqa: F811
+def test_a_moderator_page_removes_a_participant(browser, keyed_stack):
     base = keyed_stack.base_url
     mo, bob = Person(browser, base, "mo"), Person(browser, base, "bob")
     try:

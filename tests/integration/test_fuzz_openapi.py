@@ -117,6 +117,7 @@ def wait_for_idle_workers(stack, timeout: float = 60.0) -> None:
 
 OPERATIONS = (
     "POST /api/v1/sessions",
+    "GET /api/v1/sessions",
     "GET /api/v1/sessions/{session_id}",
     "DELETE /api/v1/sessions/{session_id}",
     "POST /api/v1/sessions/{session_id}/participants",

@@ -584,7 +584,7 @@ def test_participant_who_left_cannot_offer_or_send(room):
 
 WRONG_METHODS = [
     ("PUT", "/api/v1/sessions"),
-    ("GET", "/api/v1/sessions"),
+    ("DELETE", "/api/v1/sessions"),  # GET lists sessions (API key)
     ("PATCH", "/api/v1/sessions/{sid}"),
     ("PUT", "/api/v1/sessions/{sid}/participants"),
     ("GET", "/api/v1/sessions/{sid}/participants/{pid}/offers"),

@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -681,3 +682,42 @@ def test_poll_slot_housekeeping():  # delete {_id, owner}, delete {until: {$lt}}
     PollSlot.sweep(1030.0 + STALE_S + 1)
     assert PollSlot.objects(id=f"{abandoned}#0").count() == 0
     assert PollSlot.objects(id=slot).count() == 1  # held until 1032: not stale yet
+
+
+def test_sessions_list_newest_first_by_a_keyset_cursor():  # find {state, list_key: {$lt}} sort -list_key, limit
+    from models.session import list_key
+
+    # In 2200, after every other session of this database: the listing reaches these first.
+    at = datetime(2200, 1, 1, tzinfo=UTC)
+    ids = sorted(uuid.uuid4().hex for _ in range(3))
+    for sid in ids:  # three created in the same millisecond: the id breaks the tie
+        Session(id=sid, max_participants=2, created_at=at, list_key=list_key(at, sid)).save(force_insert=True)
+    later = at + timedelta(milliseconds=1)
+    newest = Session(max_participants=2, created_at=later, state=SessionState.CLOSED)
+    newest.list_key = list_key(later, newest.id)
+    newest.save(force_insert=True)
+    start = list_key(later + timedelta(milliseconds=1), "0" * 32)
+
+    first = Session.page(None, start, 2)
+    assert [s.id for s in first.sessions] == [newest.id, ids[2]] and first.next_after == first.sessions[-1].list_key
+    second = Session.page(None, first.next_after, 2)
+    assert [s.id for s in second.sessions] == [ids[1], ids[0]]
+    opened = Session.page(SessionState.OPEN, start, 3)
+    assert [s.id for s in opened.sessions] == [ids[2], ids[1], ids[0]]
+    assert Session.page(SessionState.CLOSED, start, 1).sessions[0].id == newest.id
+    after_mine = Session.page(None, list_key(at, ids[0]), 100).sessions  # strictly after the cursor
+    assert not {s.id for s in after_mine} & {*ids, newest.id}
+
+
+def test_sessions_stored_before_the_listing_get_their_place_once():  # find {list_key: null}, conditional $set
+    from models.session import list_key
+
+    old = Session(max_participants=2)
+    old.save(force_insert=True)
+    Session.objects(id=old.id).update_one(unset__list_key=True)
+    assert Session.objects(id=old.id).first().list_key is None
+    while Session.backfill_list_keys(limit=500):
+        pass
+    stored = Session.objects(id=old.id).first()
+    assert stored.list_key == list_key(stored.created_at, old.id)
+    assert Session.backfill_list_keys() == 0

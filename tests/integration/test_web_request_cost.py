@@ -244,3 +244,42 @@ def test_a_join_costs_six_operations_and_one_more_with_a_minted_token(web: Web) 
     assert_error(offer(web, session, subscriber), 403)
     assert_error(candidates(web, session, subscriber), 403)
     assert COUNTER.take() == []
+
+
+def test_a_listing_page_costs_one_query(web: Web) -> None:
+    for _ in range(3):
+        web.session()
+    COUNTER.take()
+    first = web.client.get("/api/v1/sessions", query_string={"limit": 2}, headers=KEY)
+    assert first.status_code == 200 and len(first.get_json()["sessions"]) == 2
+    assert COUNTER.take() == ["find"]  # one indexed find of limit + 1 (the +1 says whether a page follows)
+    cursor = first.get_json()["next_cursor"]
+    query = {"limit": 2, "state": "open", "cursor": cursor}
+    after = web.client.get("/api/v1/sessions", query_string=query, headers=KEY)
+    assert after.status_code == 200
+    assert COUNTER.take() == ["find"]
+    assert_error(web.client.get("/api/v1/sessions", query_string={"cursor": "nonsense"}, headers=KEY), 422)
+    assert COUNTER.take() == []  # refused before any query
+
+
+def test_ice_servers_and_turn_credentials_cost_a_join_and_a_rejoin_nothing(web: Web) -> None:
+    turned = another_process(
+        web, ice_servers="stun:stun.example.org:3478", turn_urls=("turn:turn.example.org",), turn_secret="s"
+    )
+    costs = {}
+    for name, process in (("plain", web), ("turn", turned)):
+        session = process.session()
+
+        def rejoin(member: dict[str, Any], process: Web = process, session: dict[str, Any] = session) -> None:
+            path = f"/api/v1/sessions/{session['session_id']}/participants/{member['participant_id']}/rejoin"
+            answer = process.client.post(path, headers={"Authorization": f"Bearer {member['token']}"})
+            assert answer.status_code == 202 and len(answer.get_json()["ice_servers"]) == len(member["ice_servers"])
+
+        rejoin(process.join(session, "warm-up"))  # the first use of a collection makes its indexes
+        COUNTER.take()
+        joined = process.join(session, "alice")
+        join_ops = COUNTER.take()
+        rejoin(joined)
+        costs[name] = (sorted(join_ops), sorted(COUNTER.take()), len(joined["ice_servers"]))
+    assert costs["plain"][:2] == costs["turn"][:2], costs
+    assert (costs["plain"][2], costs["turn"][2]) == (0, 2)

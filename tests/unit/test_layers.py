@@ -14,6 +14,7 @@ ALLOWED: dict[str, set[str]] = {
     "settings": set(),
     "kurento": set(),  # a client library of its own
     "kms_emulator": set(),  # a separate program: shares no code with the service
+    "signaling_sdk": set(),  # installed on its own into an application's backend: stdlib only
     "models": {"settings", "kurento"},  # kurento: stored ids come back as live proxies
     "messaging": {"settings", "models"},
     "observability": {"settings", "models", "kurento"},

@@ -22,6 +22,7 @@ EVERY_POST = {"400", "409", "413", "422"}  # 422: an Idempotency-Key reused with
 # What each operation can return besides those, read from its code (auth, membership, schemas).
 EXPECTED = {
     ("post", "/api/v1/sessions"): {"401", "422"},
+    ("get", "/api/v1/sessions"): {"401", "422"},
     ("get", "/api/v1/sessions/{session_id}"): {"401", "403", "404", "409"},
     ("delete", "/api/v1/sessions/{session_id}"): {"401", "403", "404", "409"},  # 403: not a moderator
     ("post", "/api/v1/sessions/{session_id}/participants"): {"403", "404", "409", "422"},
@@ -103,13 +104,17 @@ def test_every_operation_says_who_may_call_it(spec):
         assert "security" in operation, (method, path)
         names = {name for requirement in operation["security"] for name in requirement}
         assert names <= set(spec["components"]["securitySchemes"]), (method, path)
-        if "{participant_id}" in path or path.endswith("/messages"):
+        if "{participant_id}" in path:
             # Removing a participant: also the API key (or a moderator's token, still a participantToken).
             removal = method == "delete" and path.endswith("/{participant_id}")
             expected = [{"apiKey": []}, {"participantToken": []}] if removal else [{"participantToken": []}]
             assert operation["security"] == expected, (method, path)
         if path.endswith(("/tokens", "/join-token")):
             assert operation["security"] == [{"apiKey": []}], (method, path)
+    # The application's backend sends with its API key (`from` "server"), participants with their token.
+    send = spec["paths"]["/api/v1/sessions/{session_id}/messages"]["post"]
+    assert send["security"] == [{"apiKey": []}, {"participantToken": []}]
+    assert spec["paths"]["/api/v1/sessions"]["get"]["security"] == [{"apiKey": []}]
     join = spec["paths"]["/api/v1/sessions/{session_id}/participants"]["post"]
     assert join["security"] == [], "joining needs only the join token in the body"
 

@@ -154,6 +154,13 @@ app.kubernetes.io/component: {{ .component }}
       key: WEBHOOK_SECRET
       # An existingSecret from before webhooks may not have it.
       optional: true
+- name: TURN_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "signaling.appSecretName" . }}
+      key: TURN_SECRET
+      # An existingSecret from before TURN may not have it: then no TURN credentials are handed out.
+      optional: true
 {{- end -}}
 
 {{/* Pod annotations that roll the pods when their configuration changes. */}}
@@ -202,4 +209,14 @@ checksum/config: {{ include (print .Template.BasePath "/configmap.yaml") . | sha
 {{- if and (not .Values.kms.enabled) (not .Values.kms.externalUrls) -}}
 {{- fail "kms.enabled is false: list the media servers in kms.externalUrls." -}}
 {{- end -}}
+{{- if and .Values.turn.enabled (not .Values.settings.turnUrls) -}}
+{{- fail "turn.enabled is true: set settings.turnUrls to the turn: URLs clients reach the chart's coturn at (its public address and turn.port)." -}}
+{{- end -}}
+{{- if gt (int .Values.turn.minPort) (int .Values.turn.maxPort) -}}
+{{- fail "turn.minPort must not exceed turn.maxPort." -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "signaling.turn.fullname" -}}
+{{- printf "%s-turn" (include "signaling.fullname" .) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}

@@ -3,7 +3,8 @@ import { PUBLISH, SignalingClient } from './signaling-client.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-const client = new SignalingClient();
+// ?autoreconnect=0 leaves recovery to the Rejoin button (the client's manual fallback).
+const client = new SignalingClient({ autoReconnect: params.get('autoreconnect') !== '0' });
 let localStream = null;
 // participant_id -> display name; participantLeft carries no name and the client forgets the participant first.
 const names = new Map();
@@ -218,16 +219,35 @@ $('chat-form').addEventListener('submit', async (event) => {
 });
 
 // ------------------------------------------------------------------ trouble and rejoin
-function showNotice(text) {
+function showNotice(text, { rejoin = true } = {}) {
   $('notice-text').textContent = text;
   $('notice').hidden = false;
-  $('rejoin-button').disabled = false;
+  $('rejoin-button').hidden = !rejoin;
+  $('rejoin-button').disabled = !rejoin;
 }
 
-client.on('mediaServerLost', () => showNotice('The media server handling this call was lost. Rejoin to get video back.'));
-client.on('connectionFailed', (m) => showNotice(m.stream === PUBLISH
-  ? 'Your media connection failed. Rejoin to publish again.'
-  : `The connection receiving ${nameOf(m.stream)} failed. Rejoin to reconnect.`));
+// With automatic reconnection the client recovers by itself (`reconnecting` … `reconnected`); the
+// Rejoin button appears only when it gave up, or when it is switched off.
+client.on('mediaServerLost', () => {
+  if (!client.autoReconnect) showNotice('The media server handling this call was lost. Rejoin to get video back.');
+});
+client.on('connectionFailed', (m) => {
+  if (client.autoReconnect) return;
+  showNotice(m.stream === PUBLISH
+    ? 'Your media connection failed. Rejoin to publish again.'
+    : `The connection receiving ${nameOf(m.stream)} failed. Rejoin to reconnect.`);
+});
+client.on('reconnecting', ({ reason, stream, attempt, inMs }) => {
+  const what = reason === 'mediaServerLost' ? 'The media server handling this call was lost'
+    : (stream === PUBLISH ? 'Your media connection failed' : `The connection receiving ${nameOf(stream)} failed`);
+  const when = inMs ? ` in ${Math.round(inMs / 100) / 10} s` : '';
+  showNotice(`${what}: reconnecting${when} (attempt ${attempt})…`, { rejoin: false });
+});
+client.on('reconnected', ({ reason }) => {
+  $('notice').hidden = true;
+  chatEvent(reason === 'mediaServerLost' ? 'Reconnected to a media server.' : 'Media connection restored.');
+});
+client.on('reconnectFailed', ({ error }) => showNotice(`Could not reconnect (${error ? error.message : 'no answer'}). Rejoin to try again.`));
 client.on('pollError', ({ retryInMs }) => setStatus(`connection trouble, retrying in ${Math.round(retryInMs / 100) / 10} s`, 'bad'));
 client.on('*', () => { if ($('status').classList.contains('bad')) setStatus(`in the call as ${client.displayName}`, 'ok'); });
 client.on('error', (m) => { if (m.message) chatEvent(`service: ${m.message}`); });

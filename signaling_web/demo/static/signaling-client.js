@@ -15,7 +15,11 @@
  *     is applied), and `iceGatheringDone` ends them;
  *   - subscribes automatically to everyone who publishes (the join answer's `publishing` flags,
  *     then `streamPublished`) and drops the subscription on `streamUnpublished`/`participantLeft`;
- *   - rejoins (fresh media, same participant) after `mediaServerLost` or `connectionFailed`;
+ *   - reconnects by itself (autoReconnect, default on): on `connectionFailed` it offers again on the
+ *     failed stream only (a fresh peer connection); on `mediaServerLost` it rejoins (fresh media,
+ *     same participant), republishes and resubscribes, retrying with backoff until its publication
+ *     is answered again; `reconnecting`, `reconnected` and `reconnectFailed` tell the page, which
+ *     can still call `rejoin()` itself (a manual fallback);
  *   - roles: joins with the session's shared join token (a publisher) or a single-use token your
  *     backend minted (SignalingClient.mintToken, with an API key) for a `publisher`, a `subscriber`
  *     (receives only: publish() refuses) or a `moderator`, who may remove(participantId) others
@@ -46,7 +50,9 @@
  *   `*` for every message; and the client's own:
  *   `remoteStream` {participantId, mediaStream, pc}, `remoteStreamRemoved` {participantId},
  *   `connectionState` {stream, state}, `pollError` {error, retryInMs}, `closed` {reason}
- *   (reason 'removed' when a moderator removed us).
+ *   (reason 'removed' when a moderator removed us),
+ *   `reconnecting` {reason, stream?, attempt, inMs}, `reconnected` {reason, stream?, attempt},
+ *   `reconnectFailed` {reason, stream?, error}.
  */
 
 export const PUBLISH = 'publish';
@@ -56,6 +62,10 @@ const BACKOFF_MIN_MS = 500;
 const BACKOFF_MAX_MS = 10000;
 const CANDIDATE_BATCH_MS = 10;
 const REJOIN_SETTLE_MS = 5000;
+// Automatic reconnection: the wait before each attempt, then give up (reconnectFailed).
+const RECONNECT_DELAYS_MS = [0, 1000, 2000, 4000, 8000, 15000];
+// How long an attempt waits for its publication's sdpAnswer before it counts as failed.
+const RECONNECT_ANSWER_MS = 15000;
 
 /** A non-2xx answer of the API: `status` and the service's error body (`code`, `message`, `errors`). */
 export class SignalingError extends Error {
@@ -113,15 +123,24 @@ export class SignalingClient {
   /**
    * @param {object} [options]
    * @param {string} [options.baseUrl]  Service root, e.g. "https://signaling.example.com"; "" = this origin.
-   * @param {RTCIceServer[]} [options.iceServers]  STUN/TURN servers for the peer connections.
+   * @param {RTCIceServer[]} [options.iceServers]  STUN/TURN servers for the peer connections, used before the
+   *   `ice_servers` the service hands out in its join and rejoin answers (ICE_SERVERS, TURN credentials).
    * @param {boolean} [options.autoSubscribe]  Subscribe to every publisher (default true).
    * @param {number} [options.pollWait]  Long-poll hold time in seconds (0 to 30, default 25).
+   * @param {boolean} [options.autoReconnect]  Recover from `connectionFailed` and `mediaServerLost` by
+   *   itself (default true); false leaves it to the page (`rejoin()`).
    */
-  constructor({ baseUrl = '', iceServers = [], autoSubscribe = true, pollWait = POLL_WAIT_S } = {}) {
+  constructor({
+    baseUrl = '', iceServers = [], autoSubscribe = true, pollWait = POLL_WAIT_S, autoReconnect = true,
+  } = {}) {
     this.baseUrl = baseUrl.replace(/\/$/, '');
     this.iceServers = iceServers;
+    /** The service's `ice_servers` (join answer, renewed by each rejoin answer: TURN credentials expire). */
+    this.serviceIceServers = [];
     this.autoSubscribe = autoSubscribe;
     this.pollWait = pollWait;
+    this.autoReconnect = autoReconnect;
+    this._recovering = null; // the running automatic rejoin, if any
     this.sessionId = null;
     this.participantId = null;
     this.token = null;
@@ -220,9 +239,9 @@ export class SignalingClient {
 
   /**
    * Joins a session and starts polling. Returns the join answer
-   * {participant_id, token, role, token_expires_at, participants}. `joinToken` is the session's
-   * shared token or a minted one (whose display name and metadata win; `displayName` may then be
-   * omitted). `metadata`: a JSON object (at most 4 KiB) everyone sees with this participant.
+   * {participant_id, token, role, token_expires_at, participants, ice_servers}. `joinToken` is the
+   * session's shared token or a minted one (whose display name and metadata win; `displayName` may
+   * then be omitted). `metadata`: a JSON object (at most 4 KiB) everyone sees with this participant.
    * With autoSubscribe, everyone already publishing is subscribed to right away.
    */
   async join(sessionId, joinToken, displayName, { metadata } = {}) {
@@ -236,6 +255,7 @@ export class SignalingClient {
     this.token = joined.token;
     this.role = joined.role || 'publisher';
     this.tokenExpiresAt = joined.token_expires_at ? new Date(joined.token_expires_at) : null;
+    this.serviceIceServers = joined.ice_servers || [];
     const me = (joined.participants || []).find((p) => p.participant_id === joined.participant_id);
     this.displayName = me ? me.display_name : displayName;
     for (const p of joined.participants || []) this.participants.set(p.participant_id, { ...p });
@@ -317,7 +337,8 @@ export class SignalingClient {
     const released = wasPublishing
       ? this._waitFor((m) => m.type === 'streamUnpublished' && m.participant_id === this.participantId, REJOIN_SETTLE_MS)
       : Promise.resolve(null);
-    await this._call('POST', `${this._me}/rejoin`);
+    const rejoined = await this._call('POST', `${this._me}/rejoin`);
+    if (rejoined && rejoined.ice_servers) this.serviceIceServers = rejoined.ice_servers;
     for (const stream of [...this._links.keys()]) {
       if (stream === PUBLISH) this._dropLink(stream);
       else this.unsubscribe(stream);
@@ -329,6 +350,77 @@ export class SignalingClient {
       this.participants.set(p.participant_id, { ...this.participants.get(p.participant_id), ...p });
     }
     if (this.autoSubscribe) this._subscribeToPublishers(session.participants || []);
+  }
+
+  /**
+   * After `mediaServerLost`: rejoin, republish and resubscribe, with backoff, until the publication
+   * is answered again (or, not publishing, the rejoin is accepted). One at a time.
+   */
+  _recoverMedia() {
+    if (this._recovering) return this._recovering;
+    const reason = 'mediaServerLost';
+    this._recovering = (async () => {
+      let lastError = null;
+      for (let attempt = 1; attempt <= RECONNECT_DELAYS_MS.length; attempt += 1) {
+        const inMs = RECONNECT_DELAYS_MS[attempt - 1];
+        this._emit('reconnecting', { reason, attempt, inMs });
+        await sleep(inMs);
+        if (!this._polling) return false;
+        try {
+          await this.rejoin();
+          const link = this._links.get(PUBLISH);
+          if (!this.localStream || (link && (await this._answered(link, RECONNECT_ANSWER_MS)))) {
+            this._emit('reconnected', { reason, attempt });
+            return true;
+          }
+          lastError = new Error('the new publication was not answered');
+        } catch (error) {
+          lastError = error;
+          // Refusals that no retry changes: we left, were removed, or the session is gone.
+          if (error instanceof SignalingError && [401, 403, 404, 409].includes(error.status)) break;
+        }
+      }
+      this._emit('reconnectFailed', { reason, error: lastError });
+      return false;
+    })().finally(() => {
+      this._recovering = null;
+    });
+    return this._recovering;
+  }
+
+  /** After `connectionFailed`: a fresh offer on that stream only (a rejoin in progress redoes it anyway). */
+  async _recoverStream(stream) {
+    if (this._recovering) return false;
+    const reason = 'connectionFailed';
+    this._emit('reconnecting', { reason, stream, attempt: 1, inMs: 0 });
+    try {
+      if (stream === PUBLISH) {
+        if (!this.localStream) return false;
+        await this.publish(this.localStream);
+      } else {
+        if (!this._links.has(stream)) return false;
+        this._dropLink(stream);
+        await this.subscribe(stream);
+      }
+      const link = this._links.get(stream);
+      if (link && (await this._answered(link, RECONNECT_ANSWER_MS))) {
+        this._emit('reconnected', { reason, stream, attempt: 1 });
+        return true;
+      }
+      this._emit('reconnectFailed', { reason, stream, error: new Error('the new offer was not answered') });
+    } catch (error) {
+      this._emit('reconnectFailed', { reason, stream, error });
+    }
+    return false;
+  }
+
+  /** Whether a link's offer got its sdpAnswer (not an error) within timeoutMs. */
+  async _answered(link, timeoutMs) {
+    if (link.pc.remoteDescription) return true;
+    const outcome = await this._waitFor(
+      (m) => m.request_id === link.requestId && (m.type === 'sdpAnswer' || m.type === 'error'), timeoutMs,
+    );
+    return outcome !== null && outcome.type === 'sdpAnswer';
   }
 
   /** Leaves the session, stops polling and closes every peer connection (also safe in `pagehide`). */
@@ -352,7 +444,8 @@ export class SignalingClient {
 
   // ------------------------------------------------------------------ WebRTC
   _newPeerConnection() {
-    return new RTCPeerConnection({ iceServers: this.iceServers, bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
+    const iceServers = [...this.iceServers, ...this.serviceIceServers];
+    return new RTCPeerConnection({ iceServers, bundlePolicy: 'max-bundle', rtcpMuxPolicy: 'require' });
   }
 
   _dropLink(stream) {
@@ -531,7 +624,12 @@ export class SignalingClient {
         this.close('session closed');
         break;
       default:
-        break; // message, connectionFailed, mediaServerLost: for the application
+        break; // message, connectionFailed, mediaServerLost: for the application (and below)
+    }
+    if (this.autoReconnect && !replay) {
+      // Not awaited: a rejoin waits for messages this poll loop has to deliver.
+      if (message.type === 'mediaServerLost') this._recoverMedia();
+      else if (message.type === 'connectionFailed') this._recoverStream(message.stream);
     }
     if (replay) return; // emitted when it first came
     for (const waiter of [...this._waiters]) {

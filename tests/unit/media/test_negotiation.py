@@ -139,6 +139,75 @@ def test_candidates_racing_a_reoffer_reach_the_new_endpoint(
     assert received_candidates(kms, second) == [CANDIDATES[0]["candidate"]]
 
 
+def _ice_restart(ufrag: str) -> tuple[str, list[dict]]:
+    """The fixture's offer and candidates as a browser's ICE restart makes them: a new ufrag."""
+    return OFFER.replace("a=ice-ufrag:ljDq", f"a=ice-ufrag:{ufrag}"), [
+        {**c, "candidate": c["candidate"].replace("ufrag ljDq", f"ufrag {ufrag}")} for c in CANDIDATES
+    ]
+
+
+def test_candidates_of_a_reoffer_arriving_during_its_process_offer_reach_its_endpoint_only(
+    settings: Settings, published: RecordingPublisher, kms: InProcessEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 13: the re-offer's KMS transaction runs, its endpoint is not stored yet, and its first
+    candidates' task reads the old endpoint: they must not go to the one about to be released."""
+    session = new_session()
+    alice = new_participant(session)
+    negotiation.process_offer(settings, session.id, alice.id, PUBLISH, OFFER, "r1")
+    first = endpoint_id(alice.id, PUBLISH)
+    restart_offer, restart_candidates = _ice_restart("Rs7t")
+    original = negotiation._negotiate
+
+    def candidates_meanwhile(*args: object, **kwargs: object) -> object:
+        made = original(*args, **kwargs)  # type: ignore[arg-type]
+        negotiation.add_candidates(settings, session.id, alice.id, PUBLISH, restart_candidates[:2])
+        return made
+
+    monkeypatch.setattr(negotiation, "_negotiate", candidates_meanwhile)
+    negotiation.process_offer(settings, session.id, alice.id, PUBLISH, restart_offer, "r2")
+    second = endpoint_id(alice.id, PUBLISH)
+    assert second != first
+    assert received_candidates(kms, second) == [c["candidate"] for c in restart_candidates[:2]]
+    assert kms.emulator.registry.get(first) is None  # released, and never sent them (it is gone)
+    # In the gathering transaction, before gatherCandidates: no round trip of their own.
+    gathering = [r for r in kms.requests if r["method"] == "transaction" and second in str(r)][-1]
+    assert [op["params"].get("operation") for op in gathering["params"]["operations"]] == [
+        "addIceCandidate",
+        "addIceCandidate",
+        "gatherCandidates",
+        None,  # the release of the replaced endpoint
+    ]
+
+
+def test_candidates_of_a_reoffer_before_its_task_runs_wait_for_its_claim_and_stale_ones_are_dropped(
+    settings: Settings, published: RecordingPublisher, kms: InProcessEmulator
+) -> None:
+    session = new_session()
+    alice = new_participant(session)
+    negotiation.process_offer(settings, session.id, alice.id, PUBLISH, OFFER, "r1")
+    first = endpoint_id(alice.id, PUBLISH)
+    restart_offer, restart_candidates = _ice_restart("Rs7t")
+    # The candidates' task runs before the re-offer's (any order): they wait, the old endpoint gets none.
+    negotiation.add_candidates(settings, session.id, alice.id, PUBLISH, restart_candidates[:1])
+    assert received_candidates(kms, first) == []
+    # A late candidate of the first generation still goes to the first endpoint.
+    negotiation.add_candidates(settings, session.id, alice.id, PUBLISH, CANDIDATES[:1])
+    assert received_candidates(kms, first) == [CANDIDATES[0]["candidate"]]
+    negotiation.process_offer(settings, session.id, alice.id, PUBLISH, restart_offer, "r2")
+    second = endpoint_id(alice.id, PUBLISH)
+    assert received_candidates(kms, second) == [restart_candidates[0]["candidate"]]
+    # Now a late one of the first generation waits (it names no stored generation) and the next
+    # ICE restart's claim drops it instead of giving it to an endpoint it does not belong to.
+    negotiation.add_candidates(settings, session.id, alice.id, PUBLISH, CANDIDATES[1:2])
+    assert received_candidates(kms, second) == [restart_candidates[0]["candidate"]]
+    third_offer, third_candidates = _ice_restart("Zz9q")
+    negotiation.add_candidates(settings, session.id, alice.id, PUBLISH, third_candidates[:1])
+    negotiation.process_offer(settings, session.id, alice.id, PUBLISH, third_offer, "r3")
+    assert received_candidates(kms, endpoint_id(alice.id, PUBLISH)) == [third_candidates[0]["candidate"]]
+    stored = Endpoint.find(alice.id, PUBLISH)
+    assert stored is not None and stored.pending_candidates == [] and stored.ice_ufrags == "Zz9q"
+
+
 def test_candidates_waiting_for_an_endpoint_are_capped_and_the_client_told(
     settings: Settings, published: RecordingPublisher, kms: InProcessEmulator
 ) -> None:
