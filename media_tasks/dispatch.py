@@ -35,6 +35,8 @@ class TaskName(StrEnum):
     SEND_MESSAGE = "media.send_message"
     REJOIN = "media.rejoin"
     CHECK_CONNECTION = "media.check_connection"
+    START_RECORDING = "media.start_recording"
+    STOP_RECORDING = "media.stop_recording"
     DELIVER_WEBHOOK = "media.deliver_webhook"  # to its own queue (media_tasks.routing.webhook_queue)
 
 
@@ -94,6 +96,13 @@ class TaskQueue:
     def check_connection(self, session_id: str, participant_id: str, stream: str, *, delay_s: float) -> None:
         arguments = {"session_id": session_id, "participant_id": participant_id, "stream": stream}
         self._send(TaskName.CHECK_CONNECTION, arguments, countdown=delay_s)
+
+    def start_recording(self, session_id: str, recording_id: str) -> None:
+        self._send(TaskName.START_RECORDING, {"session_id": session_id, "recording_id": recording_id})
+
+    def stop_recording(self, session_id: str, recording_id: str, reason: str) -> None:
+        arguments = {"session_id": session_id, "recording_id": recording_id, "reason": reason}
+        self._send(TaskName.STOP_RECORDING, arguments)
 
     def deliver_webhook(self, url: str, event_id: str, body: str, emitted_at: float) -> None:
         arguments = {"url": url, "event_id": event_id, "body": body, "emitted_at": emitted_at}

@@ -14,7 +14,7 @@ from typing import Any
 
 import kurento
 from kurento import jsonrpc
-from media_tasks import kms_sessions
+from media_tasks import kms_sessions, recordings
 from media_tasks.kms_events import relay_endpoint_events
 from media_tasks.kms_pool import ensure_pipeline, pipeline_of, release_quietly
 from messaging import messages, rerun_identity
@@ -241,6 +241,7 @@ def _deliver(
     )
     if announce:
         publisher.to_session(offer.session_id, messages.stream_published(offer.participant_id))
+    recordings.follow_stream(offer.settings, offer.session_id, offer.participant_id, offer.stream, endpoint)
     _start_gathering(offer, endpoint, pending, replaced)
 
 

@@ -7,6 +7,7 @@ import logging
 import time
 from typing import Any
 
+from media_tasks import recordings
 from media_tasks.kms_pool import NoMediaServer, ensure_pipeline, release_quietly
 from messaging import messages, topology, webhook_events
 from messaging.broker import broker_channel
@@ -58,6 +59,7 @@ def release_endpoints_of(session_id: str, participant_id: str) -> None:
 
 def finish_leave(settings: Settings, session_id: str, participant_id: str, reason: str, was_publishing: bool) -> None:
     """Media clean-up and announcements after the web tier marked the participant left."""
+    recordings.stop_all_of(settings, session_id, participant_id, "left")  # their files finish while media flows
     release_endpoints_of(session_id, participant_id)
     if not Participant.was_announced(participant_id, "left"):
         publisher = get_publisher(settings)
@@ -78,6 +80,7 @@ def finish_close(settings: Settings, session_id: str, reason: str = "closed") ->
         webhook_events.session_closed(settings, session_id, reason)
         Session.mark_announced(session_id, "closed")
     Participant.mark_all_left(session_id, "session_closed")
+    recordings.stop_all_in(settings, session_id, "sessionClosed")
     session = Session.find(session_id)
     if session is not None:
         release_quietly(session.pipeline)

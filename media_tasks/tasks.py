@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from media_tasks import connection_watch, negotiation, routing, session_lifecycle, webhooks
+from media_tasks import connection_watch, negotiation, recordings, routing, session_lifecycle, webhooks
 from media_tasks.base_task import MediaTask
 from media_tasks.dispatch import TaskName
 from media_tasks.kms_pool import SessionGone
@@ -72,6 +72,14 @@ def check_connection(task: MediaTask, session_id: str, participant_id: str, stre
     connection_watch.check_connection(task.settings, session_id, participant_id, stream)
 
 
+def start_recording(task: MediaTask, session_id: str, recording_id: str) -> None:
+    recordings.start(task.settings, session_id, recording_id)
+
+
+def stop_recording(task: MediaTask, session_id: str, recording_id: str, reason: str) -> None:
+    recordings.stop(task.settings, session_id, recording_id, reason)
+
+
 def deliver_webhook(task: MediaTask, url: str, event_id: str, body: str, emitted_at: float) -> None:
     """Runs in the webhook worker only (its queue is routing.webhook_queue)."""
     retries = task.request.retries or 0
@@ -93,5 +101,7 @@ TASKS: dict[TaskName, Callable[..., None]] = {
     TaskName.SEND_MESSAGE: send_message,
     TaskName.REJOIN: rejoin,
     TaskName.CHECK_CONNECTION: check_connection,
+    TaskName.START_RECORDING: start_recording,
+    TaskName.STOP_RECORDING: stop_recording,
     TaskName.DELIVER_WEBHOOK: deliver_webhook,
 }

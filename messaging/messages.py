@@ -51,6 +51,19 @@ class StreamUnpublished(TypedDict):
     participant_id: str
 
 
+class RecordingStarted(TypedDict):
+    type: Literal["recordingStarted"]
+    recording_id: str
+    participant_id: str
+    name: str
+
+
+class RecordingStopped(TypedDict):
+    type: Literal["recordingStopped"]
+    recording_id: str
+    reason: str
+
+
 class ConnectionFailed(TypedDict):
     type: Literal["connectionFailed"]
     stream: str
@@ -97,6 +110,8 @@ Message = (
     | ParticipantLeft
     | StreamPublished
     | StreamUnpublished
+    | RecordingStarted
+    | RecordingStopped
     | ConnectionFailed
     | MediaServerLost
     | SessionClosed
@@ -141,6 +156,15 @@ def stream_published(participant_id: str) -> StreamPublished:
 
 def stream_unpublished(participant_id: str) -> StreamUnpublished:
     return {"type": "streamUnpublished", "participant_id": participant_id}
+
+
+def recording_started(recording_id: str, participant_id: str, name: str) -> RecordingStarted:
+    return {"type": "recordingStarted", "recording_id": recording_id, "participant_id": participant_id, "name": name}
+
+
+def recording_stopped(recording_id: str, reason: str) -> RecordingStopped:
+    """`reason`: stopped, unpublished, left, sessionClosed, mediaServerLost or error."""
+    return {"type": "recordingStopped", "recording_id": recording_id, "reason": reason}
 
 
 def connection_failed(stream: str) -> ConnectionFailed:

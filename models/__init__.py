@@ -10,6 +10,7 @@ from models.lease import Lease
 from models.media_server import MediaServer
 from models.outbox import OutboxMessage
 from models.participant import Participant, ParticipantRole, ParticipantState
+from models.recording import Recording, RecordingState
 from models.session import Session, SessionState
 from models.task_start import TaskStart
 
@@ -27,6 +28,8 @@ __all__ = [
     "Participant",
     "ParticipantRole",
     "ParticipantState",
+    "Recording",
+    "RecordingState",
     "Session",
     "SessionState",
     "TaskStart",

@@ -65,6 +65,17 @@ class ParticipantLeft(Conflict):
     message = "This participant has left the session."
 
 
+class RecordingNotFound(NotFound):
+    message = "No such recording in this session."
+
+
+class NotPublishing(Conflict):
+    """Recording a publication that is not being published."""
+
+    def __init__(self, participant_id: str, name: str) -> None:
+        super().__init__(f"Participant {participant_id} is not publishing {name!r}.")
+
+
 class StreamNotFound(NotFound):
     """`stream` names no joined participant of the session."""
 

@@ -98,6 +98,18 @@ def _operator_if_configured() -> None:
         auth.require_api_key()
 
 
+def may_moderate(session_id: str) -> bool:
+    """MODERATOR HOOK (issue 15; the roles are built on another branch): whether the caller's participant
+    token is a `moderator` of this session, who may then do what an API key does to it (recordings).
+    No participant has a role here yet, so nobody is."""
+    return False
+
+
+def _operator_or_moderator() -> None:
+    if not may_moderate(_path("session_id")):
+        auth.require_api_key()
+
+
 def _nobody_checked() -> None:
     return None
 
@@ -127,6 +139,9 @@ when empty, EMPTY_SESSION_TIMEOUT_S)."""
 
 operator_if_configured = Role(_operator_if_configured, AS_OPERATOR_IF_CONFIGURED, (NO_API_KEY,))
 """An API key when SIGNALING_API_KEYS is set; anyone otherwise."""
+
+recording_controller = Role(_operator_or_moderator, AS_OPERATOR, (NO_OPERATOR_KEY,))
+"""An API key, or a moderator of the session the path names (`may_moderate`, the hook for roles)."""
 
 anyone = Role(_nobody_checked, ANYONE, ())
 """No credential: the operation checks a secret of its own (the join token)."""

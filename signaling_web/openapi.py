@@ -18,10 +18,20 @@ from typing import Any, TypeVar
 from flask_smorest import Api, Blueprint
 from werkzeug.http import HTTP_STATUS_CODES
 
-from models.errors import NotAModerator, ParticipantLeft, ParticipantNotFound, SessionClosed, SessionNotFound
+from models.errors import (
+    NotAModerator,
+    NotPublishing,
+    ParticipantLeft,
+    ParticipantNotFound,
+    RecordingNotFound,
+    SessionClosed,
+    SessionNotFound,
+)
 from signaling_web.auth import ApiKeyRequired, NotYourParticipant, NotYourSession, TokenRequired
 
 View = TypeVar("View", bound=Callable[..., Any])
+
+ALICE_ID = "0f8e7d6c5b4a39281706f5e4d3c2b1a0"  # ALICE of the examples below
 
 # --- security --------------------------------------------------------------------------------
 PARTICIPANT_TOKEN = "participantToken"
@@ -120,6 +130,12 @@ HAS_LEFT = (
     ParticipantLeft.message,
 )
 SESSION_IS_CLOSED = (409, "The session is closed.", SessionClosed.message)
+NO_SUCH_RECORDING = (404, "No such session or recording.", RecordingNotFound.message)
+NOT_PUBLISHING = (
+    409,
+    "The participant is not publishing that publication (or has left), or the session is closed.",
+    NotPublishing(ALICE_ID, "main").message,
+)
 INVALID = (422, "A field is missing or invalid; `errors` says which.", "The request is invalid; see errors.")
 
 # Around every route under /api/v1/sessions, and in addition around every POST.
@@ -194,7 +210,7 @@ COMPONENT_EXAMPLES = {
 
 # --- request and response examples -------------------------------------------------------------
 SESSION_ID = "6a1f0c2e9b7d4e5fa3c8d1b2e4f60789"
-ALICE = "0f8e7d6c5b4a39281706f5e4d3c2b1a0"
+ALICE = ALICE_ID
 BOB = "9b2c4d6e8f0a1b3c5d7e9f1a2b3c4d5e"
 JOIN_TOKEN = "kX3u9V2mQ7rT1yZ8bN4cL6pD0sF5gH2j"
 TOKEN = (
@@ -255,6 +271,20 @@ ICE_SERVERS = [
     },
 ]
 
+RECORDING_ID = "b1a0c2d3e4f5061728394a5b6c7d8e9f"
+RECORDING_URI = f"file:///var/lib/recordings/{SESSION_ID}/{RECORDING_ID}.webm"
+RECORDING = {
+    "recording_id": RECORDING_ID,
+    "state": "recording",
+    "participant_id": ALICE,
+    "name": "main",
+    "profile": "webm",
+    "uri": RECORDING_URI,
+    "started_at": "2026-01-01T09:06:00.000+00:00",
+    "stopped_at": None,
+    "reason": None,
+}
+
 EXAMPLES = {
     "create_session": {"name": "Daily stand-up", "max_participants": 8},
     "session_created": {"session_id": SESSION_ID, "join_token": JOIN_TOKEN, "name": "Daily stand-up", "state": "open"},
@@ -307,4 +337,27 @@ EXAMPLES = {
         "last_seq": 46,
     },
     "send_message": {"payload": {"text": "hello"}, "to": None},
+    "record": {"participant_id": ALICE, "name": "main", "profile": "webm"},
+    "recording_created": {
+        "recording_id": RECORDING_ID,
+        "state": "starting",
+        "participant_id": ALICE,
+        "name": "main",
+        "profile": "webm",
+        "uri": RECORDING_URI,
+    },
+    "recording": RECORDING,
+    "recording_list": {
+        "recordings": [
+            {
+                **RECORDING,
+                "recording_id": "5e4d3c2b1a0f9e8d7c6b5a4938271605",
+                "uri": RECORDING_URI.replace(RECORDING_ID, "5e4d3c2b1a0f9e8d7c6b5a4938271605"),
+                "state": "stopped",
+                "stopped_at": "2026-01-01T09:05:00.000+00:00",
+                "reason": "stopped",
+            },
+            RECORDING,
+        ]
+    },
 }

@@ -127,10 +127,14 @@ OPERATIONS = (
     "POST /api/v1/sessions/{session_id}/participants/{participant_id}/candidates",
     "GET /api/v1/sessions/{session_id}/participants/{participant_id}/messages",
     "POST /api/v1/sessions/{session_id}/messages",
-    # The API key's only: this open stack has none, so these are fuzzed for their refusals
-    # (tests/integration/test_roles.py covers their input with a key).
+    # Without SIGNALING_API_KEYS (this stack) nobody holds a key: these answer 401 or 404/422 before it
+    # (tests/integration/test_roles.py covers the token routes' input with a key).
     "POST /api/v1/sessions/{session_id}/tokens",
     "POST /api/v1/sessions/{session_id}/join-token",
+    "POST /api/v1/sessions/{session_id}/recordings",
+    "GET /api/v1/sessions/{session_id}/recordings",
+    "GET /api/v1/sessions/{session_id}/recordings/{recording_id}",
+    "POST /api/v1/sessions/{session_id}/recordings/{recording_id}/stop",
 )
 
 

@@ -200,6 +200,31 @@ def test_a_removal_is_told_with_its_reason_and_the_joiner_s_role_and_metadata(ho
     assert about[("participantLeft", alice.participant_id)] == {"reason": "left"}
 
 
+def test_recording_started_and_stopped_events(hooked):
+    stack, receiver = hooked
+    receiver.mode("ok")
+    api = stack.api(api_key="k1")
+    session = api.create_session()
+    sid = session["session_id"]
+    alice = api.join(session, "alice")
+    alice.offer(PUBLISH_SDP)
+    alice.wait_type("streamPublished", participant_id=alice.participant_id)
+    recordings = f"{api.base}/api/v1/sessions/{sid}/recordings"
+    created = api.http.post(recordings, json={"participant_id": alice.participant_id}, headers=api.key_headers)
+    assert created.status_code == 201, created.text
+    rid, uri = created.json()["recording_id"], created.json()["uri"]
+    alice.wait_type("recordingStarted", recording_id=rid)
+    assert api.http.post(f"{recordings}/{rid}/stop", headers=api.key_headers).status_code == 202
+    alice.wait_type("recordingStopped", recording_id=rid)
+    events = receiver.wait_delivered(sid, {"recordingStarted", "recordingStopped"})
+    by_type = {e["type"]: e for e in events}
+    recording = {"recording_id": rid, "name": "main", "profile": "webm", "uri": uri}
+    assert by_type["recordingStarted"]["participant_id"] == alice.participant_id
+    assert by_type["recordingStarted"]["data"] == recording
+    assert by_type["recordingStopped"]["participant_id"] == alice.participant_id
+    assert by_type["recordingStopped"]["data"] == {**recording, "state": "stopped", "reason": "stopped"}
+
+
 def test_a_failing_receiver_gets_the_missed_events_later_under_the_same_ids(hooked):
     stack, receiver = hooked
     receiver.mode("fail")

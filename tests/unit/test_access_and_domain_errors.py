@@ -44,7 +44,12 @@ def concrete_domain_errors():
 def test_every_domain_error_has_a_kind_and_so_a_status():
     found = list(concrete_domain_errors())
     assert {c.__name__ for c in found} >= {"SessionNotFound", "SessionFull", "ParticipantLeft", "TokenRequired"}
-    arguments = {domain.SessionFull: (16,), domain.StreamNotFound: ("p2",), domain.RecipientNotFound: ("p2",)}
+    arguments = {
+        domain.SessionFull: (16,),
+        domain.StreamNotFound: ("p2",),
+        domain.RecipientNotFound: ("p2",),
+        domain.NotPublishing: ("p2", "main"),
+    }
     for cls in found:
         exc = cls(*arguments.get(cls, ()))
         assert status_of(exc) in {401, 403, 404, 409, 422}, cls

@@ -40,6 +40,10 @@ EXPECTED = {
     },
     ("get", "/api/v1/sessions/{session_id}/participants/{participant_id}/messages"): {"401", "403", "404", "422"},
     ("post", "/api/v1/sessions/{session_id}/messages"): {"401", "403", "404", "409", "422"},
+    ("post", "/api/v1/sessions/{session_id}/recordings"): {"401", "404", "409", "422"},
+    ("get", "/api/v1/sessions/{session_id}/recordings"): {"401", "404"},
+    ("get", "/api/v1/sessions/{session_id}/recordings/{recording_id}"): {"401", "404"},
+    ("post", "/api/v1/sessions/{session_id}/recordings/{recording_id}/stop"): {"401", "404"},
 }
 
 

@@ -45,8 +45,9 @@
  *
  * Events (client.on(type, handler) returns a function that removes the handler):
  *   every server message type (`sdpAnswer`, `iceCandidate`, `iceGatheringDone`, `participantJoined`,
- *   `participantLeft`, `streamPublished`, `streamUnpublished`, `connectionFailed`, `mediaServerLost`,
- *   `sessionClosed`, `message`, `error`) with the message as argument, after the client handled it;
+ *   `participantLeft`, `streamPublished`, `streamUnpublished`, `recordingStarted`, `recordingStopped`,
+ *   `connectionFailed`, `mediaServerLost`, `sessionClosed`, `message`, `error`) with the message as
+ *   argument, after the client handled it (`recordings` then holds the session's recordings);
  *   `*` for every message; and the client's own:
  *   `remoteStream` {participantId, mediaStream, pc}, `remoteStreamRemoved` {participantId},
  *   `connectionState` {stream, state}, `pollError` {error, retryInMs}, `closed` {reason}
@@ -153,6 +154,8 @@ export class SignalingClient {
     this.lastSeq = 0;
     /** participant_id -> {participant_id, display_name, publishing, state, role, metadata}, others and ourselves. */
     this.participants = new Map();
+    /** recording_id -> {recording_id, participant_id, name, state: 'recording'|'stopped', reason}, as announced. */
+    this.recordings = new Map();
     /** The published local MediaStream (republished by rejoin). */
     this.localStream = null;
     this._links = new Map();
@@ -188,6 +191,27 @@ export class SignalingClient {
   static rotateJoinToken({ baseUrl = '', apiKey, sessionId } = {}) {
     return request(baseUrl.replace(/\/$/, ''), 'POST', `/sessions/${encodeURIComponent(sessionId)}/join-token`,
       { headers: { 'X-API-Key': apiKey } });
+   * Recording, for the application's backend (its API key) or a moderator: `startRecording` answers
+   * {recording_id, state: "starting", participant_id, name, profile, uri}; everyone in the session then gets
+   * `recordingStarted`, and `recordingStopped {recording_id, reason}` when it ends.
+   * `profile`: "webm" (default), "mp4" or "webm-audio"; `name`: the publication, "main" by default.
+   */
+  static startRecording({ baseUrl = '', apiKey = null, sessionId, participantId, name = 'main', profile = 'webm' }) {
+    const headers = apiKey ? { 'X-API-Key': apiKey } : {};
+    const body = { participant_id: participantId, name, profile };
+    return request(baseUrl.replace(/\/$/, ''), 'POST', `/sessions/${sessionId}/recordings`, { body, headers });
+  }
+
+  /** Asks for the end of a recording (202); it is `stopped` once the media server finished the file. */
+  static stopRecording({ baseUrl = '', apiKey = null, sessionId, recordingId }) {
+    const headers = apiKey ? { 'X-API-Key': apiKey } : {};
+    return request(baseUrl.replace(/\/$/, ''), 'POST', `/sessions/${sessionId}/recordings/${recordingId}/stop`, { headers });
+  }
+
+  /** {recordings: [{recording_id, state, participant_id, name, profile, uri, started_at, stopped_at, reason}]}. */
+  static listRecordings({ baseUrl = '', apiKey = null, sessionId }) {
+    const headers = apiKey ? { 'X-API-Key': apiKey } : {};
+    return request(baseUrl.replace(/\/$/, ''), 'GET', `/sessions/${sessionId}/recordings`, { headers });
   }
 
   /** stream ("publish" or a publisher's participant_id) -> RTCPeerConnection, for getStats() and UIs. */
@@ -618,6 +642,17 @@ export class SignalingClient {
             else this.unsubscribe(stream);
           }
         }
+        break;
+      }
+      case 'recordingStarted':
+        this.recordings.set(message.recording_id, {
+          recording_id: message.recording_id, participant_id: message.participant_id, name: message.name,
+          state: 'recording', reason: null,
+        });
+        break;
+      case 'recordingStopped': {
+        const known = this.recordings.get(message.recording_id) || { recording_id: message.recording_id };
+        this.recordings.set(message.recording_id, { ...known, state: 'stopped', reason: message.reason });
         break;
       }
       case 'sessionClosed':
