@@ -191,6 +191,9 @@ export class SignalingClient {
   static rotateJoinToken({ baseUrl = '', apiKey, sessionId } = {}) {
     return request(baseUrl.replace(/\/$/, ''), 'POST', `/sessions/${encodeURIComponent(sessionId)}/join-token`,
       { headers: { 'X-API-Key': apiKey } });
+  }
+
+  /**
    * Recording, for the application's backend (its API key) or a moderator: `startRecording` answers
    * {recording_id, state: "starting", participant_id, name, profile, uri}; everyone in the session then gets
    * `recordingStarted`, and `recordingStopped {recording_id, reason}` when it ends.
