@@ -58,11 +58,16 @@ class TaskQueue:
     def create_session(self, session_id: str) -> None:
         self._send(TaskName.CREATE_SESSION, {"session_id": session_id})
 
-    def announce_join(self, session_id: str, participant_id: str, display_name: str) -> None:
-        self._send(
-            TaskName.ANNOUNCE_JOIN,
-            {"session_id": session_id, "participant_id": participant_id, "display_name": display_name},
-        )
+    def announce_join(
+        self,
+        session_id: str,
+        participant_id: str,
+        display_name: str,
+        role: str = "publisher",
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        arguments = {"session_id": session_id, "participant_id": participant_id, "display_name": display_name}
+        self._send(TaskName.ANNOUNCE_JOIN, {**arguments, "role": role, "metadata": metadata or {}})
 
     def process_offer(self, session_id: str, participant_id: str, stream: str, sdp: str, request_id: str) -> None:
         arguments = {"session_id": session_id, "participant_id": participant_id, "stream": stream, "sdp": sdp}

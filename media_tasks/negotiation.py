@@ -228,6 +228,15 @@ def _negotiate(
         return _negotiate_on(offer, ensure_pipeline(offer.settings, offer.session_id), source, own, source_types)
 
 
+def _direction(stream: str) -> dict[str, bool]:
+    """Media goes one way per endpoint, and the media server enforces it (WebRtcEndpoint's
+    `recvonly`/`sendonly`, so its answer says so whatever the offer asked): a publication only
+    receives from its publisher, a subscription only sends to its subscriber. Whatever a client
+    offers, nothing it sends on a subscription reaches the pipeline; a `subscriber` has no
+    publication at all (the web tier refuses its offers on "publish[:<name>]")."""
+    return {"recvonly": True} if streams.is_publish(stream) else {"sendonly": True}
+
+
 PROCESS_OFFER_CUT_OFF = (
     502,
     "the media server connection was lost while it processed the offer; not retried (the offer may be what "
@@ -243,7 +252,7 @@ def _negotiate_on(
     source_types: list[str | None],
 ) -> tuple[kurento.WebRtcEndpoint, str]:
     tx = pipeline.client.transaction()
-    created = tx.create("WebRtcEndpoint", media_pipeline=pipeline)
+    created = tx.create("WebRtcEndpoint", media_pipeline=pipeline, **_direction(offer.stream))
     relay = relay_endpoint_events(offer.settings, tx, created, offer.session_id, offer.participant_id, offer.stream)
     for operation, value in _bandwidth_setters(offer):
         tx.invoke(created, operation, **value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from media_tasks import recordings
 from media_tasks.kms_pool import NoMediaServer, ensure_pipeline, release_quietly
@@ -30,9 +31,17 @@ def prepare_session(settings: Settings, session_id: str) -> None:
             topology.delete_session_exchange(channel, settings, session_id)
 
 
-def announce_join(settings: Settings, session_id: str, participant_id: str, display_name: str) -> None:
+def announce_join(
+    settings: Settings,
+    session_id: str,
+    participant_id: str,
+    display_name: str,
+    role: str = "publisher",
+    metadata: dict[str, Any] | None = None,
+) -> None:
     if not Participant.was_announced(participant_id, "joined"):
-        get_publisher(settings).to_session(session_id, messages.participant_joined(participant_id, display_name))
+        joined = messages.participant_joined(participant_id, display_name, role, metadata or {})
+        get_publisher(settings).to_session(session_id, joined)
         Participant.mark_announced(participant_id, "joined")
     try:
         # Warm the pipeline now so the first offer does not wait for it.

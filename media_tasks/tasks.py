@@ -21,9 +21,16 @@ def create_session(task: MediaTask, session_id: str) -> None:
     session_lifecycle.prepare_session(task.settings, session_id)
 
 
-def announce_join(task: MediaTask, session_id: str, participant_id: str, display_name: str) -> None:
+def announce_join(
+    task: MediaTask,
+    session_id: str,
+    participant_id: str,
+    display_name: str,
+    role: str = "publisher",  # defaults: a task enqueued before roles existed
+    metadata: dict[str, Any] | None = None,
+) -> None:
     try:
-        session_lifecycle.announce_join(task.settings, session_id, participant_id, display_name)
+        session_lifecycle.announce_join(task.settings, session_id, participant_id, display_name, role, metadata)
     except SessionGone:
         pass
 

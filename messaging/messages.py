@@ -28,9 +28,14 @@ class ParticipantJoined(TypedDict):
     type: Literal["participantJoined"]
     participant_id: str
     display_name: str
+    role: str
+    metadata: dict[str, Any]
 
 
 class ParticipantLeft(TypedDict):
+    """`reason`: "left" (its own leave), "removed" (by a moderator or the API key), "timeout"
+    (it stopped polling)."""
+
     type: Literal["participantLeft"]
     participant_id: str
     reason: str
@@ -145,8 +150,16 @@ def ice_gathering_done(stream: str) -> IceGatheringDone:
     return {"type": "iceGatheringDone", "stream": stream}
 
 
-def participant_joined(participant_id: str, display_name: str) -> ParticipantJoined:
-    return {"type": "participantJoined", "participant_id": participant_id, "display_name": display_name}
+def participant_joined(
+    participant_id: str, display_name: str, role: str, metadata: dict[str, Any]
+) -> ParticipantJoined:
+    return {
+        "type": "participantJoined",
+        "participant_id": participant_id,
+        "display_name": display_name,
+        "role": role,
+        "metadata": metadata,
+    }
 
 
 def participant_left(participant_id: str, reason: str) -> ParticipantLeft:

@@ -5,11 +5,12 @@ from models.connection import bound_to, connect_db, current_db, database_alias, 
 from models.endpoint import PUBLISH, Endpoint
 from models.fields import KurentoObjectField, KurentoRef
 from models.idempotency import IdempotencyRecord
+from models.join_grant import JoinGrant
 from models.kms_session import KmsSession
 from models.lease import Lease
 from models.media_server import MediaServer
 from models.outbox import OutboxMessage
-from models.participant import Participant, ParticipantState
+from models.participant import Participant, ParticipantRole, ParticipantState
 from models.recording import Recording, RecordingState
 from models.session import Session, SessionState
 from models.task_start import TaskStart
@@ -18,6 +19,7 @@ __all__ = [
     "PUBLISH",
     "Endpoint",
     "IdempotencyRecord",
+    "JoinGrant",
     "KmsSession",
     "KurentoObjectField",
     "KurentoRef",
@@ -25,6 +27,7 @@ __all__ = [
     "MediaServer",
     "OutboxMessage",
     "Participant",
+    "ParticipantRole",
     "ParticipantState",
     "Recording",
     "RecordingState",

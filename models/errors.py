@@ -120,3 +120,19 @@ class PublicationNotFound(NotFound):
 
     def __init__(self, name: str = "screen") -> None:
         super().__init__(f"This participant has no publication named {name!r}.")
+
+
+class JoinTokenUsed(Conflict):
+    message = "This join token was already used; a minted join token admits one participant."
+
+
+class JoinTokenExpired(Forbidden):
+    message = "This join token has expired."
+
+
+class SubscriberCannotPublish(Forbidden):
+    message = "A subscriber receives only: it cannot publish."
+
+
+class NotAModerator(Forbidden):
+    message = "Only a moderator of this session (or an API key) may do this."

@@ -29,6 +29,10 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
+def new_join_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
 @dataclass(frozen=True)
 class SessionPage:
     sessions: list[Session]
@@ -61,7 +65,7 @@ class Session(Document):
     min_video_send_bandwidth = IntField(default=0)
     max_video_recv_bandwidth = IntField(default=0)
     participant_count = IntField(default=0)
-    join_token = StringField(default=lambda: secrets.token_urlsafe(24))
+    join_token = StringField(default=new_join_token)
     pipeline = KurentoObjectField(null=True)
     kms_url = StringField(null=True)
     lost_kms_url = StringField(null=True)
@@ -138,6 +142,14 @@ class Session(Document):
     @classmethod
     def find(cls, session_id: str) -> Session | None:
         return cls.objects(id=session_id).first()
+
+    @classmethod
+    def rotate_join_token(cls, session_id: str) -> str | None:
+        """A new shared join token for a session not closed (the old one is refused from this write
+        on); None when there is no such open session."""
+        token = new_join_token()
+        changed = cls.objects(id=session_id, state__ne=SessionState.CLOSED).update_one(set__join_token=token)
+        return token if changed else None
 
     @classmethod
     def reserve_slot(cls, session_id: str) -> bool:

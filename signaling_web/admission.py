@@ -10,15 +10,30 @@ from __future__ import annotations
 
 import hmac
 import logging
+from datetime import UTC, datetime
+from typing import Any
 
 from amqp.exceptions import NotFound
 
 from media_tasks.dispatch import TaskQueue
 from messaging import topology
 from messaging.broker import broker_channel
-from models import Endpoint, Participant, ParticipantState, Session, SessionState, streams
+from models import (
+    Endpoint,
+    JoinGrant,
+    Participant,
+    ParticipantRole,
+    ParticipantState,
+    Session,
+    SessionState,
+    streams,
+)
 from models.errors import (
     BadStreamName,
+    Invalid,
+    JoinTokenExpired,
+    JoinTokenUsed,
+    NotAModerator,
     OwnStreamById,
     ParticipantLeft,
     ParticipantNotFound,
@@ -28,9 +43,11 @@ from models.errors import (
     SessionFull,
     SessionNotFound,
     StreamNotFound,
+    SubscriberCannotPublish,
     TooManyPublications,
     WrongJoinToken,
 )
+from models.join_grant import is_minted
 from settings import Settings
 from signaling_web.participant_cache import ParticipantCache
 
@@ -161,15 +178,69 @@ def check_recipient(session_id: str, to: str | None) -> None:
         raise RecipientNotFound(to)
 
 
-def join(settings: Settings, tasks: TaskQueue, session_id: str, join_token: str, display_name: str) -> Participant:
+def join(
+    settings: Settings,
+    tasks: TaskQueue,
+    session_id: str,
+    join_token: str,
+    display_name: str | None,
+    metadata: dict[str, Any] | None = None,
+) -> Participant:
+    """Admits a participant with the session's shared join token (a publisher) or a minted one
+    (single use: its role, and its display_name and metadata over the body's)."""
     session = get_open_session(session_id)
-    if not hmac.compare_digest(session.join_token.encode(), join_token.encode()):
+    participant = Participant(session_id=session.id, display_name=display_name or "")
+    participant.metadata = metadata
+    grant = None
+    if is_minted(join_token):
+        # Taken before the place, so a refused token takes no place; given back if the join fails.
+        grant = JoinGrant.consume(session.id, join_token, participant.id)
+        if grant is None:
+            raise _minted_token_refusal(session.id, join_token)
+        participant.role = grant.role
+        participant.display_name = grant.display_name or participant.display_name
+        if grant.metadata is not None:
+            participant.metadata = grant.metadata
+    elif not hmac.compare_digest(session.join_token.encode(), join_token.encode()):
         raise WrongJoinToken()
+    try:
+        if not participant.display_name:
+            raise Invalid(
+                "display_name is required unless the join token names the participant.",
+                {"display_name": ["Missing data for required field."]},
+            )
+        _admit(settings, session, participant)
+    except Exception:
+        if grant is not None:
+            JoinGrant.give_back(join_token, participant.id)
+        raise
+    tasks.announce_join(
+        session_id=session.id,
+        participant_id=participant.id,
+        display_name=participant.display_name,
+        role=participant.role,
+        metadata=participant.metadata,
+    )
+    return participant
+
+
+def _minted_token_refusal(session_id: str, join_token: str) -> Exception:
+    """Why a minted token did not admit: one read, on the refusal path only."""
+    grant = JoinGrant.find_for(session_id, join_token)
+    if grant is None:
+        return WrongJoinToken()
+    if grant.used_by is not None:
+        return JoinTokenUsed()
+    if grant.expires_at.replace(tzinfo=UTC) <= datetime.now(UTC):
+        return JoinTokenExpired()
+    return JoinTokenUsed()  # given back by a failed join since our update: rare; a retry may succeed
+
+
+def _admit(settings: Settings, session: Session, participant: Participant) -> None:
     if not Session.reserve_slot(session.id):
         if Session.is_closed(session.id):
             raise SessionClosed()
         raise SessionFull(session.max_participants)
-    participant = Participant(session_id=session.id, display_name=display_name)
     try:
         participant.admit()
         _declare_queue(settings, session.id, participant.id)
@@ -185,8 +256,35 @@ def join(settings: Settings, tasks: TaskQueue, session_id: str, join_token: str,
         Participant.discard(participant.id)
         _forget_queue(settings, session.id, participant.id, session_closed=isinstance(exc, SessionClosed))
         raise
-    tasks.announce_join(session_id=session.id, participant_id=participant.id, display_name=display_name)
-    return participant
+
+
+def mint_join_token(
+    session_id: str, role: str, display_name: str | None, metadata: dict[str, Any] | None, ttl_s: int
+) -> tuple[str, JoinGrant]:
+    get_open_session(session_id)
+    return JoinGrant.mint(session_id, role, display_name, metadata, ttl_s)
+
+
+def rotate_join_token(session_id: str) -> str:
+    token = Session.rotate_join_token(session_id)
+    if token is None:
+        get_open_session(session_id)  # says which: no such session, or closed
+        raise SessionClosed()  # closed between the update and the read
+    return token
+
+
+def check_may_offer(role: str, stream: str) -> None:
+    """A subscriber receives only: no offer (nor candidates) on any publication of its own ("publish",
+    "publish:<name>"). From its token: no read."""
+    if role == ParticipantRole.SUBSCRIBER and streams.is_publish(stream):
+        raise SubscriberCannotPublish()
+
+
+def check_moderator(session_id: str, participant_id: str, role: str) -> None:
+    """The caller is a moderator of the session, still joined (one read)."""
+    if role != ParticipantRole.MODERATOR:
+        raise NotAModerator()
+    check_acting_participant(session_id, participant_id)
 
 
 def _declare_queue(settings: Settings, session_id: str, participant_id: str) -> None:
@@ -218,9 +316,10 @@ def _forget_queue(settings: Settings, session_id: str, participant_id: str, sess
 
 
 def leave(tasks: TaskQueue, session_id: str, participant_id: str, reason: str) -> None:
+    """`reason`: "left" (its own leave) or "removed" (by a moderator or the API key)."""
     before = Participant.mark_left(participant_id, reason)
     if before is None:
-        return  # already left: the first leave did the work
+        raise ParticipantLeft()  # already left (or removed, or its session closed): the first did the work
     Session.release_slot(session_id)
     tasks.finish_leave(
         session_id=session_id,

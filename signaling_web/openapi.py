@@ -18,7 +18,15 @@ from typing import Any, TypeVar
 from flask_smorest import Api, Blueprint
 from werkzeug.http import HTTP_STATUS_CODES
 
-from models.errors import NotPublishing, ParticipantLeft, ParticipantNotFound, RecordingNotFound, SessionNotFound
+from models.errors import (
+    NotAModerator,
+    NotPublishing,
+    ParticipantLeft,
+    ParticipantNotFound,
+    RecordingNotFound,
+    SessionClosed,
+    SessionNotFound,
+)
 from signaling_web.auth import ApiKeyRequired, NotYourParticipant, NotYourSession, TokenRequired
 
 View = TypeVar("View", bound=Callable[..., Any])
@@ -32,15 +40,17 @@ SECURITY_SCHEMES = {
     PARTICIPANT_TOKEN: {
         "type": "http",
         "scheme": "bearer",
-        "description": "The `token` a join answered with. It binds one session and one participant "
-        "and expires after TOKEN_TTL_S.",
+        "description": "The `token` a join answered with. It binds one session, one participant and its role, "
+        "and expires after TOKEN_TTL_S (`token_expires_at`). Once its participant has left or was removed, it "
+        "is refused (409) everywhere but that participant's poll, which still drains what is queued.",
     },
     API_KEY: {
         "type": "apiKey",
         "in": "header",
         "name": "X-API-Key",
-        "description": "One of SIGNALING_API_KEYS, for operators' backends. Needed to close sessions, and to "
-        "create them when keys are configured.",
+        "description": "One of SIGNALING_API_KEYS, for operators' backends. Needed to mint join tokens and "
+        "rotate the shared one, to create sessions when keys are configured, and (or a moderator's token) to "
+        "close sessions and remove participants.",
     },
 }
 Security = list[dict[str, list[str]]]
@@ -92,6 +102,11 @@ UNAVAILABLE = (
 NO_TOKEN = (401, "No valid participant token (missing, not valid, or expired).", TokenRequired.message)
 NOT_YOURS = (403, "The token belongs to another participant.", NotYourParticipant.message)
 NOT_YOUR_SESSION = (403, "The token belongs to another session.", NotYourSession.message)
+NOT_A_MODERATOR = (
+    403,
+    "The token is neither a moderator's of this session nor (where the path names one) that participant's own.",
+    NotAModerator.message,
+)
 NO_API_KEY = (
     401,
     "API keys are configured (SIGNALING_API_KEYS) and no valid X-API-Key was given.",
@@ -109,7 +124,12 @@ NO_OPERATOR_KEY = (
 )
 NO_SUCH_SESSION = (404, SessionNotFound.message)
 NO_SUCH_PARTICIPANT = (404, "No such session or participant.", ParticipantNotFound.message)
-HAS_LEFT = (409, "The participant has left, or the session is closed.", ParticipantLeft.message)
+HAS_LEFT = (
+    409,
+    "The participant has left (or was removed), or the session is closed: its token works only for its poll now.",
+    ParticipantLeft.message,
+)
+SESSION_IS_CLOSED = (409, "The session is closed.", SessionClosed.message)
 NO_SUCH_RECORDING = (404, "No such session or recording.", RecordingNotFound.message)
 NOT_PUBLISHING = (
     409,
@@ -212,9 +232,25 @@ CANDIDATE: dict[str, Any] = {
     "sdpMLineIndex": 0,
 }
 REMOTE_CANDIDATE = {**CANDIDATE, "candidate": CANDIDATE["candidate"].replace("192.0.2.2 50720", "198.51.100.7 40012")}
+MINTED_JOIN_TOKEN = "jt.Qm9iJ3MgdG9rZW4gZm9yIHRoZSBzdGFuZC11cA"
+METADATA = {"user_id": "u-1234", "avatar": "https://example.com/avatars/bob.png"}
 PARTICIPANTS = [
-    {"participant_id": ALICE, "display_name": "Alice", "publishing": True, "state": "joined"},
-    {"participant_id": BOB, "display_name": "Bob", "publishing": False, "state": "joined"},
+    {
+        "participant_id": ALICE,
+        "display_name": "Alice",
+        "publishing": True,
+        "state": "joined",
+        "role": "moderator",
+        "metadata": {"user_id": "u-0042"},
+    },
+    {
+        "participant_id": BOB,
+        "display_name": "Bob",
+        "publishing": False,
+        "state": "joined",
+        "role": "publisher",
+        "metadata": METADATA,
+    },
 ]
 
 ICE_SERVERS = [
@@ -253,8 +289,18 @@ EXAMPLES = {
     "create_session": {"name": "Daily stand-up", "max_participants": 8, "max_video_send_bandwidth": 1500},
     "session_created": {"session_id": SESSION_ID, "join_token": JOIN_TOKEN, "name": "Daily stand-up", "state": "open"},
     "session": {"session_id": SESSION_ID, "name": "Daily stand-up", "state": "open", "participants": PARTICIPANTS},
-    "join": {"display_name": "Bob", "join_token": JOIN_TOKEN},
-    "joined": {"participant_id": BOB, "token": TOKEN, "participants": PARTICIPANTS, "ice_servers": ICE_SERVERS},
+    "join": {"display_name": "Bob", "join_token": JOIN_TOKEN, "metadata": METADATA},
+    "joined": {
+        "participant_id": BOB,
+        "token": TOKEN,
+        "role": "publisher",
+        "token_expires_at": "2025-06-02T09:30:00+00:00",
+        "participants": PARTICIPANTS,
+        "ice_servers": ICE_SERVERS,
+    },
+    "mint_token": {"role": "subscriber", "display_name": "Carol", "metadata": {"user_id": "u-7"}, "ttl_s": 600},
+    "token_minted": {"join_token": MINTED_JOIN_TOKEN, "role": "subscriber", "expires_at": "2025-06-01T09:40:00+00:00"},
+    "join_token_rotated": {"join_token": "Zq81LmW0cXv3TnB7yR2kD5hF9sA4eJ6u"},
     "rejoined": {"ice_servers": ICE_SERVERS},
     "session_list": {
         "sessions": [
@@ -277,7 +323,14 @@ EXAMPLES = {
         "messages": [
             {"seq": 41, "type": "sdpAnswer", "stream": "publish", "sdp": SDP_ANSWER, "request_id": REQUEST_ID},
             {"seq": 42, "type": "iceCandidate", "stream": "publish", "candidate": REMOTE_CANDIDATE},
-            {"seq": 43, "type": "participantJoined", "participant_id": BOB, "display_name": "Bob"},
+            {
+                "seq": 43,
+                "type": "participantJoined",
+                "participant_id": BOB,
+                "display_name": "Bob",
+                "role": "publisher",
+                "metadata": METADATA,
+            },
             {"seq": 44, "type": "message", "from": BOB, "payload": {"text": "hello"}},
             {"seq": 45, "type": "message", "from": "server", "payload": {"notice": "recording starts"}},
             {
@@ -290,8 +343,9 @@ EXAMPLES = {
             },
             {"seq": 47, "type": "streamMuted", "participant_id": BOB, "name": "main", "audio": True, "video": False},
             {"seq": 48, "type": "streamUnpublished", "participant_id": BOB, "name": "screen", "reason": "unpublished"},
+            {"seq": 49, "type": "participantLeft", "participant_id": BOB, "reason": "removed"},
         ],
-        "last_seq": 48,
+        "last_seq": 49,
     },
     "send_message": {"payload": {"text": "hello"}, "to": None},
     "record": {"participant_id": ALICE, "name": "main", "profile": "webm"},

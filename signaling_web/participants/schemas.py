@@ -7,8 +7,8 @@ from flask import current_app
 
 from settings import Settings
 from signaling_web.extensions import Schema
-from signaling_web.schemas import ParticipantSummarySchema, ice_servers_field
-from signaling_web.validation import validate_candidate, validate_name, validate_sdp
+from signaling_web.schemas import METADATA_DOC, ROLE_DOC, ParticipantSummarySchema, ice_servers_field
+from signaling_web.validation import validate_candidate, validate_metadata, validate_name, validate_sdp
 
 
 def _settings() -> Settings:
@@ -16,13 +16,29 @@ def _settings() -> Settings:
 
 
 class JoinSchema(Schema):
-    display_name = ma.fields.Str(required=True, validate=[ma.validate.Length(min=1, max=64), validate_name])
-    join_token = ma.fields.Str(required=True, validate=ma.validate.Length(min=1, max=256))
+    display_name = ma.fields.Str(
+        load_default=None,
+        validate=[ma.validate.Length(min=1, max=64), validate_name],
+        metadata={"description": "Required, unless the join token is a minted one that names the participant."},
+    )
+    join_token = ma.fields.Str(
+        required=True,
+        validate=ma.validate.Length(min=1, max=256),
+        metadata={
+            "description": "The session's shared join token (joins as a publisher), or a single-use token "
+            "minted by POST /sessions/{sid}/tokens (its role; its display_name and metadata win over the body's)."
+        },
+    )
+    metadata = ma.fields.Dict(load_default=None, validate=validate_metadata, metadata=METADATA_DOC)
 
 
 class JoinedSchema(Schema):
     participant_id = ma.fields.Str()
     token = ma.fields.Str(metadata={"description": "Send as Authorization: Bearer <token>."})
+    role = ma.fields.Str(metadata=ROLE_DOC)
+    token_expires_at = ma.fields.DateTime(
+        metadata={"description": "When `token` expires (TOKEN_TTL_S after the join); join again after."}
+    )
     participants = ma.fields.List(ma.fields.Nested(ParticipantSummarySchema))
     ice_servers = ice_servers_field()
 

@@ -7,6 +7,7 @@ from typing import Any
 from flask import request
 from flask.views import MethodView
 
+from models import ParticipantRole
 from models.errors import BadStreamName, PublicationNotFound
 from signaling_web import access, admission, auth
 from signaling_web.auth import NotYourParticipant, NotYourSession, TokenRequired
@@ -32,9 +33,12 @@ BAD_NAME = (422, "The name is not 1 to 32 of a-z, 0-9, _ and -.", BadStreamName.
 
 
 def is_moderator(session_id: str, principal: auth.ParticipantPrincipal) -> bool:
-    """Moderator hook: whether this participant token is a `moderator` of the session (roles come
-    with another change; until then nobody is). Decides for every route of this module."""
-    return False
+    """Whether this participant token is a `moderator` of the session (its role, from the token),
+    still joined (one read; a moderator who left gets 409). Decides for every route of this module."""
+    if principal.role != ParticipantRole.MODERATOR:
+        return False
+    admission.check_acting_participant(session_id, principal.participant_id)
+    return True
 
 
 def _publisher_or_moderator_or_operator() -> None:

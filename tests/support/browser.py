@@ -56,6 +56,10 @@ class Person:
 
     def join(self, url: str) -> None:
         self.page.goto(url)
+        self.join_filled()
+
+    def join_filled(self) -> None:
+        """Joins from the lobby already open (with any Options set)."""
         self.page.fill("#display-name", self.name)
         self.page.click("#join-button")
         self.page.wait_for_selector("#call:not([hidden])", timeout=20_000)

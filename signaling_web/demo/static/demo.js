@@ -57,22 +57,33 @@ $('join-form').addEventListener('submit', async (event) => {
     } catch (err) {
       chatEvent(`No camera or microphone (${err.name}): you can watch and chat.`);
     }
+    // With an API key the page acts as its own backend: it creates the session and mints itself a
+    // single-use moderator token; the invite link carries the shared token (others join as publishers).
+    const apiKey = $('api-key').value.trim() || null;
+    let joinToken = params.get('join_token');
     if (!params.get('session')) {
       setStatus('creating a session…');
-      const created = await SignalingClient.createSession({ apiKey: $('api-key').value.trim() || null, name: `${name}'s call` });
+      const created = await SignalingClient.createSession({ apiKey, name: `${name}'s call` });
       params.set('session', created.session_id);
       params.set('join_token', created.join_token);
+      joinToken = created.join_token;
+      if (apiKey) {
+        const minted = await SignalingClient.mintToken({ apiKey, sessionId: created.session_id, role: 'moderator', displayName: name });
+        joinToken = minted.join_token;
+      }
     }
     setStatus('joining…');
-    await client.join(params.get('session'), params.get('join_token'), name);
+    await client.join(params.get('session'), joinToken, name);
     history.replaceState(null, '', `/demo?${new URLSearchParams({ session: client.sessionId, join_token: params.get('join_token') })}`);
     $('share-link').value = shareLink();
     $('lobby').hidden = true;
     $('call').hidden = false;
-    setStatus(`in the call as ${name}`, 'ok');
+    setStatus(`in the call as ${name} (${client.role})`, 'ok');
     for (const p of client.participants.values()) names.set(p.participant_id, p.display_name);
     renderParticipants();
-    if (localStream) {
+    if (client.role === 'subscriber') {
+      chatEvent('You joined as a subscriber: you watch and chat, you do not publish.');
+    } else if (localStream) {
       addTile('local', `${name} (you)`, localStream, true);
       await client.publish(localStream);
     }
@@ -153,9 +164,26 @@ function renderParticipants() {
     item.textContent = p.display_name;
     const tag = document.createElement('span');
     tag.className = 'tag';
-    tag.textContent = [p.participant_id === client.participantId ? 'you' : '', p.publishing ? 'live' : '']
+    tag.textContent = [p.participant_id === client.participantId ? 'you' : '', p.role || 'publisher', p.publishing ? 'live' : '']
       .filter(Boolean).join(', ');
     item.append(tag);
+    if (client.role === 'moderator' && p.participant_id !== client.participantId) {
+      const remove = document.createElement('button');
+      remove.type = 'button';
+      remove.className = 'remove';
+      remove.textContent = 'remove';
+      remove.title = `Remove ${p.display_name} from the call`;
+      remove.addEventListener('click', async () => {
+        remove.disabled = true;
+        try {
+          await client.remove(p.participant_id);
+        } catch (err) {
+          remove.disabled = false;
+          chatEvent(`could not remove ${p.display_name}: ${err.message}`);
+        }
+      });
+      item.append(remove);
+    }
     list.append(item);
   }
 }
@@ -295,5 +323,8 @@ $('leave-button').addEventListener('click', async () => {
   }
 });
 client.on('sessionClosed', () => end('The session was closed.'));
-client.on('closed', ({ reason }) => { if (reason !== 'left' && !$('call').hidden) end(`Disconnected: ${reason}.`); });
+client.on('closed', ({ reason }) => {
+  if (reason === 'removed') end('A moderator removed you from the call.');
+  else if (reason !== 'left' && !$('call').hidden) end(`Disconnected: ${reason}.`);
+});
 window.addEventListener('pagehide', () => { if (client.participantId && !$('call').hidden) client.leave().catch(() => {}); });

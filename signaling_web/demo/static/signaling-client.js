@@ -23,7 +23,11 @@
  *     failed stream only (a fresh peer connection); on `mediaServerLost` it rejoins (fresh media,
  *     same participant), republishes and resubscribes, retrying with backoff until its publication
  *     is answered again; `reconnecting`, `reconnected` and `reconnectFailed` tell the page, which
- *     can still call `rejoin()` itself (a manual fallback).
+ *     can still call `rejoin()` itself (a manual fallback);
+ *   - roles: joins with the session's shared join token (a publisher) or a single-use token your
+ *     backend minted (SignalingClient.mintToken, with an API key) for a `publisher`, a `subscriber`
+ *     (receives only: publish() refuses) or a `moderator`, who may remove(participantId) others
+ *     and closeSession(). A removed participant's client drains its queue and closes ('removed').
  *
  * Usage:
  *
@@ -36,6 +40,9 @@
  *   client.on('message', (m) => showChat(m.from, m.payload));          // any message type by name
  *   client.on('mediaServerLost', () => offerRejoinButton(() => client.rejoin()));
  *   await client.join(created.session_id, created.join_token, 'Alice');
+ *   // or, from a backend holding an API key: a single-use token with a role
+ *   //   const { join_token } = await SignalingClient.mintToken({ apiKey, sessionId, role: 'moderator' });
+ *   //   await client.join(sessionId, join_token, 'Alice', { metadata: { seat: 3 } });
  *   await client.publish(await navigator.mediaDevices.getUserMedia({ audio: true, video: true }));
  *   await client.send({ text: 'hello' });                                // broadcast to the session
  *   await client.leave();
@@ -47,7 +54,8 @@
  *   message as argument, after the client handled it (`recordings` then holds the session's recordings);
  *   `*` for every message; and the client's own:
  *   `remoteStream` {participantId, name, stream, mediaStream, pc}, `remoteStreamRemoved` {participantId, name, stream},
- *   `connectionState` {stream, state}, `pollError` {error, retryInMs}, `closed` {reason},
+ *   `connectionState` {stream, state}, `pollError` {error, retryInMs}, `closed` {reason}
+ *   (reason 'removed' when a moderator removed us),
  *   `reconnecting` {reason, stream?, attempt, inMs}, `reconnected` {reason, stream?, attempt},
  *   `reconnectFailed` {reason, stream?, error}.
  */
@@ -147,10 +155,14 @@ export class SignalingClient {
     this.sessionId = null;
     this.participantId = null;
     this.token = null;
+    /** When `token` expires (a Date): join again after. */
+    this.tokenExpiresAt = null;
     this.displayName = null;
+    /** Our role: 'publisher', 'subscriber' (receives only) or 'moderator'. */
+    this.role = null;
     /** Last message seq processed; sent as `after`. */
     this.lastSeq = 0;
-    /** participant_id -> {participant_id, display_name, publishing, state}, others and ourselves. */
+    /** participant_id -> {participant_id, display_name, publishing, state, role, metadata}, others and ourselves. */
     this.participants = new Map();
     /** recording_id -> {recording_id, participant_id, name, state: 'recording'|'stopped', reason}, as announced. */
     this.recordings = new Map();
@@ -165,6 +177,7 @@ export class SignalingClient {
     this._waiters = new Set();
     this._polling = false;
     this._pollAbort = null;
+    this._closeAfterHandling = null;
   }
 
   /** Creates a session: {session_id, join_token, name, state}. `apiKey` when the service requires keys. */
@@ -173,6 +186,25 @@ export class SignalingClient {
     if (maxParticipants !== undefined) body.max_participants = maxParticipants;
     const headers = apiKey ? { 'X-API-Key': apiKey } : {};
     return request(baseUrl.replace(/\/$/, ''), 'POST', '/sessions', { body, headers });
+  }
+
+  /**
+   * Mints a single-use join token with a role (API key; for backends, or a trusted page such as the
+   * demo's): resolves {join_token, role, expires_at}. `ttlS` 1 to 86400 (default 3600).
+   */
+  static mintToken({ baseUrl = '', apiKey, sessionId, role = 'publisher', displayName, metadata, ttlS } = {}) {
+    const body = { role };
+    if (displayName !== undefined) body.display_name = displayName;
+    if (metadata !== undefined) body.metadata = metadata;
+    if (ttlS !== undefined) body.ttl_s = ttlS;
+    return request(baseUrl.replace(/\/$/, ''), 'POST', `/sessions/${encodeURIComponent(sessionId)}/tokens`,
+      { body, headers: { 'X-API-Key': apiKey } });
+  }
+
+  /** Rotates a session's shared join token (API key): resolves {join_token}; the old one is refused from then on. */
+  static rotateJoinToken({ baseUrl = '', apiKey, sessionId } = {}) {
+    return request(baseUrl.replace(/\/$/, ''), 'POST', `/sessions/${encodeURIComponent(sessionId)}/join-token`,
+      { headers: { 'X-API-Key': apiKey } });
   }
 
   /**
@@ -247,17 +279,26 @@ export class SignalingClient {
   }
 
   /**
-   * Joins a session and starts polling. Returns the join answer {participant_id, token, participants, ice_servers}.
+   * Joins a session and starts polling. Returns the join answer
+   * {participant_id, token, role, token_expires_at, participants, ice_servers}. `joinToken` is the
+   * session's shared token or a minted one (whose display name and metadata win; `displayName` may
+   * then be omitted). `metadata`: a JSON object (at most 4 KiB) everyone sees with this participant.
    * With autoSubscribe, everyone already publishing is subscribed to right away.
    */
-  async join(sessionId, joinToken, displayName) {
+  async join(sessionId, joinToken, displayName, { metadata } = {}) {
+    const body = { join_token: joinToken };
+    if (displayName) body.display_name = displayName;
+    if (metadata !== undefined) body.metadata = metadata;
     const joined = await request(this.baseUrl, 'POST', `/sessions/${encodeURIComponent(sessionId)}/participants`,
-      { body: { display_name: displayName, join_token: joinToken } });
+      { body });
     this.sessionId = sessionId;
     this.participantId = joined.participant_id;
     this.token = joined.token;
+    this.role = joined.role || 'publisher';
+    this.tokenExpiresAt = joined.token_expires_at ? new Date(joined.token_expires_at) : null;
     this.serviceIceServers = joined.ice_servers || [];
-    this.displayName = displayName;
+    const me = (joined.participants || []).find((p) => p.participant_id === joined.participant_id);
+    this.displayName = me ? me.display_name : displayName;
     for (const p of joined.participants || []) this.participants.set(p.participant_id, { ...p });
     this._startPolling();
     if (this.autoSubscribe) this._subscribeToPublishers(joined.participants || []);
@@ -275,9 +316,10 @@ export class SignalingClient {
   /**
    * Publishes a local MediaStream (its audio and video tracks, send-only) as publication `name` ("main", or
    * e.g. "screen": [a-z0-9_-]{1,32}). Publishing a name again re-offers it: its subscribers keep receiving
-   * without doing anything. Resolves once the offer is posted.
+   * without doing anything. Resolves once the offer is posted. A subscriber cannot publish (403).
    */
   async publish(mediaStream, name = MAIN) {
+    if (this.role === 'subscriber') throw new SignalingError(403, { message: 'A subscriber receives only: it cannot publish.' });
     if (name === MAIN) this.localStream = mediaStream;
     this.localStreams.set(name, mediaStream);
     const stream = publishStream(name);
@@ -346,6 +388,19 @@ export class SignalingClient {
         this.unsubscribe(publisherId, stream === publisherId ? MAIN : stream.slice(publisherId.length + 1));
       }
     }
+  }
+
+  /**
+   * Removes another participant (a moderator's client only; the service answers 403 otherwise).
+   * Everyone, the removed one included, gets participantLeft {participant_id, reason: "removed"}.
+   */
+  remove(participantId) {
+    return this._call('DELETE', `/sessions/${encodeURIComponent(this.sessionId)}/participants/${encodeURIComponent(participantId)}`);
+  }
+
+  /** Closes the whole session for everyone (a moderator's client only). */
+  closeSession() {
+    return this._call('DELETE', `/sessions/${encodeURIComponent(this.sessionId)}`);
   }
 
   /** Broadcasts a JSON object to the session, or sends it to one participant with `to`. */
@@ -466,6 +521,7 @@ export class SignalingClient {
 
   /** Stops polling and closes every peer connection without telling the service. */
   close(reason = 'closed') {
+    this._closeAfterHandling = null;
     if (!this._polling && this._links.size === 0) return;
     this._polling = false;
     if (this._pollAbort) this._pollAbort.abort();
@@ -613,12 +669,15 @@ export class SignalingClient {
       case 'participantJoined':
         this.participants.set(message.participant_id, {
           participant_id: message.participant_id, display_name: message.display_name, publishing: false, state: 'joined',
+          role: message.role || 'publisher', metadata: message.metadata || {},
           ...this.participants.get(message.participant_id),
         });
         break;
       case 'participantLeft':
         this.participants.delete(message.participant_id);
         this._unsubscribeAll(message.participant_id);
+        // Removed by a moderator: our token now works only for this poll, which brought this.
+        if (message.participant_id === self && message.reason === 'removed') this._closeAfterHandling = 'removed';
         break;
       case 'streamPublished': {
         const name = message.name || MAIN;
@@ -691,5 +750,6 @@ export class SignalingClient {
     }
     this._emit(message.type, message);
     this._emit('*', message);
+    if (this._closeAfterHandling) this.close(this._closeAfterHandling);
   }
 }
