@@ -157,7 +157,11 @@ def keyed_stack(run_dir, mongodb_uri, kms_url):
     In a vhost of its own: Celery's control broadcasts (worker pings, as /ready and the doctor
     send) reach every worker of a vhost, and the shared stack's tests count their own."""
     url, vhost = create_vhost(os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//"))
-    env = stack_env(url, mongodb_uri, [kms_url], SIGNALING_API_KEYS=",".join(KEYS))
+    # Every test of this stack acts with key k1, one budget for the whole session's backend calls:
+    # rate limits are tested on stacks of their own (test_limits.py, test_trusted_proxies.py).
+    env = stack_env(
+        url, mongodb_uri, [kms_url], SIGNALING_API_KEYS=",".join(KEYS), RATE_LIMIT_PER_S="1000", RATE_LIMIT_BURST="2000"
+    )
     running = start_stack(env, run_dir / "logs-keyed", workers=1)
     try:
         yield running
