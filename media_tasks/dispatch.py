@@ -50,6 +50,9 @@ class TaskQueue:
     def __init__(self, celery: Celery, next_root_id: NextRootId = _no_root) -> None:
         self.celery = celery
         self.next_root_id = next_root_id
+        # With the connection timeout and one retry (celeryconfig), a send gives up within about
+        # 3 x this; the web answers its OperationalError with 503.
+        self.confirm_timeout = float(celery.conf.broker_connection_timeout or 0) or None
 
     def create_session(self, session_id: str) -> None:
         self._send(TaskName.CREATE_SESSION, {"session_id": session_id})
@@ -108,6 +111,7 @@ class TaskQueue:
             # it, which spares every request a confirmed `task-sent` event on the broker.
             headers={"enqueued_at": time.time()},
             root_id=self.next_root_id(),
+            confirm_timeout=self.confirm_timeout,
         )
 
 

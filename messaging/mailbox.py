@@ -234,7 +234,7 @@ class LeaseKeeper:
 class Mailbox:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.hub = DeliveryHub(settings.rabbitmq_url, settings.delivery_connections)
+        self.hub = DeliveryHub(settings.rabbitmq_url, settings.delivery_connections, settings.broker_heartbeat_s)
         self._renewer_pid = 0
         self._renewer: LeaseRenewer | None = None
         self._keeper_pid = 0
