@@ -110,10 +110,10 @@ class Settings:
     """AMQP heartbeat of every broker connection (workers, web publishes and long-poll consumers): a peer silent
     for two of these is dropped by both sides, so a lost host's consumer and its unacknowledged messages are
     given back within about a minute instead of TCP's 15 (BROKER_HEARTBEAT_S); 0 = off."""
-    task_publish_timeout_s: float = 3.0
+    task_publish_timeout_s: float = 2.0
     """How long enqueueing a task waits for the broker's confirm, and for a new connection's handshake, per
     attempt; a request whose task could not be enqueued (broker blocked by an alarm, or unreachable without a
-    reset) answers 503 within about 3 x this (TASK_PUBLISH_TIMEOUT_S)."""
+    reset) answers 503 within about 4 x this (TASK_PUBLISH_TIMEOUT_S)."""
     mongodb_server_selection_timeout_s: float = 5.0
     """How long a database operation waits for a usable MongoDB server before the request answers 503
     (MONGODB_SERVER_SELECTION_TIMEOUT_S)."""

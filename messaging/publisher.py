@@ -204,7 +204,9 @@ class Publisher:
     def _reset(self) -> None:
         if self._connection is not None:
             try:
-                self._connection.release()
+                # Dropped, not closed: a close handshake has no timeout, and a broker that blocks
+                # publishers (memory or disk alarm) or went silent never answers it.
+                self._connection.collect()
             except Exception:
                 pass
         self._connection = None

@@ -4,7 +4,7 @@ SIGSTOPped: both sides keep their sockets and nothing passes), then comes back.
 Before heartbeats and publish timeouts a POST through that instance hung for as long as the
 client waited, and its long-poll consumers stayed with the broker (with their unacknowledged
 deliveries) for TCP's ~15 minutes. Now: a POST answers 503 in the error shape within about
-3 x TASK_PUBLISH_TIMEOUT_S; the instance's long-poll connections notice the missing heartbeats
+4 x TASK_PUBLISH_TIMEOUT_S; the instance's long-poll connections notice the missing heartbeats
 (two of BROKER_HEARTBEAT_S) and polls get 503 until they reconnect; the other instance is
 unaffected; when the relay resumes everything flows again and nothing acknowledged is lost.
 """
@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 PUBLISH_TIMEOUT_S = 1
 HEARTBEAT_S = 2
-BOUND_S = 3 * PUBLISH_TIMEOUT_S + 2  # the stated bound, plus the request's own work
+BOUND_S = 4 * PUBLISH_TIMEOUT_S + 2  # the stated bound, plus the request's own work
 
 
 def _through_proxy(url: str, port: int) -> str:

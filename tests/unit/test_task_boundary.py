@@ -48,6 +48,11 @@ def test_queued_tasks_carry_ids_only_and_hide_the_sdp():
     class RecordingCelery:
         conf = type("Conf", (), {"broker_connection_timeout": 3.0})()
 
+        class producer_pool:  # noqa: N801 - stands for the attribute
+            @staticmethod
+            def acquire(block: bool) -> object:
+                return type("Producer", (), {"release": lambda self: None})()
+
         def send_task(self, name: str, **options: object) -> None:
             sent.append({"name": name, **options})
 
