@@ -1,9 +1,10 @@
 """RabbitMQ raises its memory alarm (a private node, `set_vm_memory_high_watermark 0.0001`) or its
-disk alarm (`set_disk_free_limit` above the free space), which blocks every publishing connection: the broker stops reading from it. Task publishes from the
-web then get no confirm. A POST answers 503 in the error shape within about
-4 x TASK_PUBLISH_TIMEOUT_S (not a hang); long polls, whose connections only consume, keep
-answering (from the outbox, and with what the queues hold); when the alarm clears, the
-clients' retries (same Idempotency-Key) go through and nothing acknowledged is lost.
+disk alarm (`set_disk_free_limit` above the free space), which blocks every publishing
+connection: the broker stops reading from it, so task publishes from the web get no confirm.
+A POST answers 503 in the error shape within about 4 x TASK_PUBLISH_TIMEOUT_S (it used to hang
+for the whole alarm), /ready answers 503, long polls (whose connections only consume) keep
+answering, from the outbox and from the queues; when the alarm clears, the clients' retries
+(same Idempotency-Key) go through and nothing acknowledged is lost.
 """
 
 from __future__ import annotations
