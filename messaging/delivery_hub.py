@@ -320,6 +320,12 @@ class DeliveryHub:
         for connection in self._connections:
             connection.close()
 
+    def wake_all(self) -> None:
+        """Wakes every waiting poll (they then answer with what they have): a shutting-down process."""
+        for connection in self._connections:
+            for subscription in list(connection._subscriptions):
+                subscription.arrived.set()
+
     def connection_for(self, key: str) -> HubConnection:
         chosen = self._connections[zlib.crc32(key.encode()) % len(self._connections)]
         if chosen.load >= CHANNELS_PER_CONNECTION:
