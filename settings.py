@@ -158,6 +158,10 @@ class Settings:
     """Retries of a webhook event wait 1, 2, 4 ... seconds, at most this long (WEBHOOK_RETRY_MAX_DELAY_S)."""
     webhook_concurrency: int = 16
     """Threads of the webhook worker process: deliveries in flight at once (WEBHOOK_CONCURRENCY)."""
+    recordings_uri: str = ""
+    """Where recordings are written, as the media server sees it: `<RECORDINGS_URI>/<session_id>/<recording_id>.<ext>`
+    (`file:///...` on the media server's disk, or an http(s) URL it PUTs to) (RECORDINGS_URI); "" = `file://` +
+    ./var/recordings beside the code, what `make run` uses with its local emulator."""
     ice_servers: str = ""
     """STUN/TURN servers every join and rejoin answer hands to the client (`ice_servers`): comma-separated
     URLs (`stun:stun.example.org:3478`, one entry each), or a JSON list of RTCIceServer objects

@@ -12,6 +12,7 @@ from bench.inbox import Predicate
 from bench.polling import PollingClient
 from bench.procstats import broker_processes, tiers_cpu_s, tiers_rss
 from bench.protocol import IdleNames, PeerClient
+from bench.stack import BENCH_API_KEY
 from signaling_cli.processes import ManagedProcess
 
 POLL_WAIT_S = 20
@@ -23,9 +24,19 @@ class Service:
     def __init__(self, base: str) -> None:
         self.base = base
         self.http = Http(base + "/api/v1")
+        self._key = {"X-API-Key": BENCH_API_KEY}
 
     def create_session(self, max_participants: int = 16, name: str = "bench") -> dict:
-        return dict(self.http.call("POST", "/sessions", {"name": name, "max_participants": max_participants}))
+        body = {"name": name, "max_participants": max_participants}
+        return dict(self.http.call("POST", "/sessions", body, headers=self._key))
+
+    def mint_token(self, session_id: str, role: str = "publisher") -> str | None:
+        """A single-use join token (issue 14's backend flow); None where the service has no such route."""
+        try:
+            minted = self.http.call("POST", f"/sessions/{session_id}/tokens", {"role": role}, headers=self._key)
+        except Exception:  # noqa: BLE001 - an older service: the figure is left out, not failed
+            return None
+        return str(minted["join_token"])
 
 
 class Participant(PollingClient):

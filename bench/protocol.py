@@ -9,6 +9,7 @@ belongs to `PeerClient`, which only our adapter implements.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -38,6 +39,19 @@ class Fixtures:
             publish_candidates=candidates("publish"),
             subscribe_candidates=candidates("subscribe"),
         )
+
+    def publish_generation(self, n: int) -> tuple[str, list[dict]]:
+        """The publish offer and its candidates as the n-th RTCPeerConnection of a browser makes
+        them: a fresh ICE username (ufrag) each time, as our JS client re-offers (a new peer
+        connection per negotiation), so the service can tell which offer a candidate belongs to."""
+        ufrag = re.search(r"a=ice-ufrag:(\S+)", self.publish)
+        if ufrag is None:
+            return self.publish, self.publish_candidates
+        old, new = ufrag.group(1), f"b{n:05d}"[-6:]
+        return self.publish.replace(f"a=ice-ufrag:{old}", f"a=ice-ufrag:{new}"), [
+            {**c, "candidate": c["candidate"].replace(f" ufrag {old}", f" ufrag {new}")}
+            for c in self.publish_candidates
+        ]
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,9 @@ def deployment(
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
+BENCH_API_KEY = "bench-api-key"
+
+
 def _env(rabbitmq_url: str, mongo_uri: str, kms_url: str) -> dict[str, str]:
     return {
         "RABBITMQ_URL": rabbitmq_url,
@@ -72,7 +75,8 @@ def _env(rabbitmq_url: str, mongo_uri: str, kms_url: str) -> dict[str, str]:
         "KMS_URLS": kms_url,
         "SECRET_KEY": secrets.token_urlsafe(32),
         "SIGNALING_PREFIX": "bench",
-        "SIGNALING_API_KEYS": "",
+        # The application backend's key: session creation and token minting use it (bench/client.py).
+        "SIGNALING_API_KEYS": BENCH_API_KEY,
         # One load generator speaks for thousands of clients from one address.
         "RATE_LIMIT_PER_S": "0",
         # The idle-poll measure joins 2,000 participants before any of them polls; with the

@@ -23,7 +23,7 @@ from bench.scenarios.calls import calls
 from bench.scenarios.fanout import fanout
 from bench.scenarios.footprint import idle_polls, memory
 from bench.scenarios.rates import sustained
-from bench.scenarios.sequential import counts_per_offer, cpu_per_offer, single_client
+from bench.scenarios.sequential import cost_per_join, counts_per_offer, cpu_per_offer, single_client
 from bench.stats import summary
 from bench.table import table, targets
 
@@ -35,6 +35,7 @@ SCENARIOS = (
     "single_client",
     "cpu_per_offer",
     "counts_per_offer",
+    "cost_per_join",
     "calls",
     "fanout",
     "sustained",
@@ -69,6 +70,7 @@ def run_scenarios(
     _step(res, "single_client", single_client, system, fx, 30 if quick else 100)
     _step(res, "cpu_per_offer", cpu_per_offer, system, fx, 50 if quick else 200)
     _step(res, "counts_per_offer", counts_per_offer, system, fx, 20 if quick else 50)
+    _step(res, "cost_per_join", cost_per_join, system, fx, 20 if quick else 60)
     with around_calls or nullcontext():
         done = _step(res, "calls", calls, system, fx, 10 if quick else 50, 4, 50.0, 30.0 if quick else 60.0)
     raw["calls"] = done.pop("_samples", {})

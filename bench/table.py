@@ -84,6 +84,9 @@ def _costs(rows: _Rows) -> None:
         "ours: web, workers, emulator, MongoDB stand-in and RabbitMQ; Janus: one join+publish+leave",
     )
     rows.per_tier("CPU ms per offer", get(rows.ours, "cpu_per_offer", "cpu_ms_per_offer", default={}) or {})
+    for flow in ("shared_token", "minted_token"):
+        for label, key in (("CPU ms", "all_tiers_cpu_ms_per_join"), ("MongoDB ops", "mongo_ops_per_join")):
+            rows.add(f"{label} per join ({flow.replace('_', ' ')})", get(rows.ours, "cost_per_join", flow, key), None)
     path = ("sustained", "sustained_offers_per_s")
     rows.pair("sustained_offers_per_s (p95 <= 50 ms)", path, path, "higher is better; highest step tested 640/s")
     path = ("idle_polls", "polls_pending_during_sample")

@@ -29,7 +29,7 @@ import requests
 from kombu import Connection, Exchange, Queue
 from kombu.message import Message
 
-from bench.stack import deployment
+from bench.stack import BENCH_API_KEY, deployment
 from signaling_cli.processes import ManagedProcess
 
 MANAGEMENT = "http://127.0.0.1:15672/api"
@@ -58,7 +58,9 @@ class Member:
 
     @staticmethod
     def create_session(base: str) -> dict[str, Any]:
-        response = requests.post(f"{base}/api/v1/sessions", json={"max_participants": 16}, timeout=30)
+        response = requests.post(
+            f"{base}/api/v1/sessions", json={"max_participants": 16}, headers={"X-API-Key": BENCH_API_KEY}, timeout=30
+        )
         response.raise_for_status()
         return dict(response.json())
 

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
+from fractions import Fraction
 from typing import Any
 
 import aioice.ice
@@ -30,11 +32,14 @@ from aiortc import (
     RTCRtpTransceiver,
     RTCSessionDescription,
 )
+from aiortc.contrib.media import MediaRecorder
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from aiortc.sdp import SessionDescription, candidate_from_sdp
+from av import AudioFrame, VideoFrame
 from av.frame import Frame
 from av.packet import Packet
 
+from kms_emulator import recorder
 from kms_emulator.registry import Emit, EndpointMedia
 
 logger = logging.getLogger(__name__)
@@ -46,6 +51,7 @@ FLOW_TIMEOUT = 2.0
 FLOW_CHECK_INTERVAL = 0.25
 # Frames kept per outgoing track when the encoder is slower than the source.
 OUT_QUEUE_SIZE = {"audio": 10, "video": 2}
+_CLOCK_EPOCH = time.monotonic()
 
 # What an incoming track yields and an outgoing one sends on, unchanged.
 Media = Frame | Packet
@@ -206,7 +212,7 @@ class AiortcEndpoint:
         # sending side
         self._out_tracks: dict[str, _OutTrack] = {}
         # receiving side: sink endpoints per kind, and our own source per kind
-        self._sinks: dict[str, list[AiortcEndpoint]] = {k: [] for k in KINDS}
+        self._sinks: dict[str, list[AiortcEndpoint | AiortcRecorder]] = {k: [] for k in KINDS}
         self._source: dict[str, AiortcEndpoint | None] = {k: None for k in KINDS}
         self._tasks: set[asyncio.Task[None]] = set()
         self._flow = {("in", k): _FlowState() for k in KINDS} | {("out", k): _FlowState() for k in KINDS}
@@ -273,12 +279,20 @@ class AiortcEndpoint:
 
     async def _read_track(self, track: MediaStreamTrack) -> None:
         kind = track.kind
+        offset: int | None = None
         while True:
             try:
                 frame = await track.recv()
             except MediaStreamError:
                 break
             self._mark_flow("in", kind)
+            if frame.pts is not None and frame.time_base:
+                # On one clock for every source (since the emulator started), before any sink's encoder
+                # sees it: a sink whose source is replaced (a re-offered publication) keeps sending
+                # increasing timestamps, which a browser's jitter buffer needs, as Kurento's do.
+                if offset is None:
+                    offset = int((time.monotonic() - _CLOCK_EPOCH) / frame.time_base) - frame.pts
+                frame.pts += offset
             for sink in self._sinks[kind]:
                 out = sink._out_tracks.get(kind)
                 if out is not None:
@@ -505,8 +519,8 @@ class AiortcEndpoint:
             return ("video",)
         return ()  # DATA: nothing to forward
 
-    def connect(self, sink: EndpointMedia, media_type: str | None) -> None:
-        if not isinstance(sink, AiortcEndpoint):
+    def connect(self, sink: EndpointMedia | AiortcRecorder, media_type: str | None) -> None:
+        if not isinstance(sink, (AiortcEndpoint, AiortcRecorder)):
             return  # e.g. a signaling-only element: no real media to forward
         if self._released or sink._released:
             return
@@ -519,8 +533,8 @@ class AiortcEndpoint:
             sink._source[kind] = self
             self._sinks[kind].append(sink)
 
-    def disconnect(self, sink: EndpointMedia, media_type: str | None) -> None:
-        if not isinstance(sink, AiortcEndpoint):
+    def disconnect(self, sink: EndpointMedia | AiortcRecorder, media_type: str | None) -> None:
+        if not isinstance(sink, (AiortcEndpoint, AiortcRecorder)):
             return
         for kind in self._kinds(media_type):
             if sink in self._sinks[kind]:
@@ -553,6 +567,118 @@ class AiortcEndpoint:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
 
+class _RecordedTrack(_OutTrack):
+    """What a recorder encodes: the source's frames, copied and stamped on the recording's own clock.
+
+    A copy, because the same frame object also goes to every subscriber's encoder (in another
+    thread); its own clock, because the decoded frames carry the publisher's RTP timestamps, which
+    start anywhere and restart with each new source (a re-offer)."""
+
+    def __init__(self, sink: AiortcRecorder, kind: str) -> None:
+        super().__init__(sink, kind)  # type: ignore[arg-type]  # it only calls _mark_flow on it
+        self._sink = sink
+        self._started = time.monotonic()
+        self._next_pts = 0
+
+    def push(self, frame: Media) -> None:
+        super().push(frame)
+        if self.kind == "video":
+            self._sink._video_queued()
+
+    async def recv(self) -> Media:
+        while True:
+            frame = await super().recv()
+            copied = self._copy(frame)
+            if copied is not None:
+                return copied
+
+    def _copy(self, frame: Media) -> Frame | None:
+        copy: VideoFrame | AudioFrame
+        if isinstance(frame, VideoFrame):
+            copy = VideoFrame.from_ndarray(frame.to_ndarray(format="yuv420p"), format="yuv420p")
+            time_base, length = Fraction(1, 90000), 1
+        elif isinstance(frame, AudioFrame):
+            copy = AudioFrame.from_ndarray(frame.to_ndarray(), format=frame.format.name, layout=frame.layout.name)
+            copy.sample_rate = frame.sample_rate
+            time_base, length = Fraction(1, frame.sample_rate), frame.samples
+        else:
+            return None  # an encoded packet: nothing to encode it from
+        pts = max(self._next_pts, int((time.monotonic() - self._started) / time_base))
+        copy.pts, copy.time_base = pts, time_base
+        self._next_pts = pts + length
+        return copy
+
+
+class AiortcRecorder:
+    """The media of a RecorderEndpoint: a sink for the endpoints connected to it (like a WebRtcEndpoint
+    sink, one source per kind) whose frames aiortc's MediaRecorder encodes into a file.
+
+    The tracks exist only while recording, so frames reach it only then (AiortcEndpoint._read_track
+    pushes to the tracks a sink has)."""
+
+    def __init__(self, endpoint_id: str, uri: str, profile: str) -> None:
+        self.endpoint_id = endpoint_id
+        self.uri = uri
+        self.profile = profile
+        self._released = False
+        self._source: dict[str, AiortcEndpoint | None] = {k: None for k in KINDS}
+        self._out_tracks: dict[str, _OutTrack] = {}
+        self._recorder: MediaRecorder | None = None
+        self._recorder_started = False
+        self._on_first_media: Callable[[], None] | None = None
+
+    def _mark_flow(self, direction: str, kind: str) -> None:
+        if self._on_first_media is not None:
+            announce, self._on_first_media = self._on_first_media, None
+            announce()
+
+    def _set_not_flowing(self, direction: str, kind: str) -> None:
+        return None
+
+    async def start(self, on_first_media: Callable[[], None]) -> None:
+        path = recorder.local_path(self.uri)
+        if path is None:
+            raise ValueError(f"only file:// URIs are written by the emulator (got {self.uri!r})")
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        media_recorder = MediaRecorder(path, format=recorder.container_of(self.profile))
+        # Video first, and started only once a video frame waits: MediaRecorder sizes the video stream
+        # from its first frame, which must come before any packet opens the container's codecs (an
+        # audio packet first leaves it at the default size: "Cannot change width after codec is open").
+        for kind in sorted(recorder.kinds_of(self.profile), reverse=True):
+            track = self._out_tracks[kind] = _RecordedTrack(self, kind)
+            media_recorder.addTrack(track)
+        self._on_first_media = on_first_media
+        self._recorder = media_recorder
+        if "video" not in self._out_tracks:
+            await self._start_recorder()
+
+    def _video_queued(self) -> None:
+        if not self._recorder_started and self._recorder is not None:
+            self._recorder_started = True
+            asyncio.ensure_future(self._recorder.start())
+
+    async def _start_recorder(self) -> None:
+        if not self._recorder_started and self._recorder is not None:
+            self._recorder_started = True
+            await self._recorder.start()
+
+    async def stop(self) -> None:
+        media_recorder, self._recorder = self._recorder, None
+        self._recorder_started = False
+        tracks, self._out_tracks = list(self._out_tracks.values()), {}
+        for track in tracks:
+            track.stop()
+        if media_recorder is not None:
+            await media_recorder.stop()
+
+    async def release(self) -> None:
+        for kind in KINDS:
+            source = self._source[kind]
+            if source is not None:
+                source.disconnect(self, MEDIA_TYPE_OF_KIND[kind])
+        self._released = True
+
+
 class AiortcBackend:
     def __init__(self) -> None:
         _install_loopback_only()
@@ -569,6 +695,9 @@ class AiortcBackend:
         endpoint = AiortcEndpoint(self, endpoint_id, emit, recvonly=recvonly, sendonly=sendonly)
         self._endpoints[endpoint_id] = endpoint
         return endpoint
+
+    def create_recording_sink(self, endpoint_id: str, uri: str, profile: str) -> AiortcRecorder:
+        return AiortcRecorder(endpoint_id, uri, profile)
 
     def _forget(self, endpoint: AiortcEndpoint) -> None:
         if self._endpoints.get(endpoint.endpoint_id) is endpoint:

@@ -11,7 +11,7 @@ import asyncio
 import json
 import os
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import psutil
 
@@ -132,8 +132,9 @@ class Operations:
         for t in added:
             obj.sinks.add((sink.id, t))
             sink.sources.add((obj.id, t))
-        if added and obj.media is not None and sink.media is not None:
-            obj.media.connect(sink.media, media_type)
+        target = _media_sink(sink)
+        if added and obj.media is not None and target is not None:
+            obj.media.connect(target, media_type)
         for t in added:
             self.emulator.emit(obj, "ElementConnected", _connection_fields(sink.id, t))
 
@@ -144,8 +145,9 @@ class Operations:
         for t in removed:
             obj.sinks.discard((sink.id, t))
             sink.sources.discard((obj.id, t))
-        if removed and obj.media is not None and sink.media is not None:
-            obj.media.disconnect(sink.media, media_type)
+        target = _media_sink(sink)
+        if removed and obj.media is not None and target is not None:
+            obj.media.disconnect(target, media_type)
         for t in removed:
             self.emulator.emit(obj, "ElementDisconnected", _connection_fields(sink.id, t))
 
@@ -291,6 +293,27 @@ class Operations:
     async def _getDtlsConnectionState(self, obj: MediaObject, p: Params) -> list[Any]:
         return []
 
+    # -- UriEndpoint / RecorderEndpoint -----------------------------------------------------------------------
+    async def _getUri(self, obj: MediaObject, p: Params) -> str:
+        return str(obj.constructor_params.get("uri", ""))
+
+    async def _getState(self, obj: MediaObject, p: Params) -> str:
+        return str(obj.recorder.state) if obj.recorder is not None else "STOP"
+
+    async def _pause(self, obj: MediaObject, p: Params) -> None:
+        if obj.recorder is not None:
+            await obj.recorder.pause()
+
+    async def _stop(self, obj: MediaObject, p: Params) -> None:
+        if obj.recorder is not None:
+            await obj.recorder.stop(wait=False)
+
+    async def _record(self, obj: MediaObject, p: Params) -> None:
+        await obj.recorder.record()
+
+    async def _stopAndWait(self, obj: MediaObject, p: Params) -> None:
+        await obj.recorder.stop(wait=True)
+
     # -- ServerManager ----------------------------------------------------------------------------------------
     async def _getInfo(self, obj: MediaObject, p: Params) -> dict[str, Any]:
         modules = [
@@ -388,6 +411,8 @@ _DECLARED: dict[str, tuple[str, ...]] = {
         "getIceConnectionState",
         "getDtlsConnectionState",
     ),
+    "UriEndpoint": ("getUri", "getState", "pause", "stop"),
+    "RecorderEndpoint": ("record", "stopAndWait"),
     "ServerManager": (
         "getInfo",
         "getUsedMemory",
@@ -424,6 +449,15 @@ def _media_type(p: Params) -> str | None:
 def _check_not_negotiated(obj: MediaObject) -> None:
     if obj.local_sdp is not None or obj.remote_sdp is not None or obj.offer_generated:
         raise RpcError(protocol.SDP_END_POINT_ALREADY_NEGOTIATED, "Endpoint already negotiated")
+
+
+def _media_sink(sink: MediaObject) -> EndpointMedia | None:
+    """What a source's media forwards to: an endpoint's media, or a recorder's sink."""
+    if sink.media is not None:
+        return sink.media
+    if sink.recorder is not None:
+        return cast(EndpointMedia, sink.recorder.sink)  # connect and disconnect take it by duck type
+    return None
 
 
 def _media(obj: MediaObject) -> EndpointMedia:

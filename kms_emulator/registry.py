@@ -157,6 +157,8 @@ class MediaObject:
     # Every non-empty addIceCandidate in arrival order; only the test control reads it.
     remote_candidates: list[tuple[str, str, int]] = field(default_factory=list)
     media: EndpointMedia | None = None
+    # A RecorderEndpoint's state machine and sink (kms_emulator.recorder.Recorder).
+    recorder: Any = None
     released: bool = False
 
     def is_a(self, level: str) -> bool:

@@ -21,6 +21,7 @@ from kms_emulator import protocol
 from kms_emulator.control import CONTROL_PATH, ControlRecord, serve_control
 from kms_emulator.operations import Operations
 from kms_emulator.protocol import RpcError
+from kms_emulator.recorder import MEDIA_PROFILES, Recorder, RecordingSink
 from kms_emulator.registry import Emit, EndpointMedia, MediaObject, Registry, normalise_type
 from kms_emulator.sessions import SessionManager
 
@@ -71,6 +72,10 @@ class MediaBackend(Protocol):
     def create_endpoint(
         self, endpoint_id: str, emit: Emit, *, recvonly: bool = False, sendonly: bool = False
     ) -> EndpointMedia: ...
+
+    def create_recording_sink(self, endpoint_id: str, uri: str, profile: str) -> RecordingSink:
+        """Where a RecorderEndpoint's media goes (kms_emulator.recorder)."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -207,9 +212,15 @@ class Emulator:
             if name not in ctor:
                 raise protocol.marshall_missing(name)
         flags = {name: _ctor_bool(ctor, name) for name in ("recvonly", "sendonly", "useDataChannels")}
+        if plain == "RecorderEndpoint":
+            _check_recorder_params(ctor)
         obj = self.registry.create(plain, parent, ctor)
         if obj.is_a("SdpEndpoint"):
             obj.media = self._create_media(obj, recvonly=flags["recvonly"], sendonly=flags["sendonly"])
+        if plain == "RecorderEndpoint":
+            object_id = obj.id
+            sink = self.backend.create_recording_sink(object_id, ctor["uri"], ctor.get("mediaProfile", "WEBM"))
+            obj.recorder = Recorder(lambda event, fields: self.emit_by_id(object_id, event, fields), sink)
         self._ref(session_id, obj)
         self.emit(self.registry.server_manager, "ObjectCreated", {"object": obj.id})
         return {"sessionId": session_id, "value": obj.id}
@@ -256,6 +267,9 @@ class Emulator:
             if item.media is not None:
                 with contextlib.suppress(Exception):
                     await item.media.release()
+            if item.recorder is not None:
+                with contextlib.suppress(Exception):
+                    await item.recorder.release()
             self.emit(self.registry.server_manager, "ObjectDestroyed", {"objectId": item.id})
             self.sessions.forget_object(item.id)
 
@@ -445,6 +459,16 @@ def _ctor_bool(ctor: dict[str, Any], name: str) -> bool:
     if not isinstance(value, bool):
         raise protocol.marshall_wrong_type(name, "boolean")
     return value
+
+
+def _check_recorder_params(ctor: dict[str, Any]) -> None:
+    """RecorderEndpoint(uri: String, mediaProfile?: MediaProfileSpecType, stopOnEndOfStream?: boolean)."""
+    if not isinstance(ctor["uri"], str):
+        raise protocol.marshall_wrong_type("uri", "string")
+    if "mediaProfile" in ctor and ctor["mediaProfile"] not in MEDIA_PROFILES:
+        raise protocol.marshall_wrong_type("mediaProfile", "MediaProfileSpecType")
+    if "stopOnEndOfStream" in ctor and not isinstance(ctor["stopOnEndOfStream"], bool):
+        raise protocol.marshall_wrong_type("stopOnEndOfStream", "boolean")
 
 
 def _scalar_id(frame: str | bytes) -> Any:

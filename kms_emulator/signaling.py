@@ -22,6 +22,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from kms_emulator.recorder import NoMediaSink
 from kms_emulator.registry import Emit, EndpointMedia
 
 _ICE_CHARS = string.ascii_letters + string.digits + "+/"
@@ -402,6 +403,9 @@ class SignalingBackend:
         self, endpoint_id: str, emit: Emit, *, recvonly: bool = False, sendonly: bool = False
     ) -> SignalingEndpoint:
         return SignalingEndpoint(endpoint_id, emit, recvonly=recvonly, sendonly=sendonly)
+
+    def create_recording_sink(self, endpoint_id: str, uri: str, profile: str) -> NoMediaSink:
+        return NoMediaSink()
 
     async def close(self) -> None:
         return None

@@ -9,7 +9,14 @@ from kurento.exceptions import (
     ObjectNotFound,
     RequestNotSent,
 )
-from kurento.objects import MediaElement, MediaObject, MediaPipeline, ServerManager, WebRtcEndpoint
+from kurento.objects import (
+    MediaElement,
+    MediaObject,
+    MediaPipeline,
+    RecorderEndpoint,
+    ServerManager,
+    WebRtcEndpoint,
+)
 from kurento.pool import get_client
 from kurento.transaction import NewRef, Transaction
 
@@ -25,6 +32,7 @@ __all__ = [
     "MediaPipeline",
     "NewRef",
     "ObjectNotFound",
+    "RecorderEndpoint",
     "RequestNotSent",
     "ServerManager",
     "Transaction",

@@ -115,6 +115,57 @@ class WebRtcEndpoint(MediaElement):
         return str(self.invoke("getRemoteSessionDescriptor"))
 
 
+# RecorderEndpoint's mediaProfile values (elements.kmd MediaProfileSpecType).
+MEDIA_PROFILES = (
+    "WEBM",
+    "MKV",
+    "MP4",
+    "WEBM_VIDEO_ONLY",
+    "WEBM_AUDIO_ONLY",
+    "MKV_VIDEO_ONLY",
+    "MKV_AUDIO_ONLY",
+    "MP4_VIDEO_ONLY",
+    "MP4_AUDIO_ONLY",
+    "JPEG_VIDEO_ONLY",
+    "KURENTO_SPLIT_RECORDER",
+    "FLV",
+)
+# UriEndpoint.getState values (UriEndpointState).
+URI_ENDPOINT_STATES = ("STOP", "START", "PAUSE")
+
+
+class RecorderEndpoint(MediaElement):
+    """Stores the media connected to it at its `uri` (file://, http(s)://) in a `mediaProfile` container.
+
+    Events: `Recording` (media is being written, after `record`), `Paused`, `Stopped` (everything is
+    written), `UriEndpointStateChanged {state}`, and `Error` from any MediaObject.
+    """
+
+    qualified_type = "kurento.RecorderEndpoint"
+
+    def record(self) -> None:
+        """Start (or resume) writing; `Recording` follows once media arrives."""
+        self.invoke("record")
+
+    def pause(self) -> None:
+        self.invoke("pause")
+
+    def stop(self) -> None:
+        """Stop writing; the file may still be being finalised when this returns (`Stopped` says when)."""
+        self.invoke("stop")
+
+    def stop_and_wait(self) -> None:
+        """Stop and return only once everything is written (`Stopped` has fired)."""
+        self.invoke("stopAndWait")
+
+    def get_uri(self) -> str:
+        return str(self.invoke("getUri"))
+
+    def get_state(self) -> str:
+        """STOP, START or PAUSE (UriEndpointState)."""
+        return str(self.invoke("getState"))
+
+
 class MediaPipeline(MediaObject):
     qualified_type = "kurento.MediaPipeline"
 
@@ -123,6 +174,17 @@ class MediaPipeline(MediaObject):
         endpoint = self.create_element("WebRtcEndpoint", **ctor_params)
         assert isinstance(endpoint, WebRtcEndpoint)
         return endpoint
+
+    def create_recorder_endpoint(
+        self, uri: str, media_profile: str = "WEBM", stop_on_end_of_stream: bool = False
+    ) -> RecorderEndpoint:
+        """Create a RecorderEndpoint writing to `uri` (checked here: one of MEDIA_PROFILES)."""
+        check_media_profile(media_profile)
+        recorder = self.create_element(
+            "RecorderEndpoint", uri=uri, media_profile=media_profile, stop_on_end_of_stream=stop_on_end_of_stream
+        )
+        assert isinstance(recorder, RecorderEndpoint)
+        return recorder
 
     def create_element(self, type_name: str, **ctor_params: Any) -> MediaObject:
         """Create any element type in this pipeline; the proxy class follows ``type_name``."""
@@ -160,8 +222,14 @@ class ServerManager(MediaObject):
 
 
 PROXY_CLASSES: dict[str, type[MediaObject]] = {
-    cls.qualified_type: cls for cls in (MediaObject, MediaElement, WebRtcEndpoint, MediaPipeline, ServerManager)
+    cls.qualified_type: cls
+    for cls in (MediaObject, MediaElement, WebRtcEndpoint, RecorderEndpoint, MediaPipeline, ServerManager)
 }
+
+
+def check_media_profile(media_profile: str) -> None:
+    if media_profile not in MEDIA_PROFILES:
+        raise ValueError(f"'media_profile' must be in {list(MEDIA_PROFILES)} (got {media_profile!r})")
 
 
 def class_for_type(type_name: str) -> type[MediaObject]:

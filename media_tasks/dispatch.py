@@ -35,6 +35,10 @@ class TaskName(StrEnum):
     SEND_MESSAGE = "media.send_message"
     REJOIN = "media.rejoin"
     CHECK_CONNECTION = "media.check_connection"
+    UNPUBLISH = "media.unpublish"
+    MUTE = "media.mute"
+    START_RECORDING = "media.start_recording"
+    STOP_RECORDING = "media.stop_recording"
     DELIVER_WEBHOOK = "media.deliver_webhook"  # to its own queue (media_tasks.routing.webhook_queue)
 
 
@@ -57,11 +61,16 @@ class TaskQueue:
     def create_session(self, session_id: str) -> None:
         self._send(TaskName.CREATE_SESSION, {"session_id": session_id})
 
-    def announce_join(self, session_id: str, participant_id: str, display_name: str) -> None:
-        self._send(
-            TaskName.ANNOUNCE_JOIN,
-            {"session_id": session_id, "participant_id": participant_id, "display_name": display_name},
-        )
+    def announce_join(
+        self,
+        session_id: str,
+        participant_id: str,
+        display_name: str,
+        role: str = "publisher",
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        arguments = {"session_id": session_id, "participant_id": participant_id, "display_name": display_name}
+        self._send(TaskName.ANNOUNCE_JOIN, {**arguments, "role": role, "metadata": metadata or {}})
 
     def process_offer(self, session_id: str, participant_id: str, stream: str, sdp: str, request_id: str) -> None:
         arguments = {"session_id": session_id, "participant_id": participant_id, "stream": stream, "sdp": sdp}
@@ -85,13 +94,34 @@ class TaskQueue:
             TaskName.SEND_MESSAGE, {"session_id": session_id, "sender_id": sender_id, "payload": payload, "to": to}
         )
 
-    def rejoin(self, session_id: str, participant_id: str, endpoint_refs: list[str], was_publishing: bool) -> None:
+    def rejoin(
+        self,
+        session_id: str,
+        participant_id: str,
+        endpoint_refs: list[str],
+        was_publishing: bool,
+        publications: list[str] | None = None,
+    ) -> None:
         arguments = {"session_id": session_id, "participant_id": participant_id, "endpoint_refs": endpoint_refs}
-        self._send(TaskName.REJOIN, {**arguments, "was_publishing": was_publishing})
+        self._send(TaskName.REJOIN, {**arguments, "was_publishing": was_publishing, "publications": publications})
 
     def check_connection(self, session_id: str, participant_id: str, stream: str, *, delay_s: float) -> None:
         arguments = {"session_id": session_id, "participant_id": participant_id, "stream": stream}
         self._send(TaskName.CHECK_CONNECTION, arguments, countdown=delay_s)
+
+    def unpublish(self, session_id: str, participant_id: str, name: str, reason: str) -> None:
+        arguments = {"session_id": session_id, "participant_id": participant_id, "name": name}
+        self._send(TaskName.UNPUBLISH, {**arguments, "reason": reason})
+
+    def mute(self, session_id: str, participant_id: str, name: str) -> None:
+        self._send(TaskName.MUTE, {"session_id": session_id, "participant_id": participant_id, "name": name})
+
+    def start_recording(self, session_id: str, recording_id: str) -> None:
+        self._send(TaskName.START_RECORDING, {"session_id": session_id, "recording_id": recording_id})
+
+    def stop_recording(self, session_id: str, recording_id: str, reason: str) -> None:
+        arguments = {"session_id": session_id, "recording_id": recording_id, "reason": reason}
+        self._send(TaskName.STOP_RECORDING, arguments)
 
     def deliver_webhook(self, url: str, event_id: str, body: str, emitted_at: float) -> None:
         arguments = {"url": url, "event_id": event_id, "body": body, "emitted_at": emitted_at}

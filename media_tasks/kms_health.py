@@ -12,6 +12,7 @@ import logging
 import time
 
 import kurento
+from media_tasks import recordings
 from media_tasks.kms_discovery import media_servers
 from messaging import messages
 from messaging.publisher import get_publisher
@@ -73,6 +74,7 @@ def fail_over(settings: Settings, kms_url: str) -> int:
         if not Session.mark_media_lost(session_id, kms_url):
             continue
         Endpoint.forget_all_in(session_id)
+        recordings.lose_all_in(settings, session_id)
         Participant.stop_all_publishing(session_id)
         get_publisher(settings).to_session(session_id, messages.media_server_lost())
         moved += 1

@@ -14,9 +14,10 @@ import threading
 import time
 
 import kurento
+from media_tasks import recordings
 from media_tasks.kms_events import listen_endpoint_events
 from media_tasks.worker_identity import WORKER_ID
-from models import Endpoint, KmsSession, Session
+from models import Endpoint, KmsSession, Recording, Session
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -67,9 +68,18 @@ def _attach(settings: Settings, kms_session_id: str, kms_url: str) -> None:
         listen_endpoint_events(
             settings, client, stored.kurento.id, stored.session_id, stored.participant_id, stored.stream
         )
+    recorders = Recording.recorders_under_kms_session(kms_session_id)
+    for recording in recorders:
+        recordings.listen_recorder_events(settings, client, recording)
     with _lock:
         _taken_over[kms_session_id] = client
-    log.info("took over KMS session %s on %s with %d endpoints", kms_session_id, kms_url, len(endpoints))
+    log.info(
+        "took over KMS session %s on %s with %d endpoints and %d recorders",
+        kms_session_id,
+        kms_url,
+        len(endpoints),
+        len(recorders),
+    )
 
 
 def release_idle_takeovers() -> list[str]:
@@ -84,7 +94,11 @@ def release_idle_takeovers() -> list[str]:
         held = list(_taken_over.items())
     released = []
     for kms_session_id, client in held:
-        if Endpoint.count_under_kms_session(kms_session_id) or Session.on_server(client.url):
+        if (
+            Endpoint.count_under_kms_session(kms_session_id)
+            or Recording.recorders_under_kms_session(kms_session_id)
+            or Session.on_server(client.url)
+        ):
             continue
         with _lock:
             _taken_over.pop(kms_session_id, None)

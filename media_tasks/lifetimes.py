@@ -7,9 +7,10 @@ The leading worker (media_tasks.background) runs this every LIFETIME_SWEEP_S:
   join, then the DELETE path's `media.close_session` task (sessionClosed to anyone left, pipeline
   released). Only after as long a stretch of reachable database: during an outage nobody could
   join, so an outage does not count as emptiness.
-- Idempotency records older than IDEMPOTENCY_TTL_S, and closed sessions and task-start records
-  older than RETENTION_S, are deleted: by their TTL indexes on MongoDB (made here, models.retention)
-  and by this sweep on the nx-27017 stand-in, which never applies TTL indexes.
+- Idempotency records older than IDEMPOTENCY_TTL_S, and closed sessions, task-start records and
+  minted join tokens expired more than RETENTION_S ago, are deleted: by their TTL indexes on
+  MongoDB (made here, models.retention) and by this sweep on the nx-27017 stand-in, which never
+  applies TTL indexes.
 - Sessions stored before the listing existed get their place in it (Session.backfill_list_keys).
 - Participants that left RETENTION_S ago are deleted with their outbox entries (no TTL index: the
   entries must go with their participant, which MongoDB cannot cascade).
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from media_tasks.dispatch import task_queue
-from models import IdempotencyRecord, OutboxMessage, Participant, Session, TaskStart
+from models import IdempotencyRecord, JoinGrant, OutboxMessage, Participant, Session, TaskStart
 from models.retention import ensure_ttl_index
 from settings import Settings
 
@@ -40,6 +41,7 @@ class SweepReport:
     idempotency_records: int = 0
     sessions: int = 0
     task_starts: int = 0
+    join_grants: int = 0
     participants: int = 0
     outbox_entries: int = 0
     list_keys: int = 0
@@ -64,6 +66,7 @@ def ensure_ttl_indexes(settings: Settings) -> None:
     ensure_ttl_index(IdempotencyRecord, "stored_at", settings.idempotency_ttl_s)
     ensure_ttl_index(Session, "closed_at", settings.retention_s)
     ensure_ttl_index(TaskStart, "started_at", settings.retention_s)
+    ensure_ttl_index(JoinGrant, "expires_at", settings.retention_s)
 
 
 def purge_expired(settings: Settings, now: float, report: SweepReport) -> None:
@@ -75,6 +78,7 @@ def purge_expired(settings: Settings, now: float, report: SweepReport) -> None:
     )
     report.sessions = Session.purge_closed(retained_since)
     report.task_starts = TaskStart.purge_started_before(retained_since)
+    report.join_grants = JoinGrant.purge_expired_before(retained_since)
     while True:
         gone = Participant.left_before(retained_since, limit=PURGE_BATCH)
         if not gone:

@@ -6,21 +6,25 @@ earlier; correctness comes from the conditional updates in models.endpoint.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import kurento
 from kurento import jsonrpc
-from media_tasks import kms_sessions
+from media_tasks import kms_sessions, recordings
 from media_tasks.kms_events import relay_endpoint_events
 from media_tasks.kms_pool import ensure_pipeline, pipeline_of, release_quietly
 from messaging import messages, rerun_identity
 from messaging.publisher import get_publisher
-from models import PUBLISH, Endpoint, KurentoRef, Participant
+from models import Endpoint, KurentoRef, Participant, Session, streams
 from models.endpoint import NegotiationState
+from models.streams import MAIN, StreamRef
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -45,6 +49,36 @@ class Offer:
     @property
     def ice_ufrags(self) -> frozenset[str]:
         return ice_ufrags_of(self.sdp)
+
+    @cached_property
+    def ref(self) -> StreamRef:
+        return streams.parse(self.participant_id, self.stream)
+
+    @cached_property
+    def kinds(self) -> str:
+        """What a publish offer sends, as stored with its record ("audio video", "audio", ...)."""
+        audio, video = streams.sent_kinds(self.sdp)
+        return " ".join(kind for kind, sent in (("audio", audio), ("video", video)) if sent)
+
+
+# KMS connects every kind when `connect` names none; a muted kind is left out (issue 15).
+_ALL_KINDS = ("AUDIO", "VIDEO", "DATA")
+
+
+def forwarded_media_types(muted_audio: bool, muted_video: bool) -> list[str | None]:
+    """The `mediaType`s to connect a publication to a subscriber with: [None] (all) when nothing is muted."""
+    if not (muted_audio or muted_video):
+        return [None]
+    muted = {"AUDIO"} if muted_audio else set()
+    muted |= {"VIDEO"} if muted_video else set()
+    return [kind for kind in _ALL_KINDS if kind not in muted]
+
+
+def _connect_params(sink: Any, media_type: str | None) -> dict[str, Any]:
+    return {"sink": sink} if media_type is None else {"sink": sink, "mediaType": media_type}
+
+
+_UNKNOWN = object()  # the kinds a publication had before: not known (a re-run), so nothing to announce
 
 
 class NegotiationRefused(Exception):
@@ -79,9 +113,12 @@ def process_offer(
 
 def _answer_offer(offer: Offer) -> None:
     own, source = Endpoint.negotiation_states(offer.participant_id, offer.stream)
-    if offer.stream != PUBLISH and (source is None or source.kurento is None):
-        raise NegotiationRefused(409, f"participant {offer.stream} is not publishing")
+    if not offer.ref.publishing and (source is None or source.kurento is None):
+        raise _not_publishing(offer.ref)
     source_endpoint = _proxy(source.kurento) if source is not None and source.kurento else None
+    source_types: list[str | None] = [None]
+    if source is not None:
+        source_types = forwarded_media_types(source.muted_audio, source.muted_video)
     for _attempt in range(3):
         if (
             own is not None
@@ -94,7 +131,10 @@ def _answer_offer(offer: Offer) -> None:
             _finish_duplicate(offer, own)
             return
         replacing = own.kurento if own is not None else None
-        endpoint, answer = _negotiate(offer, replacing or (source.kurento if source else None), source_endpoint, own)
+        endpoint, answer = _negotiate(
+            offer, replacing or (source.kurento if source else None), source_endpoint, own, source_types
+        )
+        previous: dict[str, Any] = {}
         # One write: the endpoint, its answer and the candidates that waited for it. Losing means
         # another offer (or the leave's clean-up) changed the record since our read.
         pending = Endpoint.claim_kurento(
@@ -107,6 +147,8 @@ def _answer_offer(offer: Offer) -> None:
             seed=offer.seed,
             session_id=offer.session_id if own is None else None,
             ice_ufrags=offer.ice_ufrags,
+            kinds=offer.kinds if offer.ref.publishing else None,
+            previous=previous,
         )
         if pending is None:
             release_quietly(endpoint)
@@ -119,9 +161,41 @@ def _answer_offer(offer: Offer) -> None:
             pending,
             replacing,
             probably_publishing=own is not None and bool(own.answered_request_id),
+            previous_kinds=previous.get("kinds"),
         )
         return
     raise NegotiationRefused(409, "the stream could not be renegotiated")
+
+
+_SETTERS = {
+    "max_video_send_bandwidth": ("setMaxVideoSendBandwidth", "maxVideoSendBandwidth", False),
+    "min_video_send_bandwidth": ("setMinVideoSendBandwidth", "minVideoSendBandwidth", False),
+    "max_video_recv_bandwidth": ("setMaxVideoRecvBandwidth", "maxVideoRecvBandwidth", True),
+}
+
+
+@functools.lru_cache(maxsize=4096)
+def _session_bandwidth(session_id: str) -> tuple[tuple[str, int], ...]:
+    """A session's bandwidth defaults: they never change after creation, so one read per worker process
+    and session (the first offer of the session this process handles), none after."""
+    return tuple(sorted(Session.bandwidth_of(session_id).items()))
+
+
+def _bandwidth_setters(offer: Offer) -> list[tuple[str, dict[str, int]]]:
+    """The property setters for a new endpoint (issue 15): the send limits on a subscription, the receive
+    limit on a publication; part of the creating transaction, so no round trip of their own."""
+    setters = []
+    for field, kbps in _session_bandwidth(offer.session_id):
+        operation, prop, on_publish = _SETTERS[field]
+        if on_publish == offer.ref.publishing:
+            setters.append((operation, {prop: kbps}))
+    return setters
+
+
+def _not_publishing(ref: StreamRef) -> NegotiationRefused:
+    if ref.name == MAIN:
+        return NegotiationRefused(409, f"participant {ref.publisher_id} is not publishing")
+    return NegotiationRefused(409, f"participant {ref.publisher_id} is not publishing {ref.name!r}")
 
 
 def _proxy(stored: str) -> kurento.WebRtcEndpoint:
@@ -129,7 +203,11 @@ def _proxy(stored: str) -> kurento.WebRtcEndpoint:
 
 
 def _negotiate(
-    offer: Offer, known_element: str | None, source: kurento.WebRtcEndpoint | None, own: NegotiationState | None
+    offer: Offer,
+    known_element: str | None,
+    source: kurento.WebRtcEndpoint | None,
+    own: NegotiationState | None,
+    source_types: list[str | None],
 ) -> tuple[kurento.WebRtcEndpoint, str]:
     """A fresh endpoint with its events relayed, fed by `source` (a subscription), and its answer:
     one KMS transaction (create, subscribe, connect, processOffer), one round trip.
@@ -141,13 +219,22 @@ def _negotiate(
     if pipeline is None:
         pipeline = ensure_pipeline(offer.settings, offer.session_id)
     try:
-        return _negotiate_on(offer, pipeline, source, own)
+        return _negotiate_on(offer, pipeline, source, own, source_types)
     except kurento.ObjectNotFound as exc:
         if known_element is None or exc.failed_index != 0:
             raise
         # That pipeline is gone (the session closed, or its media server was replaced): the
         # session says what holds now, or that it is over (SessionGone).
-        return _negotiate_on(offer, ensure_pipeline(offer.settings, offer.session_id), source, own)
+        return _negotiate_on(offer, ensure_pipeline(offer.settings, offer.session_id), source, own, source_types)
+
+
+def _direction(stream: str) -> dict[str, bool]:
+    """Media goes one way per endpoint, and the media server enforces it (WebRtcEndpoint's
+    `recvonly`/`sendonly`, so its answer says so whatever the offer asked): a publication only
+    receives from its publisher, a subscription only sends to its subscriber. Whatever a client
+    offers, nothing it sends on a subscription reaches the pipeline; a `subscriber` has no
+    publication at all (the web tier refuses its offers on "publish[:<name>]")."""
+    return {"recvonly": True} if streams.is_publish(stream) else {"sendonly": True}
 
 
 PROCESS_OFFER_CUT_OFF = (
@@ -158,13 +245,20 @@ PROCESS_OFFER_CUT_OFF = (
 
 
 def _negotiate_on(
-    offer: Offer, pipeline: kurento.MediaPipeline, source: kurento.WebRtcEndpoint | None, own: NegotiationState | None
+    offer: Offer,
+    pipeline: kurento.MediaPipeline,
+    source: kurento.WebRtcEndpoint | None,
+    own: NegotiationState | None,
+    source_types: list[str | None],
 ) -> tuple[kurento.WebRtcEndpoint, str]:
     tx = pipeline.client.transaction()
-    created = tx.create("WebRtcEndpoint", media_pipeline=pipeline)
+    created = tx.create("WebRtcEndpoint", media_pipeline=pipeline, **_direction(offer.stream))
     relay = relay_endpoint_events(offer.settings, tx, created, offer.session_id, offer.participant_id, offer.stream)
+    for operation, value in _bandwidth_setters(offer):
+        tx.invoke(created, operation, **value)
     if source is not None:
-        tx.invoke(source, "connect", sink=created)
+        for media_type in source_types:  # a muted kind of the publication is not connected
+            tx.invoke(source, "connect", **_connect_params(created, media_type))
     answer = tx.invoke(created, "processOffer", offer=offer.sdp)
     try:
         tx.commit()
@@ -203,21 +297,29 @@ def _deliver(
     pending: list[dict[str, Any]],
     replaced: str | None,
     probably_publishing: bool,
+    previous_kinds: object = _UNKNOWN,
 ) -> None:
     """After the claim: the participant check, the answer, then gathering (and the release of the
-    endpoint this one replaced, which Kurento cannot negotiate twice)."""
+    endpoint this one replaced, which Kurento cannot negotiate twice).
+
+    A publication is announced (streamPublished) when it starts and when the kinds it sends change;
+    a re-offer that sends the same keeps its subscribers without telling them anything: they are
+    reconnected to the new endpoint (_start_gathering)."""
     publisher = get_publisher(offer.settings)
+    ref = offer.ref
     announce = False
-    if offer.stream == PUBLISH:
-        marked = Participant.mark_publishing(offer.participant_id, probably_publishing)
-        wanted, refusal = marked is not None, None
-        announce = bool(marked)
+    if ref.publishing:
+        if ref.name == MAIN:
+            marked = Participant.mark_publishing(offer.participant_id, probably_publishing)
+            wanted, first = marked is not None, bool(marked)
+        else:
+            wanted, first = offer.participant_id in Participant.joined_among([offer.participant_id]), False
+        refusal = None
+        announce = wanted and (first or (previous_kinds is not _UNKNOWN and previous_kinds != offer.kinds))
     else:
-        joined = Participant.joined_among([offer.participant_id, offer.stream])
+        joined = Participant.joined_among([offer.participant_id, ref.publisher_id])
         wanted = offer.participant_id in joined
-        refusal = (
-            None if offer.stream in joined else NegotiationRefused(409, f"participant {offer.stream} is not publishing")
-        )
+        refusal = None if ref.publisher_id in joined else _not_publishing(ref)
     if not wanted or refusal is not None:
         # The participant (or the publisher) left while we negotiated, or before (a late
         # redelivery): leave no orphan endpoint behind, on the KMS or in the record.
@@ -231,14 +333,71 @@ def _deliver(
         offer.session_id, offer.participant_id, messages.sdp_answer(offer.stream, answer, offer.request_id)
     )
     if announce:
-        publisher.to_session(offer.session_id, messages.stream_published(offer.participant_id))
-    _start_gathering(offer, endpoint, pending, replaced)
+        audio, video = streams.sent_kinds(offer.sdp)
+        publisher.to_session(offer.session_id, messages.stream_published(offer.participant_id, ref.name, audio, video))
+    recordings.follow_stream(offer.settings, offer.session_id, offer.participant_id, offer.stream, endpoint)
+    _start_gathering(offer, endpoint, pending, replaced, _subscribers_to_reconnect(offer, replaced))
+
+
+@dataclass(frozen=True)
+class Reconnection:
+    """The subscribers a re-offered publication's new endpoint feeds, and with which media types."""
+
+    subscribers: list[kurento.WebRtcEndpoint]
+    media_types: list[str | None]
+
+
+def _subscribers_to_reconnect(offer: Offer, replaced: str | None) -> Reconnection | None:
+    """A re-offer on a publication: its subscribers' endpoints, read after the claim (a subscription
+    negotiated from now on finds the new endpoint itself) with the publication's mute state. One read,
+    only when an endpoint was replaced."""
+    if replaced is None or not offer.ref.publishing:
+        return None
+    publication = Endpoint.publication(offer.session_id, offer.participant_id, offer.ref.name)
+    if publication is None or not publication.subscribers:
+        return None
+    return Reconnection(
+        [_proxy(ref) for ref in publication.subscribers.values()],
+        forwarded_media_types(publication.muted_audio, publication.muted_video),
+    )
+
+
+def _publication_replaced(
+    offer: Offer, tx: kurento.Transaction, endpoint: kurento.WebRtcEndpoint, reconnection: Reconnection | None
+) -> list[tuple[Any, Callable[[], object]]]:
+    """The new endpoint of a re-offered publication joins the gathering transaction's work: it feeds
+    every subscriber endpoint the old one fed (source→sink; same media server only, the others went
+    with theirs), then is asked for a keyframe so they get a picture at once.
+
+    Returns each operation added with a way to do it alone, should an earlier one fail (a subscriber
+    that left meanwhile). Recorders follow their publication apart (recordings.follow_stream, before this).
+    """
+    added: list[tuple[Any, Callable[[], object]]] = []
+    if reconnection is None:
+        return added
+    for sink in reconnection.subscribers:
+        if sink.client is not endpoint.client:
+            continue
+        for media_type in reconnection.media_types:
+            params = _connect_params(sink, media_type)
+            added.append(
+                (tx.invoke(endpoint, "connect", **params), functools.partial(endpoint.invoke, "connect", **params))
+            )
+    if added:
+        # KMS's BaseRtpEndpoint.requestKeyframe (PLI/FIR to the publisher once its media flows).
+        added.append((tx.invoke(endpoint, "requestKeyframe"), functools.partial(endpoint.invoke, "requestKeyframe")))
+    return added
 
 
 def _start_gathering(
-    offer: Offer, endpoint: kurento.WebRtcEndpoint, pending: list[dict[str, Any]], replaced: str | None
+    offer: Offer,
+    endpoint: kurento.WebRtcEndpoint,
+    pending: list[dict[str, Any]],
+    replaced: str | None,
+    reconnection: Reconnection | None = None,
 ) -> None:
-    """One transaction: the candidates that waited, gatherCandidates, the release of the replaced
+    """One transaction: the candidates that waited, gatherCandidates, the subscribers of a re-offered
+    publication connected to the new endpoint (_publication_replaced), the release of the replaced
     endpoint. KMS runs a transaction's operations in order (a pipelined batch it may not), and
     remote candidates must come first: KMS 6 stalled when they came after gathering
     (Kurento/bugtracker#539). The release goes last, so its failure skips nothing."""
@@ -252,9 +411,9 @@ def _start_gathering(
     for candidate, sdp_mid, index in _wire_candidates([c for c in pending if _of_generation(c, ours)]):
         tx.invoke(endpoint, "addIceCandidate", candidate=jsonrpc.ice_candidate(candidate, sdp_mid, index))
     gathering = tx.invoke(endpoint, "gatherCandidates")
+    added = _publication_replaced(offer, tx, endpoint, reconnection)
     old = _proxy(replaced) if replaced else None
-    if old is not None and old.client is endpoint.client:
-        tx.release(old)
+    released = tx.release(old) if old is not None and old.client is endpoint.client else None
     try:
         tx.commit()
     except kurento.KurentoUnavailable:
@@ -263,11 +422,28 @@ def _start_gathering(
         if exc.failed_index is None or exc.failed_index <= gathering.index:
             release_quietly(old)  # skipped with the rest
             raise
-        log.info("release of %s failed: %s", replaced, exc)
+        if released is None or exc.failed_index < released.index:
+            # A subscriber's endpoint was gone (it left meanwhile): the others one by one, then the release.
+            log.info("reconnecting a subscriber of %s/%s failed: %s", offer.participant_id, offer.stream, exc)
+            for ref, alone in added:
+                if ref.index > exc.failed_index:
+                    _quietly(alone)
+            if released is not None:
+                release_quietly(old)
+                old = None
+        else:
+            log.info("release of %s failed: %s", replaced, exc)
     if old is not None and old.client is endpoint.client:
         old.client.forget_object(old.id)
         old = None
     release_quietly(old)  # on another media server: its own round trip
+
+
+def _quietly(operation: Callable[[], object]) -> None:
+    try:
+        operation()
+    except kurento.KurentoError as exc:
+        log.info("skipped: %s", exc)
 
 
 def _release_all(endpoint: kurento.WebRtcEndpoint, replaced: str | None) -> None:

@@ -1,4 +1,4 @@
-"""Releasing WebRtcEndpoints that no record refers to.
+"""Releasing WebRtcEndpoints and RecorderEndpoints that no record refers to.
 
 A worker killed between creating an endpoint on the KMS and storing it in its Endpoint record
 (`negotiation._install_endpoint`), or between storing a replacement and releasing the endpoint
@@ -10,6 +10,9 @@ ORPHAN_GRACE_S apart. An endpoint being installed is stored within moments of it
 the grace never catches one; and counting on our own clock, not the KMS's creation time, keeps
 clock skew between hosts out of it.
 
+Recorders are swept the same way: one whose start lost the race to a stop, or whose release failed
+after its recording ended (models.recording keeps the recorder of a running recording only).
+
 Only children of the pipelines our sessions hold are swept: other applications' objects on a
 shared KMS are never touched.
 """
@@ -20,13 +23,14 @@ import logging
 from typing import Any
 
 import kurento
-from models import Endpoint, Session, SessionState
+from models import Endpoint, Recording, Session, SessionState
 from models.fields import KurentoRef
 from settings import Settings
 
 log = logging.getLogger(__name__)
 
-ENDPOINT_TYPE = "_kurento.WebRtcEndpoint"
+# What is swept: endpoints (Endpoint records) and recorders (Recording records).
+SWEPT_TYPES = ("_kurento.WebRtcEndpoint", "_kurento.RecorderEndpoint")
 
 
 class OrphanSweeper:
@@ -44,13 +48,13 @@ class OrphanSweeper:
     def sweep(self, now: float) -> int:
         """Releases the endpoints unreferenced for ORPHAN_GRACE_S; returns how many."""
         live = self._children_of_stored_pipelines()
-        recorded = Endpoint.recorded_kurento_refs()
+        recorded = _recorded_refs()
         unreferenced = live - recorded
         # Forget what was named meanwhile (or is gone), remember what is newly unnamed.
         self._unreferenced_since = {ref: self._unreferenced_since.get(ref, now) for ref in unreferenced}
         released = 0
         for ref, since in list(self._unreferenced_since.items()):
-            if now - since < self.settings.orphan_grace_s or ref in Endpoint.recorded_kurento_refs([ref]):
+            if now - since < self.settings.orphan_grace_s or ref in _recorded_refs([ref]):
                 continue
             decoded = KurentoRef.decode(ref)
             try:
@@ -86,7 +90,9 @@ class OrphanSweeper:
             for result in results:
                 if isinstance(result, BaseException):
                     continue  # that pipeline is gone (its session is being closed or moved)
-                children.update(
-                    f"{url}#{child}" for child in result.get("value") or [] if child.endswith(ENDPOINT_TYPE)
-                )
+                children.update(f"{url}#{child}" for child in result.get("value") or [] if child.endswith(SWEPT_TYPES))
         return children
+
+
+def _recorded_refs(among: list[str] | None = None) -> set[str]:
+    return Endpoint.recorded_kurento_refs(among) | Recording.recorded_kurento_refs(among)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from media_tasks import connection_watch, negotiation, routing, session_lifecycle, webhooks
+from media_tasks import connection_watch, negotiation, publications, recordings, routing, session_lifecycle, webhooks
 from media_tasks.base_task import MediaTask
 from media_tasks.dispatch import TaskName
 from media_tasks.kms_pool import SessionGone
@@ -21,9 +21,16 @@ def create_session(task: MediaTask, session_id: str) -> None:
     session_lifecycle.prepare_session(task.settings, session_id)
 
 
-def announce_join(task: MediaTask, session_id: str, participant_id: str, display_name: str) -> None:
+def announce_join(
+    task: MediaTask,
+    session_id: str,
+    participant_id: str,
+    display_name: str,
+    role: str = "publisher",  # defaults: a task enqueued before roles existed
+    metadata: dict[str, Any] | None = None,
+) -> None:
     try:
-        session_lifecycle.announce_join(task.settings, session_id, participant_id, display_name)
+        session_lifecycle.announce_join(task.settings, session_id, participant_id, display_name, role, metadata)
     except SessionGone:
         pass
 
@@ -56,13 +63,36 @@ def send_message(task: MediaTask, session_id: str, sender_id: str, payload: dict
 
 
 def rejoin(
-    task: MediaTask, session_id: str, participant_id: str, endpoint_refs: list[str], was_publishing: bool
+    task: MediaTask,
+    session_id: str,
+    participant_id: str,
+    endpoint_refs: list[str],
+    was_publishing: bool,
+    publications: list[str] | None = None,
 ) -> None:
-    session_lifecycle.finish_rejoin(task.settings, session_id, participant_id, endpoint_refs, was_publishing)
+    session_lifecycle.finish_rejoin(
+        task.settings, session_id, participant_id, endpoint_refs, was_publishing, publications or []
+    )
 
 
 def check_connection(task: MediaTask, session_id: str, participant_id: str, stream: str) -> None:
     connection_watch.check_connection(task.settings, session_id, participant_id, stream)
+
+
+def unpublish(task: MediaTask, session_id: str, participant_id: str, name: str, reason: str) -> None:
+    publications.unpublish(task.settings, session_id, participant_id, name, reason)
+
+
+def mute(task: MediaTask, session_id: str, participant_id: str, name: str) -> None:
+    publications.apply_mute(task.settings, session_id, participant_id, name)
+
+
+def start_recording(task: MediaTask, session_id: str, recording_id: str) -> None:
+    recordings.start(task.settings, session_id, recording_id)
+
+
+def stop_recording(task: MediaTask, session_id: str, recording_id: str, reason: str) -> None:
+    recordings.stop(task.settings, session_id, recording_id, reason)
 
 
 def deliver_webhook(task: MediaTask, url: str, event_id: str, body: str, emitted_at: float) -> None:
@@ -86,5 +116,9 @@ TASKS: dict[TaskName, Callable[..., None]] = {
     TaskName.SEND_MESSAGE: send_message,
     TaskName.REJOIN: rejoin,
     TaskName.CHECK_CONNECTION: check_connection,
+    TaskName.UNPUBLISH: unpublish,
+    TaskName.MUTE: mute,
+    TaskName.START_RECORDING: start_recording,
+    TaskName.STOP_RECORDING: stop_recording,
     TaskName.DELIVER_WEBHOOK: deliver_webhook,
 }

@@ -28,9 +28,14 @@ class ParticipantJoined(TypedDict):
     type: Literal["participantJoined"]
     participant_id: str
     display_name: str
+    role: str
+    metadata: dict[str, Any]
 
 
 class ParticipantLeft(TypedDict):
+    """`reason`: "left" (its own leave), "removed" (by a moderator or the API key), "timeout"
+    (it stopped polling)."""
+
     type: Literal["participantLeft"]
     participant_id: str
     reason: str
@@ -39,11 +44,39 @@ class ParticipantLeft(TypedDict):
 class StreamPublished(TypedDict):
     type: Literal["streamPublished"]
     participant_id: str
+    name: str
+    audio: bool
+    video: bool
 
 
 class StreamUnpublished(TypedDict):
     type: Literal["streamUnpublished"]
     participant_id: str
+    name: str
+    reason: str
+
+
+class StreamMuted(TypedDict):
+    """Each kind is True while the media server does not forward it to the publication's subscribers."""
+
+    type: Literal["streamMuted"]
+    participant_id: str
+    name: str
+    audio: bool
+    video: bool
+
+
+class RecordingStarted(TypedDict):
+    type: Literal["recordingStarted"]
+    recording_id: str
+    participant_id: str
+    name: str
+
+
+class RecordingStopped(TypedDict):
+    type: Literal["recordingStopped"]
+    recording_id: str
+    reason: str
 
 
 class ConnectionFailed(TypedDict):
@@ -91,7 +124,10 @@ Message = (
     | ParticipantJoined
     | ParticipantLeft
     | StreamPublished
+    | StreamMuted
     | StreamUnpublished
+    | RecordingStarted
+    | RecordingStopped
     | ConnectionFailed
     | MediaServerLost
     | SessionClosed
@@ -114,20 +150,43 @@ def ice_gathering_done(stream: str) -> IceGatheringDone:
     return {"type": "iceGatheringDone", "stream": stream}
 
 
-def participant_joined(participant_id: str, display_name: str) -> ParticipantJoined:
-    return {"type": "participantJoined", "participant_id": participant_id, "display_name": display_name}
+def participant_joined(
+    participant_id: str, display_name: str, role: str, metadata: dict[str, Any]
+) -> ParticipantJoined:
+    return {
+        "type": "participantJoined",
+        "participant_id": participant_id,
+        "display_name": display_name,
+        "role": role,
+        "metadata": metadata,
+    }
 
 
 def participant_left(participant_id: str, reason: str) -> ParticipantLeft:
     return {"type": "participantLeft", "participant_id": participant_id, "reason": reason}
 
 
-def stream_published(participant_id: str) -> StreamPublished:
-    return {"type": "streamPublished", "participant_id": participant_id}
+def stream_published(
+    participant_id: str, name: str = "main", audio: bool = True, video: bool = True
+) -> StreamPublished:
+    return {"type": "streamPublished", "participant_id": participant_id, "name": name, "audio": audio, "video": video}
 
 
-def stream_unpublished(participant_id: str) -> StreamUnpublished:
-    return {"type": "streamUnpublished", "participant_id": participant_id}
+def stream_unpublished(participant_id: str, name: str = "main", reason: str = "unpublished") -> StreamUnpublished:
+    return {"type": "streamUnpublished", "participant_id": participant_id, "name": name, "reason": reason}
+
+
+def stream_muted(participant_id: str, name: str, audio: bool, video: bool) -> StreamMuted:
+    return {"type": "streamMuted", "participant_id": participant_id, "name": name, "audio": audio, "video": video}
+
+
+def recording_started(recording_id: str, participant_id: str, name: str) -> RecordingStarted:
+    return {"type": "recordingStarted", "recording_id": recording_id, "participant_id": participant_id, "name": name}
+
+
+def recording_stopped(recording_id: str, reason: str) -> RecordingStopped:
+    """`reason`: stopped, unpublished, left, sessionClosed, mediaServerLost or error."""
+    return {"type": "recordingStopped", "recording_id": recording_id, "reason": reason}
 
 
 def connection_failed(stream: str) -> ConnectionFailed:

@@ -9,7 +9,8 @@ Most events mirror a message the workers already send (`relay`, called by messag
 every message it publishes): participantJoined, participantLeft, streamPublished,
 streamUnpublished, mediaServerLost and connectionFailed carry that message's fields as `data`.
 sessionCreated and sessionClosed (with the close's reason) are emitted by the session lifecycle;
-recordingStarted and recordingStopped will be by recording.
+recordingStarted and recordingStopped by recording (media_tasks.recordings), with the recording's
+`{recording_id, name, profile, uri}` (and `state`, `reason` once stopped) and the recorded participant.
 
 The event id is stable: inside a task it derives, like message ids, from the task's seed and the
 event's place among its publishes (messaging.rerun_identity), so a redelivered or re-run task emits
@@ -139,10 +140,10 @@ def session_closed(settings: Settings, session_id: str, reason: str) -> None:
 
 
 def recording_started(settings: Settings, session_id: str, participant_id: str | None, data: Mapping[str, Any]) -> None:
-    """For recording (issue 15): not emitted yet."""
+    """The recorder writes media (`data`: recording_id, name, profile, uri)."""
     emit(settings, "recordingStarted", session_id, participant_id, data)
 
 
 def recording_stopped(settings: Settings, session_id: str, participant_id: str | None, data: Mapping[str, Any]) -> None:
-    """For recording (issue 15): not emitted yet."""
+    """The recording ended (`data`: recording_id, name, profile, uri, state, reason)."""
     emit(settings, "recordingStopped", session_id, participant_id, data)

@@ -1,6 +1,7 @@
 """One WebRtcEndpoint of a participant: its own outgoing stream or one subscription.
 
-`stream` is "publish" or the participant id of the publisher being received. ICE candidates
+`stream` is "publish" or the participant id of the publisher being received ("publish:<name>" and
+"<pid>:<name>" for named publications: models.streams). ICE candidates
 that arrive before the endpoint exists wait in `pending_candidates`; the worker that stores
 the endpoint id takes that list in the same atomic operation, so none is lost or used twice.
 """
@@ -15,13 +16,15 @@ from bson import ObjectId
 from mongoengine import BooleanField, FloatField, IntField, ListField, NotUniqueError, StringField
 from pymongo.errors import DuplicateKeyError
 
+from models import streams
 from models.base import Document
 from models.fields import KurentoObjectField, KurentoProxy, ref_of
+from models.streams import PUBLISH
 
 if TYPE_CHECKING:
     from kurento import MediaObject
 
-PUBLISH = "publish"
+__all__ = ["PUBLISH", "Endpoint", "NegotiationState", "Publication", "StoredEndpoint"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,8 @@ class NegotiationState:
     answered_request_id: str
     answer_sdp: str | None
     answer_published: bool
+    muted_audio: bool = False
+    muted_video: bool = False
 
     @classmethod
     def of(cls, doc: dict[str, Any]) -> NegotiationState:
@@ -51,7 +56,22 @@ class NegotiationState:
             doc.get("answered_request_id") or "",
             doc.get("answer_sdp"),
             bool(doc.get("answer_published")),
+            bool(doc.get("muted_audio")),
+            bool(doc.get("muted_video")),
         )
+
+
+@dataclass(frozen=True)
+class Publication:
+    """A publish record as seen with the subscriptions it feeds: its endpoint (or None), its mute
+    state, and the stored endpoints of its subscribers ({participant id: reference})."""
+
+    participant_id: str
+    name: str
+    kurento: str | None
+    muted_audio: bool
+    muted_video: bool
+    subscribers: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -104,6 +124,13 @@ class Endpoint(Document):
     # participant has been told.
     failed_since = FloatField(default=0.0)
     failure_reported = BooleanField(default=False)
+    # A publish record's publication (issue 15): the kinds its last answered offer sends ("audio
+    # video", "audio", "video" or ""; None before the first), announced with streamPublished when
+    # they change; and the kinds the media server stops forwarding to its subscribers (mute), kept
+    # across renegotiations.
+    kinds = StringField(null=True)
+    muted_audio = BooleanField(default=False)
+    muted_video = BooleanField(default=False)
 
     meta = {
         "collection": "endpoints",
@@ -117,7 +144,7 @@ class Endpoint(Document):
 
     @property
     def publisher_id(self) -> str:
-        return self.participant_id if self.stream == PUBLISH else self.stream
+        return streams.publisher_of(self.participant_id, self.stream)
 
     @classmethod
     def ensure(cls, session_id: str, participant_id: str, stream: str) -> Endpoint | None:
@@ -182,7 +209,12 @@ class Endpoint(Document):
         """The (participant, stream) record and, for a subscription, its publisher's publish record:
         one indexed read, projected, whatever the stream."""
         mine = {"participant_id": participant_id, "stream": stream}
-        query = mine if stream == PUBLISH else {"$or": [mine, {"participant_id": stream, "stream": PUBLISH}]}
+        query: dict[str, Any]
+        if streams.is_publish(stream):
+            query = mine
+        else:
+            publication = {"participant_id": streams.publisher_of(participant_id, stream)}
+            query = {"$or": [mine, {**publication, "stream": streams.publish_stream(streams.name_of(stream))}]}
         own = source = None
         for doc in cls._get_collection().find(query, _STATE_FIELDS):
             state = NegotiationState.of(doc)
@@ -216,6 +248,8 @@ class Endpoint(Document):
         seed: str = "",
         session_id: str | None = None,
         ice_ufrags: frozenset[str] = frozenset(),
+        kinds: str | None = None,
+        previous: dict[str, Any] | None = None,
     ) -> list[dict] | None:
         """Stores `endpoint` in place of `replacing` (None: no endpoint yet) and claims its
         negotiation for `request_id` (with its `answer` when known), handing back the candidates
@@ -224,6 +258,7 @@ class Endpoint(Document):
         With `session_id`, a missing record is created by the same write (an offer that found
         none); without, the record must exist. None means the stored endpoint is no longer
         `replacing` (another worker got there first); the caller must release its own.
+        With `kinds` (a publish record), they are stored too; `previous` receives the kinds stored before.
         """
         changes: dict[str, Any] = {
             "kurento": _encoded(endpoint),
@@ -239,6 +274,8 @@ class Endpoint(Document):
             "answer_published": False,
             "ice_ufrags": " ".join(sorted(ice_ufrags)),
         }
+        if kinds is not None:
+            changes["kinds"] = kinds
         endpoints = cls._get_collection()
         query: dict[str, Any] = {"participant_id": participant_id, "stream": stream, "kurento": _encoded(replacing)}
         if session_id is not None and replacing is None:
@@ -252,9 +289,13 @@ class Endpoint(Document):
             except DuplicateKeyError:
                 return None
             return []
-        before = endpoints.find_one_and_update(query, {"$set": changes}, {"pending_candidates": 1, "_id": 0})
+        before = endpoints.find_one_and_update(
+            query, {"$set": changes}, {"pending_candidates": 1, "kinds": 1, "_id": 0}
+        )
         if before is None:
             return None
+        if previous is not None:
+            previous["kinds"] = before.get("kinds")
         return [json.loads(c) for c in before.get("pending_candidates") or []]
 
     @classmethod
@@ -272,11 +313,82 @@ class Endpoint(Document):
 
     @classmethod
     def linked_to(cls, session_id: str, participant_id: str) -> list[Endpoint]:
-        """The participant's endpoints and every subscription to its stream."""
-        return [
-            *cls.objects(participant_id=participant_id),
-            *cls.objects(session_id=session_id, stream=participant_id),
+        """The participant's endpoints and every subscription to its publications."""
+        own = list(cls.objects(participant_id=participant_id))
+        fed = [
+            streams.subscription_stream(participant_id, streams.name_of(e.stream))
+            for e in own
+            if streams.is_publish(e.stream)
         ]
+        return [*own, *cls.objects(session_id=session_id, stream__in=sorted({participant_id, *fed}))]
+
+    @classmethod
+    def publication(cls, session_id: str, participant_id: str, name: str) -> Publication | None:
+        """The publish record of (participant, name) with its subscribers' endpoints: one read.
+        None when there is no such record."""
+        publish = streams.publish_stream(name)
+        found = cls._get_collection().find(
+            {
+                "$or": [
+                    {"participant_id": participant_id, "stream": publish},
+                    {"session_id": session_id, "stream": streams.subscription_stream(participant_id, name)},
+                ]
+            },
+            {"participant_id": 1, "stream": 1, "kurento": 1, "muted_audio": 1, "muted_video": 1, "_id": 0},
+        )
+        own: dict[str, Any] | None = None
+        subscribers = {}
+        for doc in found:
+            if doc["participant_id"] == participant_id and doc["stream"] == publish:
+                own = doc
+            elif doc.get("kurento"):
+                subscribers[doc["participant_id"]] = doc["kurento"]
+        if own is None:
+            return None
+        return Publication(
+            participant_id,
+            name,
+            own.get("kurento"),
+            bool(own.get("muted_audio")),
+            bool(own.get("muted_video")),
+            subscribers,
+        )
+
+    @classmethod
+    def publication_names(cls, participant_id: str, session_id: str | None = None) -> set[str]:
+        """The names of the participant's publish records (an endpoint stored or not; of `session_id`
+        only, when given): one read."""
+        query = {"participant_id": participant_id} | ({} if session_id is None else {"session_id": session_id})
+        found = cls._get_collection().find(query, {"stream": 1, "_id": 0})
+        return {streams.name_of(doc["stream"]) for doc in found if streams.is_publish(doc["stream"])}
+
+    @classmethod
+    def set_muted(cls, session_id: str, participant_id: str, name: str, audio: bool | None, video: bool | None) -> bool:
+        """Stores the mute state of a publication (the kinds given); False when it has no record."""
+        changes = {f"muted_{kind}": value for kind, value in (("audio", audio), ("video", video)) if value is not None}
+        query = {"participant_id": participant_id, "stream": streams.publish_stream(name), "session_id": session_id}
+        if not changes:
+            return cls._get_collection().count_documents(query, limit=1) > 0
+        return cls._get_collection().update_one(query, {"$set": changes}).matched_count > 0
+
+    @classmethod
+    def detach_publication(cls, session_id: str, participant_id: str, name: str) -> tuple[bool, list[str]]:
+        """Removes a publication's record and its subscriptions' from the record: whether this call
+        removed the publication's (it announces the end), and the stored references to release."""
+        publish = streams.publish_stream(name)
+        refs = []
+        removed = False
+        records = [
+            *cls.objects(participant_id=participant_id, stream=publish),
+            *cls.objects(session_id=session_id, stream=streams.subscription_stream(participant_id, name)),
+        ]
+        for stored in records:
+            raw = stored.to_mongo().get("kurento")
+            if cls.discard(stored.id):
+                removed = removed or stored.stream == publish
+                if raw:
+                    refs.append(raw)
+        return removed, refs
 
     @classmethod
     def discard(cls, endpoint_id: ObjectId) -> bool:

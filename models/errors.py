@@ -65,6 +65,17 @@ class ParticipantLeft(Conflict):
     message = "This participant has left the session."
 
 
+class RecordingNotFound(NotFound):
+    message = "No such recording in this session."
+
+
+class NotPublishing(Conflict):
+    """Recording a publication that is not being published."""
+
+    def __init__(self, participant_id: str, name: str) -> None:
+        super().__init__(f"Participant {participant_id} is not publishing {name!r}.")
+
+
 class StreamNotFound(NotFound):
     """`stream` names no joined participant of the session."""
 
@@ -86,3 +97,42 @@ class OwnStreamById(Invalid):
 
     def __init__(self) -> None:
         super().__init__(errors={"stream": ["own participant id"]})
+
+
+class BadStreamName(Invalid):
+    """The name of a publication (after "publish:" or "<pid>:") does not match [a-z0-9_-]{1,32}."""
+
+    message = "A publication name is 1 to 32 of a-z, 0-9, _ and -."
+
+    def __init__(self, field: str = "stream") -> None:
+        super().__init__(errors={field: [type(self).message]})
+
+
+class TooManyPublications(Conflict):
+    """A fifth publication of one participant (models.streams.MAX_PUBLICATIONS)."""
+
+    def __init__(self, limit: int = 4) -> None:
+        super().__init__(f"At most {limit} publications per participant; unpublish one first.")
+
+
+class PublicationNotFound(NotFound):
+    """The participant has no publication of that name."""
+
+    def __init__(self, name: str = "screen") -> None:
+        super().__init__(f"This participant has no publication named {name!r}.")
+
+
+class JoinTokenUsed(Conflict):
+    message = "This join token was already used; a minted join token admits one participant."
+
+
+class JoinTokenExpired(Forbidden):
+    message = "This join token has expired."
+
+
+class SubscriberCannotPublish(Forbidden):
+    message = "A subscriber receives only: it cannot publish."
+
+
+class NotAModerator(Forbidden):
+    message = "Only a moderator of this session (or an API key) may do this."

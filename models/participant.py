@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 from mongoengine import BooleanField, DateTimeField, FloatField, IntField, ListField, StringField
 from mongoengine.queryset import QuerySet
@@ -18,10 +20,26 @@ class ParticipantState(StrEnum):
     LEFT = "left"
 
 
+class ParticipantRole(StrEnum):
+    """What a participant may do: `publisher` (the default) sends and receives, `subscriber` only
+    receives, `moderator` publishes and may remove others or close the session. Fixed at the join
+    (its token carries it: signaling_web.auth)."""
+
+    PUBLISHER = "publisher"
+    SUBSCRIBER = "subscriber"
+    MODERATOR = "moderator"
+
+
 class Participant(Document):
     id = StringField(primary_key=True, default=lambda: uuid.uuid4().hex)
     session_id = StringField(required=True)
     display_name = StringField(required=True, max_length=64)
+    # A participant stored before roles existed reads as a publisher, which is what it was.
+    role = StringField(default=ParticipantRole.PUBLISHER, choices=[r.value for r in ParticipantRole])
+    # The application's own data about the participant (a JSON object, at most 4 KiB), shown to
+    # everyone; stored as its JSON text, so that no key of the application's ("$x", "a.b") is
+    # ever a MongoDB field name.
+    metadata_json = StringField(default="{}")
     state = StringField(default=ParticipantState.JOINED, choices=[s.value for s in ParticipantState])
     left_reason = StringField(null=True)
     publishing = BooleanField(default=False)
@@ -53,6 +71,15 @@ class Participant(Document):
     # Not stored. Set by acquire_poll_lease: the lease it took was never released (its holder died,
     # or its release failed), so the outbox may hold entries beyond last_seq.
     lease_lapsed: bool = False
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        loaded: dict[str, Any] = json.loads(self.metadata_json or "{}")
+        return loaded
+
+    @metadata.setter
+    def metadata(self, value: dict[str, Any] | None) -> None:
+        self.metadata_json = json.dumps(value or {}, separators=(",", ":"))
 
     @property
     def is_active(self) -> bool:

@@ -29,6 +29,10 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
+def new_join_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
 @dataclass(frozen=True)
 class SessionPage:
     sessions: list[Session]
@@ -47,13 +51,21 @@ def list_key(created_at: datetime, session_id: str) -> str:
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+BANDWIDTH_FIELDS = ("max_video_send_bandwidth", "min_video_send_bandwidth", "max_video_recv_bandwidth")
+
+
 class Session(Document):
     id = StringField(primary_key=True, default=new_id)
     name = StringField(default="")
     state = StringField(default=SessionState.OPEN, choices=[s.value for s in SessionState])
     max_participants = IntField(required=True)
+    # Per-session bandwidth defaults passed to the media server (kbps; 0 = its own default), issue 15:
+    # on subscription endpoints (what KMS sends) and on publish endpoints (what it receives). Never change.
+    max_video_send_bandwidth = IntField(default=0)
+    min_video_send_bandwidth = IntField(default=0)
+    max_video_recv_bandwidth = IntField(default=0)
     participant_count = IntField(default=0)
-    join_token = StringField(default=lambda: secrets.token_urlsafe(24))
+    join_token = StringField(default=new_join_token)
     pipeline = KurentoObjectField(null=True)
     kms_url = StringField(null=True)
     lost_kms_url = StringField(null=True)
@@ -113,16 +125,31 @@ class Session(Document):
         return done
 
     @classmethod
-    def create(cls, name: str, max_participants: int) -> Session:
-        """Stores a new open session; its id and join token are generated here."""
-        session = cls(name=name, max_participants=max_participants)
+    def create(cls, name: str, max_participants: int, **bandwidth: int) -> Session:
+        """Stores a new open session; its id and join token are generated here. `bandwidth`: the
+        BANDWIDTH_FIELDS given (kbps)."""
+        session = cls(name=name, max_participants=max_participants, **bandwidth)
         session.list_key = list_key(session.created_at, session.id)
         session.save(force_insert=True)
         return session
 
     @classmethod
+    def bandwidth_of(cls, session_id: str) -> dict[str, int]:
+        """The session's non-zero bandwidth defaults ({field: kbps}): one projected read."""
+        found = cls._get_collection().find_one({"_id": session_id}, dict.fromkeys(BANDWIDTH_FIELDS, 1))
+        return {field: int(found[field]) for field in BANDWIDTH_FIELDS if found and found.get(field)}
+
+    @classmethod
     def find(cls, session_id: str) -> Session | None:
         return cls.objects(id=session_id).first()
+
+    @classmethod
+    def rotate_join_token(cls, session_id: str) -> str | None:
+        """A new shared join token for a session not closed (the old one is refused from this write
+        on); None when there is no such open session."""
+        token = new_join_token()
+        changed = cls.objects(id=session_id, state__ne=SessionState.CLOSED).update_one(set__join_token=token)
+        return token if changed else None
 
     @classmethod
     def reserve_slot(cls, session_id: str) -> bool:

@@ -87,11 +87,14 @@ def bind_database(app: Flask, alias: str) -> None:
 
 def register_blueprints(app: Flask, api: Api) -> None:
     from signaling_web import demo, health
+    from signaling_web.join_tokens.resources import blp as join_tokens_blp
     from signaling_web.messages.resources import blp as messages_blp
     from signaling_web.participants.resources import blp as participants_blp
+    from signaling_web.recordings.resources import blp as recordings_blp
     from signaling_web.sessions.resources import blp as sessions_blp
+    from signaling_web.streams.resources import blp as streams_blp
 
-    for blueprint in (sessions_blp, participants_blp, messages_blp):
+    for blueprint in (sessions_blp, participants_blp, streams_blp, messages_blp, recordings_blp, join_tokens_blp):
         api.register_blueprint(blueprint)
     app.register_blueprint(health.blp)
     app.register_blueprint(demo.blp)

@@ -17,9 +17,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from flask import request
+from flask import g, request
 
-from signaling_web import auth
+from models import ParticipantRole
+from signaling_web import admission, auth
 from signaling_web.extensions import Blueprint
 from signaling_web.openapi import (
     ACCESS_REFUSALS,
@@ -32,6 +33,7 @@ from signaling_web.openapi import (
     NO_CREDENTIALS,
     NO_OPERATOR_KEY,
     NO_TOKEN,
+    NOT_A_MODERATOR,
     NOT_YOUR_SESSION,
     NOT_YOURS,
     Documented,
@@ -78,12 +80,39 @@ def _member_or_operator() -> None:
         auth.require_member(_path("session_id"))
 
 
+def _moderator_or_operator() -> None:
+    if not auth.has_api_key():
+        auth.require_moderator(_path("session_id"))
+
+
+def _self_moderator_or_operator() -> None:
+    if not auth.has_api_key():
+        auth.require_self_or_moderator(_path("session_id"), _path("participant_id"))
+
+
 def _operator() -> None:
     auth.require_api_key()
 
 
 def _operator_if_configured() -> None:
     if auth.api_keys_configured():
+        auth.require_api_key()
+
+
+def may_moderate(session_id: str) -> bool:
+    """Whether the caller's participant token is a `moderator` of this session, still joined (one
+    read), who may then do what an API key does to it (recordings). Any other caller: no (and the
+    API key is required)."""
+    principal = auth.verified_participant()
+    if principal is None or principal.session_id != session_id or principal.role != ParticipantRole.MODERATOR:
+        return False
+    admission.check_acting_participant(session_id, principal.participant_id)  # a moderator who left: 409
+    g.principal = principal
+    return True
+
+
+def _operator_or_moderator() -> None:
+    if not may_moderate(_path("session_id")):
         auth.require_api_key()
 
 
@@ -100,12 +129,25 @@ member = Role(_member, AS_PARTICIPANT, (NO_TOKEN, NOT_YOUR_SESSION))
 member_or_operator = Role(_member_or_operator, AS_MEMBER_OR_OPERATOR, (NO_CREDENTIALS, NOT_YOUR_SESSION))
 """An API key, or a participant of the session the path names."""
 
+moderator_or_operator = Role(
+    _moderator_or_operator, AS_MEMBER_OR_OPERATOR, (NO_CREDENTIALS, NOT_YOUR_SESSION, NOT_A_MODERATOR)
+)
+"""An API key, or a `moderator` of the session the path names (auth.principal_if_any says which)."""
+
+self_moderator_or_operator = Role(
+    _self_moderator_or_operator, AS_MEMBER_OR_OPERATOR, (NO_CREDENTIALS, NOT_YOUR_SESSION, NOT_A_MODERATOR)
+)
+"""An API key, the participant the path names, or a `moderator` of its session."""
+
 operator = Role(_operator, AS_OPERATOR, (NO_OPERATOR_KEY,))
 """An API key, always: without SIGNALING_API_KEYS nobody holds one (an open deployment's sessions end
-when empty, EMPTY_SESSION_TIMEOUT_S). A participant's token never closes its whole session."""
+when empty, EMPTY_SESSION_TIMEOUT_S)."""
 
 operator_if_configured = Role(_operator_if_configured, AS_OPERATOR_IF_CONFIGURED, (NO_API_KEY,))
 """An API key when SIGNALING_API_KEYS is set; anyone otherwise."""
+
+recording_controller = Role(_operator_or_moderator, AS_MEMBER_OR_OPERATOR, (NO_OPERATOR_KEY,))
+"""An API key, or a moderator of the session the path names (`may_moderate`, the hook for roles)."""
 
 anyone = Role(_nobody_checked, ANYONE, ())
 """No credential: the operation checks a secret of its own (the join token)."""

@@ -10,32 +10,54 @@ from __future__ import annotations
 
 import hmac
 import logging
+from datetime import UTC, datetime
+from typing import Any
 
 from amqp.exceptions import NotFound
 
 from media_tasks.dispatch import TaskQueue
 from messaging import topology
 from messaging.broker import broker_channel
-from models import PUBLISH, Endpoint, Participant, ParticipantState, Session, SessionState
+from models import (
+    Endpoint,
+    JoinGrant,
+    Participant,
+    ParticipantRole,
+    ParticipantState,
+    Session,
+    SessionState,
+    streams,
+)
 from models.errors import (
+    BadStreamName,
+    Invalid,
+    JoinTokenExpired,
+    JoinTokenUsed,
+    NotAModerator,
     OwnStreamById,
     ParticipantLeft,
     ParticipantNotFound,
+    PublicationNotFound,
     RecipientNotFound,
     SessionClosed,
     SessionFull,
     SessionNotFound,
     StreamNotFound,
+    SubscriberCannotPublish,
+    TooManyPublications,
     WrongJoinToken,
 )
+from models.join_grant import is_minted
 from settings import Settings
 from signaling_web.participant_cache import ParticipantCache
 
 log = logging.getLogger(__name__)
 
 
-def create_session(settings: Settings, tasks: TaskQueue, name: str, max_participants: int | None) -> Session:
-    session = Session.create(name, max_participants or settings.default_max_participants)
+def create_session(
+    settings: Settings, tasks: TaskQueue, name: str, max_participants: int | None, **bandwidth: int
+) -> Session:
+    session = Session.create(name, max_participants or settings.default_max_participants, **bandwidth)
     # Declared here, while nobody can have closed it, so that joins never need to declare it.
     with broker_channel(settings) as channel:
         topology.declare_session(channel, settings, session.id)
@@ -100,14 +122,54 @@ def check_acting_participant(session_id: str, participant_id: str, cache: Partic
     raise ParticipantLeft()
 
 
-def check_stream(session_id: str, participant_id: str, stream: str, cache: ParticipantCache | None = None) -> None:
-    """`stream` is "publish" or names another joined participant of the session."""
-    if stream == PUBLISH:
-        return
-    if stream == participant_id:
+def check_stream(
+    session_id: str, participant_id: str, stream: str, cache: ParticipantCache | None = None, *, offer: bool = False
+) -> str:
+    """`stream` is "publish[:<name>]" or names another joined participant of the session ("<pid>[:<name>]");
+    returns it as the records name it (models.streams: "publish:main" is "publish"). An offer for a new
+    publication beyond MAX_PUBLICATIONS is refused; only that case costs a read (of the participant's
+    publish records), so "publish" and subscriptions cost what they did."""
+    try:
+        ref = streams.parse(participant_id, stream)
+    except streams.BadStreamName:
+        raise BadStreamName() from None
+    if ref.publishing:
+        if offer and ref.name != streams.MAIN:
+            names = Endpoint.publication_names(participant_id) - {streams.MAIN}
+            # main counts whether or not it is published yet: a participant always may publish it.
+            if ref.name not in names and len(names) + 1 >= streams.MAX_PUBLICATIONS:
+                raise TooManyPublications(streams.MAX_PUBLICATIONS)
+        return ref.stream
+    if ref.publisher_id == participant_id:
         raise OwnStreamById()
-    if _state(session_id, stream, cache) != ParticipantState.JOINED:
-        raise StreamNotFound(stream)
+    if _state(session_id, ref.publisher_id, cache) != ParticipantState.JOINED:
+        raise StreamNotFound(ref.publisher_id)
+    return ref.stream
+
+
+def check_publication(session_id: str, participant_id: str, name: str) -> None:
+    """The participant of the session has a publication `name` (a publish record, its endpoint stored
+    or not): one read."""
+    if not streams.NAME_PATTERN.fullmatch(name):
+        raise BadStreamName("name")
+    if name not in Endpoint.publication_names(participant_id, session_id):
+        raise PublicationNotFound(name)
+
+
+def unpublish(tasks: TaskQueue, session_id: str, participant_id: str, name: str) -> None:
+    check_publication(session_id, participant_id, name)
+    tasks.unpublish(session_id=session_id, participant_id=participant_id, name=name, reason="unpublished")
+
+
+def mute(
+    tasks: TaskQueue, session_id: str, participant_id: str, name: str, audio: bool | None, video: bool | None
+) -> None:
+    """Stores the mute state (atomic $set on the publication's record), then the worker applies it."""
+    if not streams.NAME_PATTERN.fullmatch(name):
+        raise BadStreamName("name")
+    if not Endpoint.set_muted(session_id, participant_id, name, audio, video):
+        raise PublicationNotFound(name)
+    tasks.mute(session_id=session_id, participant_id=participant_id, name=name)
 
 
 def check_recipient(session_id: str, to: str | None) -> None:
@@ -116,15 +178,69 @@ def check_recipient(session_id: str, to: str | None) -> None:
         raise RecipientNotFound(to)
 
 
-def join(settings: Settings, tasks: TaskQueue, session_id: str, join_token: str, display_name: str) -> Participant:
+def join(
+    settings: Settings,
+    tasks: TaskQueue,
+    session_id: str,
+    join_token: str,
+    display_name: str | None,
+    metadata: dict[str, Any] | None = None,
+) -> Participant:
+    """Admits a participant with the session's shared join token (a publisher) or a minted one
+    (single use: its role, and its display_name and metadata over the body's)."""
     session = get_open_session(session_id)
-    if not hmac.compare_digest(session.join_token.encode(), join_token.encode()):
+    participant = Participant(session_id=session.id, display_name=display_name or "")
+    participant.metadata = metadata
+    grant = None
+    if is_minted(join_token):
+        # Taken before the place, so a refused token takes no place; given back if the join fails.
+        grant = JoinGrant.consume(session.id, join_token, participant.id)
+        if grant is None:
+            raise _minted_token_refusal(session.id, join_token)
+        participant.role = grant.role
+        participant.display_name = grant.display_name or participant.display_name
+        if grant.metadata is not None:
+            participant.metadata = grant.metadata
+    elif not hmac.compare_digest(session.join_token.encode(), join_token.encode()):
         raise WrongJoinToken()
+    try:
+        if not participant.display_name:
+            raise Invalid(
+                "display_name is required unless the join token names the participant.",
+                {"display_name": ["Missing data for required field."]},
+            )
+        _admit(settings, session, participant)
+    except Exception:
+        if grant is not None:
+            JoinGrant.give_back(join_token, participant.id)
+        raise
+    tasks.announce_join(
+        session_id=session.id,
+        participant_id=participant.id,
+        display_name=participant.display_name,
+        role=participant.role,
+        metadata=participant.metadata,
+    )
+    return participant
+
+
+def _minted_token_refusal(session_id: str, join_token: str) -> Exception:
+    """Why a minted token did not admit: one read, on the refusal path only."""
+    grant = JoinGrant.find_for(session_id, join_token)
+    if grant is None:
+        return WrongJoinToken()
+    if grant.used_by is not None:
+        return JoinTokenUsed()
+    if grant.expires_at.replace(tzinfo=UTC) <= datetime.now(UTC):
+        return JoinTokenExpired()
+    return JoinTokenUsed()  # given back by a failed join since our update: rare; a retry may succeed
+
+
+def _admit(settings: Settings, session: Session, participant: Participant) -> None:
     if not Session.reserve_slot(session.id):
         if Session.is_closed(session.id):
             raise SessionClosed()
         raise SessionFull(session.max_participants)
-    participant = Participant(session_id=session.id, display_name=display_name)
     try:
         participant.admit()
         _declare_queue(settings, session.id, participant.id)
@@ -140,8 +256,35 @@ def join(settings: Settings, tasks: TaskQueue, session_id: str, join_token: str,
         Participant.discard(participant.id)
         _forget_queue(settings, session.id, participant.id, session_closed=isinstance(exc, SessionClosed))
         raise
-    tasks.announce_join(session_id=session.id, participant_id=participant.id, display_name=display_name)
-    return participant
+
+
+def mint_join_token(
+    session_id: str, role: str, display_name: str | None, metadata: dict[str, Any] | None, ttl_s: int
+) -> tuple[str, JoinGrant]:
+    get_open_session(session_id)
+    return JoinGrant.mint(session_id, role, display_name, metadata, ttl_s)
+
+
+def rotate_join_token(session_id: str) -> str:
+    token = Session.rotate_join_token(session_id)
+    if token is None:
+        get_open_session(session_id)  # says which: no such session, or closed
+        raise SessionClosed()  # closed between the update and the read
+    return token
+
+
+def check_may_offer(role: str, stream: str) -> None:
+    """A subscriber receives only: no offer (nor candidates) on any publication of its own ("publish",
+    "publish:<name>"). From its token: no read."""
+    if role == ParticipantRole.SUBSCRIBER and streams.is_publish(stream):
+        raise SubscriberCannotPublish()
+
+
+def check_moderator(session_id: str, participant_id: str, role: str) -> None:
+    """The caller is a moderator of the session, still joined (one read)."""
+    if role != ParticipantRole.MODERATOR:
+        raise NotAModerator()
+    check_acting_participant(session_id, participant_id)
 
 
 def _declare_queue(settings: Settings, session_id: str, participant_id: str) -> None:
@@ -173,9 +316,10 @@ def _forget_queue(settings: Settings, session_id: str, participant_id: str, sess
 
 
 def leave(tasks: TaskQueue, session_id: str, participant_id: str, reason: str) -> None:
+    """`reason`: "left" (its own leave) or "removed" (by a moderator or the API key)."""
     before = Participant.mark_left(participant_id, reason)
     if before is None:
-        return  # already left: the first leave did the work
+        raise ParticipantLeft()  # already left (or removed, or its session closed): the first did the work
     Session.release_slot(session_id)
     tasks.finish_leave(
         session_id=session_id,
@@ -188,12 +332,15 @@ def leave(tasks: TaskQueue, session_id: str, participant_id: str, reason: str) -
 def rejoin(tasks: TaskQueue, session_id: str, participant_id: str) -> None:
     """Fresh media: the old endpoints leave the record now, before any new offer can arrive."""
     was_publishing = Participant.set_publishing(participant_id, False)
+    # Its other publications end too (main is was_publishing): one read, before they leave the record.
+    others = sorted(Endpoint.publication_names(participant_id, session_id) - {streams.MAIN})
     refs = Endpoint.detach_all_of(session_id, participant_id)
     tasks.rejoin(
         session_id=session_id,
         participant_id=participant_id,
         endpoint_refs=refs,
         was_publishing=was_publishing,
+        publications=others,
     )
 
 

@@ -1,7 +1,8 @@
 """Who is calling: an API key (operators' backends) or a participant's signed token.
 
-A participant token binds one session and one participant and expires; it never reads or
-acts for anyone else. The rules of who may call which operation are in signaling_web.access;
+A participant token binds one session and one participant and its role, and expires; it never
+reads or acts for anyone else. The role rides in the signed token (a participant's role never
+changes), so checking it costs no read. The rules of who may call which operation are in signaling_web.access;
 the refusals below are domain errors, answered by signaling_web.errors.
 """
 
@@ -11,12 +12,14 @@ import functools
 import hmac
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import current_app, g, request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
-from models.errors import Forbidden, Unauthorized
+from models import ParticipantRole
+from models.errors import Forbidden, NotAModerator, Unauthorized
 from settings import Settings
 
 TOKEN_SALT = "signaling.participant"
@@ -50,6 +53,7 @@ class NotYourSession(Forbidden):
 class ParticipantPrincipal:
     session_id: str
     participant_id: str
+    role: str = ParticipantRole.PUBLISHER  # a token issued before roles existed: a publisher's
 
 
 def _settings() -> Settings:
@@ -65,8 +69,17 @@ def _serializer() -> URLSafeTimedSerializer:
     return _serializer_for(_settings().secret_key)
 
 
-def issue_token(session_id: str, participant_id: str) -> str:
-    return _serializer().dumps({"s": session_id, "p": participant_id})
+ROLES = frozenset(role.value for role in ParticipantRole)
+
+
+def issue_token(session_id: str, participant_id: str, role: str = ParticipantRole.PUBLISHER) -> str:
+    return _serializer().dumps({"s": session_id, "p": participant_id, "r": role})
+
+
+def token_expiry(issued_before: float) -> datetime:
+    """When a token issued after `issued_before` (time.time()) expires at the earliest: itsdangerous
+    signs whole seconds, and refuses a token once its second is TOKEN_TTL_S old."""
+    return datetime.fromtimestamp(int(issued_before) + _settings().token_ttl_s, UTC)
 
 
 def _claims(token: str, settings: Settings) -> Any:
@@ -103,8 +116,17 @@ def _token() -> ParticipantPrincipal | type[Unauthorized] | None:
         except BadSignature:
             reading = TokenNotValid
         else:
-            valid = isinstance(claims, dict) and isinstance(claims.get("s"), str) and isinstance(claims.get("p"), str)
-            reading = ParticipantPrincipal(claims["s"], claims["p"]) if valid else TokenNotValid
+            valid = (
+                isinstance(claims, dict)
+                and isinstance(claims.get("s"), str)
+                and isinstance(claims.get("p"), str)
+                and claims.get("r", ParticipantRole.PUBLISHER) in ROLES
+            )
+            reading = (
+                ParticipantPrincipal(claims["s"], claims["p"], claims.get("r", ParticipantRole.PUBLISHER))
+                if valid
+                else TokenNotValid
+            )
     g.token_reading = reading
     return reading
 
@@ -164,4 +186,27 @@ def require_member(session_id: str) -> ParticipantPrincipal:
 def current_principal() -> ParticipantPrincipal:
     """The participant a participant or member check admitted during this request."""
     principal: ParticipantPrincipal = g.principal
+    return principal
+
+
+def require_moderator(session_id: str) -> ParticipantPrincipal:
+    """A participant of the session whose token says moderator (whether it is still joined takes a
+    read: the operation checks it)."""
+    principal = require_member(session_id)
+    if principal.role != ParticipantRole.MODERATOR:
+        raise NotAModerator()
+    return principal
+
+
+def require_self_or_moderator(session_id: str, participant_id: str) -> ParticipantPrincipal:
+    """The participant the path names, or a moderator of its session."""
+    principal = require_member(session_id)
+    if principal.participant_id != participant_id and principal.role != ParticipantRole.MODERATOR:
+        raise NotAModerator()
+    return principal
+
+
+def principal_if_any() -> ParticipantPrincipal | None:
+    """The participant an access check admitted during this request; None for an API key."""
+    principal: ParticipantPrincipal | None = g.get("principal")
     return principal

@@ -18,10 +18,20 @@ from typing import Any, TypeVar
 from flask_smorest import Api, Blueprint
 from werkzeug.http import HTTP_STATUS_CODES
 
-from models.errors import ParticipantLeft, ParticipantNotFound, SessionNotFound
+from models.errors import (
+    NotAModerator,
+    NotPublishing,
+    ParticipantLeft,
+    ParticipantNotFound,
+    RecordingNotFound,
+    SessionClosed,
+    SessionNotFound,
+)
 from signaling_web.auth import ApiKeyRequired, NotYourParticipant, NotYourSession, TokenRequired
 
 View = TypeVar("View", bound=Callable[..., Any])
+
+ALICE_ID = "0f8e7d6c5b4a39281706f5e4d3c2b1a0"  # ALICE of the examples below
 
 # --- security --------------------------------------------------------------------------------
 PARTICIPANT_TOKEN = "participantToken"
@@ -30,15 +40,17 @@ SECURITY_SCHEMES = {
     PARTICIPANT_TOKEN: {
         "type": "http",
         "scheme": "bearer",
-        "description": "The `token` a join answered with. It binds one session and one participant "
-        "and expires after TOKEN_TTL_S.",
+        "description": "The `token` a join answered with. It binds one session, one participant and its role, "
+        "and expires after TOKEN_TTL_S (`token_expires_at`). Once its participant has left or was removed, it "
+        "is refused (409) everywhere but that participant's poll, which still drains what is queued.",
     },
     API_KEY: {
         "type": "apiKey",
         "in": "header",
         "name": "X-API-Key",
-        "description": "One of SIGNALING_API_KEYS, for operators' backends. Needed to close sessions, and to "
-        "create them when keys are configured.",
+        "description": "One of SIGNALING_API_KEYS, for operators' backends. Needed to mint join tokens and "
+        "rotate the shared one, to create sessions when keys are configured, and (or a moderator's token) to "
+        "close sessions and remove participants.",
     },
 }
 Security = list[dict[str, list[str]]]
@@ -90,6 +102,11 @@ UNAVAILABLE = (
 NO_TOKEN = (401, "No valid participant token (missing, not valid, or expired).", TokenRequired.message)
 NOT_YOURS = (403, "The token belongs to another participant.", NotYourParticipant.message)
 NOT_YOUR_SESSION = (403, "The token belongs to another session.", NotYourSession.message)
+NOT_A_MODERATOR = (
+    403,
+    "The token is neither a moderator's of this session nor (where the path names one) that participant's own.",
+    NotAModerator.message,
+)
 NO_API_KEY = (
     401,
     "API keys are configured (SIGNALING_API_KEYS) and no valid X-API-Key was given.",
@@ -107,7 +124,18 @@ NO_OPERATOR_KEY = (
 )
 NO_SUCH_SESSION = (404, SessionNotFound.message)
 NO_SUCH_PARTICIPANT = (404, "No such session or participant.", ParticipantNotFound.message)
-HAS_LEFT = (409, "The participant has left, or the session is closed.", ParticipantLeft.message)
+HAS_LEFT = (
+    409,
+    "The participant has left (or was removed), or the session is closed: its token works only for its poll now.",
+    ParticipantLeft.message,
+)
+SESSION_IS_CLOSED = (409, "The session is closed.", SessionClosed.message)
+NO_SUCH_RECORDING = (404, "No such session or recording.", RecordingNotFound.message)
+NOT_PUBLISHING = (
+    409,
+    "The participant is not publishing that publication (or has left), or the session is closed.",
+    NotPublishing(ALICE_ID, "main").message,
+)
 INVALID = (422, "A field is missing or invalid; `errors` says which.", "The request is invalid; see errors.")
 
 # Around every route under /api/v1/sessions, and in addition around every POST.
@@ -182,7 +210,7 @@ COMPONENT_EXAMPLES = {
 
 # --- request and response examples -------------------------------------------------------------
 SESSION_ID = "6a1f0c2e9b7d4e5fa3c8d1b2e4f60789"
-ALICE = "0f8e7d6c5b4a39281706f5e4d3c2b1a0"
+ALICE = ALICE_ID
 BOB = "9b2c4d6e8f0a1b3c5d7e9f1a2b3c4d5e"
 JOIN_TOKEN = "kX3u9V2mQ7rT1yZ8bN4cL6pD0sF5gH2j"
 TOKEN = (
@@ -204,17 +232,24 @@ CANDIDATE: dict[str, Any] = {
     "sdpMLineIndex": 0,
 }
 REMOTE_CANDIDATE = {**CANDIDATE, "candidate": CANDIDATE["candidate"].replace("192.0.2.2 50720", "198.51.100.7 40012")}
+MINTED_JOIN_TOKEN = "jt.Qm9iJ3MgdG9rZW4gZm9yIHRoZSBzdGFuZC11cA"
+METADATA = {"user_id": "u-1234", "avatar": "https://example.com/avatars/bob.png"}
 PARTICIPANTS = [
-    {"participant_id": ALICE, "display_name": "Alice", "publishing": True, "state": "joined"},
-    {"participant_id": BOB, "display_name": "Bob", "publishing": False, "state": "joined"},
-]
-
-ICE_SERVERS = [
-    {"urls": ["stun:stun.example.org:3478"]},
     {
-        "urls": ["turn:turn.example.org:3478?transport=udp", "turns:turn.example.org:5349"],
-        "username": f"1767312000:{BOB}",
-        "credential": "b7q6thdoVGuaFQmO1LmH6xfmmIs=",  # TURN_SECRET "example-secret"
+        "participant_id": ALICE,
+        "display_name": "Alice",
+        "publishing": True,
+        "state": "joined",
+        "role": "moderator",
+        "metadata": {"user_id": "u-0042"},
+    },
+    {
+        "participant_id": BOB,
+        "display_name": "Bob",
+        "publishing": False,
+        "state": "joined",
+        "role": "publisher",
+        "metadata": METADATA,
     },
 ]
 
@@ -226,13 +261,46 @@ ICE_SERVERS = [
         "credential": "b7q6thdoVGuaFQmO1LmH6xfmmIs=",  # TURN_SECRET "example-secret"
     },
 ]
+
+ICE_SERVERS = [
+    {"urls": ["stun:stun.example.org:3478"]},
+    {
+        "urls": ["turn:turn.example.org:3478?transport=udp", "turns:turn.example.org:5349"],
+        "username": f"1767312000:{BOB}",
+        "credential": "b7q6thdoVGuaFQmO1LmH6xfmmIs=",  # TURN_SECRET "example-secret"
+    },
+]
+
+RECORDING_ID = "b1a0c2d3e4f5061728394a5b6c7d8e9f"
+RECORDING_URI = f"file:///var/lib/recordings/{SESSION_ID}/{RECORDING_ID}.webm"
+RECORDING = {
+    "recording_id": RECORDING_ID,
+    "state": "recording",
+    "participant_id": ALICE,
+    "name": "main",
+    "profile": "webm",
+    "uri": RECORDING_URI,
+    "started_at": "2026-01-01T09:06:00.000+00:00",
+    "stopped_at": None,
+    "reason": None,
+}
 
 EXAMPLES = {
-    "create_session": {"name": "Daily stand-up", "max_participants": 8},
+    "create_session": {"name": "Daily stand-up", "max_participants": 8, "max_video_send_bandwidth": 1500},
     "session_created": {"session_id": SESSION_ID, "join_token": JOIN_TOKEN, "name": "Daily stand-up", "state": "open"},
     "session": {"session_id": SESSION_ID, "name": "Daily stand-up", "state": "open", "participants": PARTICIPANTS},
-    "join": {"display_name": "Bob", "join_token": JOIN_TOKEN},
-    "joined": {"participant_id": BOB, "token": TOKEN, "participants": PARTICIPANTS, "ice_servers": ICE_SERVERS},
+    "join": {"display_name": "Bob", "join_token": JOIN_TOKEN, "metadata": METADATA},
+    "joined": {
+        "participant_id": BOB,
+        "token": TOKEN,
+        "role": "publisher",
+        "token_expires_at": "2025-06-02T09:30:00+00:00",
+        "participants": PARTICIPANTS,
+        "ice_servers": ICE_SERVERS,
+    },
+    "mint_token": {"role": "subscriber", "display_name": "Carol", "metadata": {"user_id": "u-7"}, "ttl_s": 600},
+    "token_minted": {"join_token": MINTED_JOIN_TOKEN, "role": "subscriber", "expires_at": "2025-06-01T09:40:00+00:00"},
+    "join_token_rotated": {"join_token": "Zq81LmW0cXv3TnB7yR2kD5hF9sA4eJ6u"},
     "rejoined": {"ice_servers": ICE_SERVERS},
     "session_list": {
         "sessions": [
@@ -247,6 +315,7 @@ EXAMPLES = {
         "next_cursor": "MTc2NzI1ODAwMDAwMC42YTFmMGMyZTliN2Q0ZTVmYTNjOGQxYjJlNGY2MDc4OQ",
     },
     "accepted": {},
+    "mute": {"video": True},
     "offer": {"stream": "publish", "sdp": SDP_OFFER},
     "offer_accepted": {"request_id": REQUEST_ID},
     "candidates": {"stream": ALICE, "candidates": [CANDIDATE]},
@@ -254,11 +323,52 @@ EXAMPLES = {
         "messages": [
             {"seq": 41, "type": "sdpAnswer", "stream": "publish", "sdp": SDP_ANSWER, "request_id": REQUEST_ID},
             {"seq": 42, "type": "iceCandidate", "stream": "publish", "candidate": REMOTE_CANDIDATE},
-            {"seq": 43, "type": "participantJoined", "participant_id": BOB, "display_name": "Bob"},
+            {
+                "seq": 43,
+                "type": "participantJoined",
+                "participant_id": BOB,
+                "display_name": "Bob",
+                "role": "publisher",
+                "metadata": METADATA,
+            },
             {"seq": 44, "type": "message", "from": BOB, "payload": {"text": "hello"}},
             {"seq": 45, "type": "message", "from": "server", "payload": {"notice": "recording starts"}},
+            {
+                "seq": 46,
+                "type": "streamPublished",
+                "participant_id": BOB,
+                "name": "screen",
+                "audio": False,
+                "video": True,
+            },
+            {"seq": 47, "type": "streamMuted", "participant_id": BOB, "name": "main", "audio": True, "video": False},
+            {"seq": 48, "type": "streamUnpublished", "participant_id": BOB, "name": "screen", "reason": "unpublished"},
+            {"seq": 49, "type": "participantLeft", "participant_id": BOB, "reason": "removed"},
         ],
-        "last_seq": 45,
+        "last_seq": 49,
     },
     "send_message": {"payload": {"text": "hello"}, "to": None},
+    "record": {"participant_id": ALICE, "name": "main", "profile": "webm"},
+    "recording_created": {
+        "recording_id": RECORDING_ID,
+        "state": "starting",
+        "participant_id": ALICE,
+        "name": "main",
+        "profile": "webm",
+        "uri": RECORDING_URI,
+    },
+    "recording": RECORDING,
+    "recording_list": {
+        "recordings": [
+            {
+                **RECORDING,
+                "recording_id": "5e4d3c2b1a0f9e8d7c6b5a4938271605",
+                "uri": RECORDING_URI.replace(RECORDING_ID, "5e4d3c2b1a0f9e8d7c6b5a4938271605"),
+                "state": "stopped",
+                "stopped_at": "2026-01-01T09:05:00.000+00:00",
+                "reason": "stopped",
+            },
+            RECORDING,
+        ]
+    },
 }

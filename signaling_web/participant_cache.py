@@ -6,13 +6,14 @@ which offers and candidates would pay on every request. This cache answers "stil
 PARTICIPANT_CACHE_S after a read (or a join) that saw it so; anything else (unknown, left, closed)
 is never cached, so every refusal (404, 409) is answered from a fresh read.
 
-Staleness is bounded and safe for offers and candidates only: a leave or close handled by this
-process forgets at once, so its own clients see 409 immediately; one handled elsewhere (another
-web process, a worker's timeout removal or empty-session close) is seen at most
-PARTICIPANT_CACHE_S later. An offer accepted in that window is harmless: the worker checks again
-after the answer and releases the endpoint of one who left (media_tasks.negotiation.process_offer),
-and candidates go to an endpoint the leave releases, or are dropped when there is none
-(add_candidates). Requests whose effect others would see (messages, rejoin) always read.
+Staleness is bounded and safe for offers and candidates only: a leave, a removal (by a moderator
+or the API key) or a close handled by this process forgets at once, so the token is refused (409)
+here immediately; one handled elsewhere (another web process, a worker's timeout removal or
+empty-session close) is seen at most PARTICIPANT_CACHE_S later. An offer accepted in that window
+is harmless: the worker checks again after the answer and releases the endpoint of one who left
+(media_tasks.negotiation.process_offer), and candidates go to an endpoint the leave releases, or
+are dropped when there is none (add_candidates). Requests whose effect others would see
+(messages, rejoin, leave and removal, reading or closing the session) always read.
 """
 
 from __future__ import annotations

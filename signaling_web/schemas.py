@@ -12,6 +12,8 @@ class ParticipantSummarySchema(Schema):
     display_name = ma.fields.Str(dump_only=True)
     publishing = ma.fields.Bool(dump_only=True)
     state = ma.fields.Str(dump_only=True)
+    role = ma.fields.Str(dump_only=True, metadata={"enum": ["publisher", "subscriber", "moderator"]})
+    metadata = ma.fields.Dict(dump_only=True, metadata={"description": "The application's data about it ({} if none)."})
 
 
 class AcceptedSchema(Schema):
@@ -44,3 +46,10 @@ class RejoinedSchema(Schema):
     """A 202 body: fresh media is being prepared."""
 
     ice_servers = ice_servers_field()
+
+
+ROLE_DOC = {
+    "description": "`publisher` sends and receives; `subscriber` only receives (an offer on its own stream "
+    "is refused with 403); `moderator` publishes and may remove participants and close the session.",
+}
+METADATA_DOC = {"description": "Any JSON object, at most 4 KiB; shown to everyone with the participant."}

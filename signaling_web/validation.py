@@ -1,8 +1,10 @@
-"""Checks on what clients send before anything is queued: names, SDP offers and ICE candidates."""
+"""Checks on what clients send before anything is queued: names, metadata, SDP offers and ICE candidates."""
 
 from __future__ import annotations
 
+import json
 import unicodedata
+from typing import Any
 
 from marshmallow import ValidationError
 
@@ -63,3 +65,13 @@ def validate_candidate(candidate: str, max_bytes: int) -> None:
         raise ValidationError(f"candidate is larger than {max_bytes} bytes.")
     if not candidate.startswith("candidate:"):
         raise ValidationError("candidate must start with 'candidate:'.")
+
+
+MAX_METADATA_BYTES = 4096
+
+
+def validate_metadata(value: dict[str, Any] | None) -> None:
+    """A participant's metadata: a JSON object of at most 4 KiB (as compact UTF-8 JSON), which
+    everyone in the session receives with each participant entry."""
+    if value is not None and len(json.dumps(value, separators=(",", ":")).encode()) > MAX_METADATA_BYTES:
+        raise ValidationError(f"metadata is larger than {MAX_METADATA_BYTES} bytes.")

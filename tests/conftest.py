@@ -67,6 +67,7 @@ class Stack:
     log_dir: Path
     web: processes.ManagedProcess | None = None
     workers: list[processes.ManagedProcess] = field(default_factory=list)
+    kms: EmulatorProcess | None = None  # the media-mode stack's media server (media_mode_stack)
 
     @property
     def base_url(self) -> str:
@@ -156,7 +157,11 @@ def keyed_stack(run_dir, mongodb_uri, kms_url):
     In a vhost of its own: Celery's control broadcasts (worker pings, as /ready and the doctor
     send) reach every worker of a vhost, and the shared stack's tests count their own."""
     url, vhost = create_vhost(os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//"))
-    env = stack_env(url, mongodb_uri, [kms_url], SIGNALING_API_KEYS=",".join(KEYS))
+    # Every test of this stack acts with key k1, one budget for the whole session's backend calls:
+    # rate limits are tested on stacks of their own (test_limits.py, test_trusted_proxies.py).
+    env = stack_env(
+        url, mongodb_uri, [kms_url], SIGNALING_API_KEYS=",".join(KEYS), RATE_LIMIT_PER_S="1000", RATE_LIMIT_BURST="2000"
+    )
     running = start_stack(env, run_dir / "logs-keyed", workers=1)
     try:
         yield running
@@ -226,6 +231,7 @@ def media_mode_stack(run_dir: Path, mongodb_uri: str, name: str):
         kms.stop()
         delete_vhost(vhost)
         raise
+    stack.kms = kms
     try:
         yield stack
     finally:

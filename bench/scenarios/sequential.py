@@ -30,6 +30,7 @@ class OfferSequence:
         self.room = system.room(capacity if self.fresh else 1)
         self.solo: Client | None = None
         self.count = 0
+        self.offers = 0
 
     def start(self, rec: Recorder | None = None) -> None:
         """Join the one client that re-offers (a fresh-client system joins in every round)."""
@@ -42,7 +43,8 @@ class OfferSequence:
     def run(self, rounds: int, rec: Recorder | None = None) -> None:
         for _ in range(rounds):
             client = self.solo or self._newcomer(rec)
-            ms = client.offer(self.fx.publish, self.fx.publish_candidates)
+            self.offers += 1
+            ms = client.offer(*self.fx.publish_generation(self.offers))
             if rec:
                 rec.add("offer_to_answer", ms)
             if client is not self.solo:
@@ -193,3 +195,84 @@ def counts_per_offer(system: System, fx: Fixtures, rounds: int = 50) -> dict:
             start["broker"], broker_end["broker"], broker_idle, broker_s, rounds
         ),
     }
+
+
+def _join_round(system: System, rooms: list[Any], minted: bool, rounds: int) -> int:
+    """`rounds` newcomers join one after the other (POST join, then their own participantJoined
+    read from the poll), four to a room; with `minted`, each with a token the backend minted just
+    before (issue 14's flow; the minting is the backend's call and counts too). Returns how many
+    joined; they stay joined (their leave is not part of the figure)."""
+    joined = 0
+    for i in range(rounds):
+        room = rooms[i // JOINERS_PER_ROOM]
+        session = room.session
+        if minted:
+            token = system.service.mint_token(session["session_id"])  # type: ignore[attr-defined]
+            if token is None:
+                return 0
+            session = {**session, "join_token": token}
+        client = type(room)(room.base, session).client(f"j{i}")
+        connect_and_join(client)
+        client.stop()
+        room.joiners.append(client)
+        joined += 1
+    return joined
+
+
+JOINERS_PER_ROOM = 4
+
+
+def cost_per_join(system: System, fx: Fixtures, rounds: int = 60) -> dict:
+    """What one join costs: CPU per tier (as cpu_per_offer measures it, idle rate taken out) and
+    MongoDB operations (counted, as counts_per_offer), for the shared join token and for a token
+    the backend minted (issue 14: roles, single use), each newcomer in a room of four."""
+    counts = getattr(system, "counts", None)
+    if counts is None or not hasattr(system, "service"):
+        return {"skipped": "ours only: the figures compare this service's join flows"}
+    result: dict[str, Any] = {"joins": rounds}
+    for flow, minted in (("shared_token", False), ("minted_token", True)):
+        rooms = [system.room(JOINERS_PER_ROOM + 1) for _ in range(2 * (rounds // JOINERS_PER_ROOM + 1))]
+        for room in rooms:
+            room.joiners = []  # type: ignore[attr-defined]
+        half = len(rooms) // 2
+        idle_start = Usage(system)
+        gevent.sleep(IDLE_S)
+        before = Usage(system)
+        idle = idle_start.per(before, (before.at - idle_start.at) * 1000)
+        done = _join_round(system, rooms[:half], minted, rounds)
+        if not done:
+            result[flow] = {"skipped": "the service mints no join tokens"}
+            continue
+        gevent.sleep(0.5)
+        after = Usage(system)
+        window_s = after.at - before.at
+        used = before.per(after, done)
+        idle_ms_per_s = {t: v * 1000 for t, v in idle["tiers"].items()}
+        net = {t: max(0.0, v - idle_ms_per_s.get(t, 0.0) * window_s / done) for t, v in used["tiers"].items()}
+        # The counted window: the same flow again, with the counters on.
+        counts.on()
+        try:
+            gevent.sleep(1)
+            idle_counts = counts.snapshot(broker=False)
+            gevent.sleep(IDLE_S)  # what the deployment does by itself, taken out at its rate
+            start = counts.snapshot(broker=False)
+            counted = _join_round(system, rooms[half:], minted, rounds)
+            gevent.sleep(0.5)
+            end = counts.snapshot(broker=False)
+        finally:
+            counts.off()
+        mongo_idle = counting.rate(idle_counts["mongo"], start["mongo"], start["at"] - idle_counts["at"])
+        mongo = counting.net(start["mongo"], end["mongo"], mongo_idle, end["at"] - start["at"])
+        per_join = counting.mongo_per_offer(mongo, max(counted, 1), 0)
+        result[flow] = {
+            "cpu_ms_per_join": _r(used["tiers"]),
+            "net_of_idle_cpu_ms_per_join": _r(net),
+            "all_tiers_cpu_ms_per_join": round(sum(net.values()), 2),
+            "mongo_ops_per_join": per_join["ops_per_offer"],
+            "mongo_by_tier": per_join["by_tier"],
+            "mongo_by_command": per_join["by_command"],
+        }
+        for room in rooms:
+            for client in room.joiners:  # type: ignore[attr-defined]
+                client.leave()
+    return result

@@ -40,7 +40,12 @@ class PolledSchema(Schema):
             "oldest messages, which came before this one) and `resync {reason}` (`queueExpired`: the queue "
             "was deleted while the client stayed away longer than PARTICIPANT_QUEUE_EXPIRES_S, so anything "
             "sent meanwhile is lost). After either, re-read GET /sessions/{sid} and renegotiate the streams "
-            "whose sdpAnswer or candidates may be missing."
+            "whose sdpAnswer or candidates may be missing. Publications (several per participant, named): "
+            "`streamPublished {participant_id, name, audio, video}` when one starts or the kinds its offer "
+            "sends change (a re-offer that sends the same keeps its subscribers connected and says nothing), "
+            "`streamUnpublished {participant_id, name, reason}` (`unpublished`, `left`, `rejoined`), "
+            "`streamMuted {participant_id, name, audio, video}` (each true while the service does not "
+            "forward that kind to the publication's subscribers)."
         },
     )
     last_seq = ma.fields.Int()

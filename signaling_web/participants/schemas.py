@@ -7,8 +7,8 @@ from flask import current_app
 
 from settings import Settings
 from signaling_web.extensions import Schema
-from signaling_web.schemas import ParticipantSummarySchema, ice_servers_field
-from signaling_web.validation import validate_candidate, validate_name, validate_sdp
+from signaling_web.schemas import METADATA_DOC, ROLE_DOC, ParticipantSummarySchema, ice_servers_field
+from signaling_web.validation import validate_candidate, validate_metadata, validate_name, validate_sdp
 
 
 def _settings() -> Settings:
@@ -16,22 +16,43 @@ def _settings() -> Settings:
 
 
 class JoinSchema(Schema):
-    display_name = ma.fields.Str(required=True, validate=[ma.validate.Length(min=1, max=64), validate_name])
-    join_token = ma.fields.Str(required=True, validate=ma.validate.Length(min=1, max=256))
+    display_name = ma.fields.Str(
+        load_default=None,
+        validate=[ma.validate.Length(min=1, max=64), validate_name],
+        metadata={"description": "Required, unless the join token is a minted one that names the participant."},
+    )
+    join_token = ma.fields.Str(
+        required=True,
+        validate=ma.validate.Length(min=1, max=256),
+        metadata={
+            "description": "The session's shared join token (joins as a publisher), or a single-use token "
+            "minted by POST /sessions/{sid}/tokens (its role; its display_name and metadata win over the body's)."
+        },
+    )
+    metadata = ma.fields.Dict(load_default=None, validate=validate_metadata, metadata=METADATA_DOC)
 
 
 class JoinedSchema(Schema):
     participant_id = ma.fields.Str()
     token = ma.fields.Str(metadata={"description": "Send as Authorization: Bearer <token>."})
+    role = ma.fields.Str(metadata=ROLE_DOC)
+    token_expires_at = ma.fields.DateTime(
+        metadata={"description": "When `token` expires (TOKEN_TTL_S after the join); join again after."}
+    )
     participants = ma.fields.List(ma.fields.Nested(ParticipantSummarySchema))
     ice_servers = ice_servers_field()
 
 
-STREAM_DOC = {"description": '"publish" for own media, or the participant_id of a publisher to receive.'}
+STREAM_DOC = {
+    "description": '"publish" (= "publish:main") for own media, "publish:<name>" for another publication of '
+    "one's own (name: [a-z0-9_-]{1,32}, at most 4 publications); \"<participant_id>\" (that publisher's main) or "
+    '"<participant_id>:<name>" to receive. A malformed name is refused with 422.',
+    "example": "publish:screen",
+}
 
 
 class OfferSchema(Schema):
-    stream = ma.fields.Str(required=True, validate=ma.validate.Length(min=1, max=64), metadata=STREAM_DOC)
+    stream = ma.fields.Str(required=True, validate=ma.validate.Length(min=1, max=80), metadata=STREAM_DOC)
     sdp = ma.fields.Str(
         required=True,
         metadata={
@@ -65,7 +86,7 @@ class IceCandidateSchema(Schema):
 
 
 class CandidatesSchema(Schema):
-    stream = ma.fields.Str(required=True, validate=ma.validate.Length(min=1, max=64), metadata=STREAM_DOC)
+    stream = ma.fields.Str(required=True, validate=ma.validate.Length(min=1, max=80), metadata=STREAM_DOC)
     candidate = ma.fields.Nested(IceCandidateSchema, load_default=None)
     candidates = ma.fields.List(
         ma.fields.Nested(IceCandidateSchema),

@@ -8,11 +8,11 @@ from flask import current_app
 from flask.views import MethodView
 
 from models import Session
-from models.session import SessionPage
-from signaling_web import access, admission
+from models.session import BANDWIDTH_FIELDS, SessionPage
+from signaling_web import access, admission, auth
 from signaling_web.dispatch import task_queue
 from signaling_web.extensions import Blueprint
-from signaling_web.openapi import EXAMPLES, INVALID, NO_SUCH_SESSION, errors
+from signaling_web.openapi import EXAMPLES, HAS_LEFT, INVALID, NO_SUCH_SESSION, errors
 from signaling_web.participant_cache import participant_cache
 from signaling_web.schemas import AcceptedSchema
 from signaling_web.sessions.schemas import (
@@ -47,16 +47,20 @@ class Sessions(MethodView):
     def post(self, args: dict[str, Any]) -> Session:
         """Create a session"""
         settings = current_app.extensions["signaling_settings"]
-        return admission.create_session(settings, task_queue(), args["name"], args["max_participants"])
+        bandwidth = {k: v for k, v in args.items() if k in BANDWIDTH_FIELDS and v is not None}
+        return admission.create_session(settings, task_queue(), args["name"], args["max_participants"], **bandwidth)
 
 
 @blp.route("/<session_id>")
 class SessionById(MethodView):
     @blp.response(200, SessionSchema, example=EXAMPLES["session"])
-    @errors(blp, NO_SUCH_SESSION)
+    @errors(blp, NO_SUCH_SESSION, HAS_LEFT)
     @access.member_or_operator
     def get(self, session_id: str) -> dict[str, Any]:
-        """Read a session and its participants (API key or a participant of it)"""
+        """Read a session and its participants (API key or a joined participant of it)"""
+        reader = auth.principal_if_any()
+        if reader is not None:  # always read: one who left or was removed no longer sees the session
+            admission.check_acting_participant(session_id, reader.participant_id)
         session = admission.get_session(session_id)
         return {
             "id": session.id,
@@ -66,13 +70,17 @@ class SessionById(MethodView):
         }
 
     @blp.response(202, AcceptedSchema, example=EXAMPLES["accepted"])
-    @errors(blp, NO_SUCH_SESSION)
-    @access.operator
+    @errors(blp, NO_SUCH_SESSION, HAS_LEFT)
+    @access.moderator_or_operator
     def delete(self, session_id: str) -> dict[str, Any]:
         """Close a session: everyone gets sessionClosed and the media is released
 
-        Only an API key closes a session (a participant's token never does); without
-        SIGNALING_API_KEYS nobody holds one, and sessions end when empty (EMPTY_SESSION_TIMEOUT_S)."""
+        An API key or a joined `moderator` of the session closes it; no other participant's token
+        does. Without SIGNALING_API_KEYS only moderators (minted tokens need a key too) could, so
+        sessions end when empty (EMPTY_SESSION_TIMEOUT_S)."""
+        closer = auth.principal_if_any()
+        if closer is not None:
+            admission.check_moderator(session_id, closer.participant_id, closer.role)
         admission.get_session(session_id)
         try:
             admission.close(task_queue(), session_id)

@@ -16,9 +16,11 @@ import pytest
 from kurento import (
     AlreadyNegotiated,
     KurentoClient,
+    KurentoError,
     MediaObject,
     MediaPipeline,
     ObjectNotFound,
+    RecorderEndpoint,
     ServerManager,
     WebRtcEndpoint,
 )
@@ -121,6 +123,49 @@ def test_pipeline_and_endpoint_lifecycle(client: KurentoClient) -> None:
         endpoint.get_local_session_descriptor()
     pipeline.release()  # releasing an unknown id succeeds
     client.proxy("no-such-object").release()
+
+
+def test_recorder_endpoint_states_and_events(client: KurentoClient) -> None:
+    pipeline = client.create_pipeline()
+    publisher = pipeline.create_webrtc_endpoint()
+    recorder = pipeline.create_recorder_endpoint("file:///tmp/kurento-client-test.mp4", media_profile="MP4")
+    assert type(client.get_object(recorder.id)) is RecorderEndpoint and recorder.id.startswith(pipeline.id + "/")
+    assert recorder.get_uri() == "file:///tmp/kurento-client-test.mp4" and recorder.get_state() == "STOP"
+    events: list[tuple[str, Any]] = []
+    seen = threading.Event()
+
+    def on(kind: str) -> Callable[[dict], None]:
+        def record(data: dict) -> None:
+            events.append((kind, data.get("state")))
+            if kind == "Stopped":
+                seen.set()
+
+        return record
+
+    recorder.subscribe_many({kind: on(kind) for kind in ("UriEndpointStateChanged", "Recording", "Stopped")})
+    publisher.connect(recorder)
+    recorder.record()
+    assert recorder.get_state() == "START"
+    recorder.stop_and_wait()
+    assert recorder.get_state() == "STOP"
+    assert seen.wait(5)
+    client.wait_events_dispatched()
+    assert events == [
+        ("UriEndpointStateChanged", "START"),
+        ("Recording", None),
+        ("UriEndpointStateChanged", "STOP"),
+        ("Stopped", None),
+    ]
+    with pytest.raises(ValueError, match="media_profile"):
+        pipeline.create_recorder_endpoint("file:///tmp/x.webm", media_profile="AVI")
+    # What the client does not check, the server refuses as KMS does (marshalling, 40001).
+    with pytest.raises(KurentoError) as refused:
+        pipeline.create_element("RecorderEndpoint", uri="file:///tmp/x.webm", media_profile="AVI")
+    assert refused.value.code == 40001
+    with pytest.raises(KurentoError) as missing:
+        pipeline.create_element("RecorderEndpoint")
+    assert missing.value.code == 40001
+    pipeline.release()
 
 
 def test_candidates_in_one_round_trip_reach_the_endpoint_in_order(

@@ -50,3 +50,28 @@ def test_an_unrecorded_endpoint_is_released_after_the_grace_and_nothing_else(api
     assert {stored, late.id} <= children
     # The participant's endpoint was not touched: it still answers.
     assert kms.proxy(stored, kurento.WebRtcEndpoint).get_local_session_descriptor().startswith("v=0")
+
+
+def test_an_unrecorded_recorder_is_released_and_a_running_recordings_one_is_not(keyed, keyed_db, kms, keyed_stack):
+    from models import Recording
+
+    session = keyed.create_session()
+    sid = session["session_id"]
+    alice = keyed.join(session, "alice")
+    alice.wait_type("sdpAnswer", request_id=alice.offer(read_fixture("chromium-publish.sdp")))
+    url = f"{keyed.base}/api/v1/sessions/{sid}/recordings"
+    created = keyed.http.post(url, json={"participant_id": alice.participant_id}, headers=keyed.key_headers)
+    rid = created.json()["recording_id"]
+    alice.wait_type("recordingStarted", recording_id=rid)
+    running = Recording.find(rid).kurento.id
+    pipeline = kms.proxy(Session.objects(id=sid).first().pipeline.id, kurento.MediaPipeline)
+    # As a start that lost to a stop and then died before releasing its recorder leaves it.
+    orphan = pipeline.create_recorder_endpoint("file:///tmp/orphan.webm")
+
+    sweeper = OrphanSweeper(dataclasses.replace(load_settings(keyed_stack.env), orphan_grace_s=5.0))
+    now = time.time()
+    assert sweeper.sweep(now) == 0
+    assert sweeper.sweep(now + 6) == 1
+    children = set(pipeline.invoke("getChildren"))
+    assert orphan.id not in children and running in children
+    assert kms.proxy(running).invoke("getState") == "START"

@@ -20,6 +20,7 @@ from models import (
     PUBLISH,
     Endpoint,
     IdempotencyRecord,
+    JoinGrant,
     MediaServer,
     OutboxMessage,
     Participant,
@@ -56,6 +57,35 @@ def race(count: int, action) -> list:
 
     with ThreadPoolExecutor(count) as pool:
         return list(pool.map(run, range(count)))
+
+
+def test_a_minted_join_token_is_consumed_once_and_given_back_only_by_its_consumer():
+    # findAndModify {used_by: null, expires_at: {$gt: now}} $set; update {used_by: pid} $set null
+    from datetime import UTC, datetime, timedelta
+
+    session_id = uuid.uuid4().hex
+    token, _grant = JoinGrant.mint(session_id, "moderator", "Mo", {"a.b": 1, "$c": 2}, 60)
+    winners = [g for g in race(8, lambda i: JoinGrant.consume(session_id, token, f"p{i}")) if g is not None]
+    assert len(winners) == 1 and winners[0].role == "moderator"
+    assert winners[0].metadata == {"a.b": 1, "$c": 2}  # stored as JSON text: any key
+    assert JoinGrant.consume(uuid.uuid4().hex, token, "other") is None  # another session's token: none
+    JoinGrant.give_back(token, "not-the-consumer")
+    assert JoinGrant.consume(session_id, token, "late") is None
+    JoinGrant.give_back(token, winners[0].used_by)
+    assert JoinGrant.consume(session_id, token, "again").used_by == "again"
+    expired, _ = JoinGrant.mint(session_id, "publisher", None, None, 60, now=datetime.now(UTC) - timedelta(hours=1))
+    assert JoinGrant.consume(session_id, expired, "p") is None
+    assert JoinGrant.find_for(session_id, expired).used_by is None
+    assert JoinGrant.purge_expired_before(datetime.now(UTC) - timedelta(minutes=30)) >= 1
+    assert JoinGrant.find_for(session_id, expired) is None and JoinGrant.find_for(session_id, token) is not None
+
+
+def test_a_session_join_token_rotates_only_while_open():  # update_one {state: {$ne: closed}} $set
+    session = Session.create("rotating", 4)
+    rotated = Session.rotate_join_token(session.id)
+    assert rotated and rotated != session.join_token and Session.find(session.id).join_token == rotated
+    Session.mark_closed(session.id)
+    assert Session.rotate_join_token(session.id) is None
 
 
 def test_conditional_inc_caps_participants():  # update_one {count: {$lt: max}} $inc

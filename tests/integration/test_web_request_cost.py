@@ -216,6 +216,36 @@ def test_the_rate_limit_refuses_each_caller_on_its_own_without_the_database(web:
     assert limited.client.get("/health").status_code == 200
 
 
+def test_a_join_costs_six_operations_and_one_more_with_a_minted_token(web: Web) -> None:
+    """A shared-token join costs what it did before roles (the session read, the place's read and
+    update, the participant insert, the closed check, the participant list); a minted token adds
+    the one conditional update that consumes it. A subscriber's offer on "publish" is refused from
+    its token, without a read."""
+    session = web.session()
+    web.join(session, "warm")  # indexes made, collections known
+    COUNTER.take()
+    web.join(session, "alice")
+    shared = sorted(COUNTER.take())
+    minted = web.client.post(
+        f"/api/v1/sessions/{session['session_id']}/tokens",
+        json={"role": "subscriber", "display_name": "sub"},
+        headers=KEY,
+    )
+    assert minted.status_code == 201, minted.get_json()
+    COUNTER.take()
+    joined = web.client.post(
+        f"/api/v1/sessions/{session['session_id']}/participants", json={"join_token": minted.get_json()["join_token"]}
+    )
+    assert joined.status_code == 201, joined.get_json()
+    with_minted = sorted(COUNTER.take())
+    assert shared == ["aggregate", "find", "find", "find", "insert", "update"]
+    assert with_minted == sorted([*shared, "findAndModify"])
+    subscriber = joined.get_json()
+    assert_error(offer(web, session, subscriber), 403)
+    assert_error(candidates(web, session, subscriber), 403)
+    assert COUNTER.take() == []
+
+
 def test_a_listing_page_costs_one_query(web: Web) -> None:
     for _ in range(3):
         web.session()

@@ -136,10 +136,10 @@ def test_every_event_of_a_call_arrives_signed_as_documented(hooked):
 
     expected = [
         ("sessionCreated", None, {}),
-        ("participantJoined", alice.participant_id, {"display_name": "alice"}),
-        ("participantJoined", bob.participant_id, {"display_name": "bob"}),
-        ("streamPublished", alice.participant_id, {}),
-        ("streamUnpublished", alice.participant_id, {}),
+        ("participantJoined", alice.participant_id, {"display_name": "alice", "role": "publisher", "metadata": {}}),
+        ("participantJoined", bob.participant_id, {"display_name": "bob", "role": "publisher", "metadata": {}}),
+        ("streamPublished", alice.participant_id, {"name": "main", "audio": True, "video": True}),
+        ("streamUnpublished", alice.participant_id, {"name": "main", "reason": "left"}),
         ("participantLeft", alice.participant_id, {"reason": "left"}),
         ("sessionClosed", None, {"reason": "closed"}),
     ]
@@ -164,6 +164,65 @@ def test_every_event_of_a_call_arrives_signed_as_documented(hooked):
     # parallel, so arrival order is not guaranteed; receivers order by `at`).
     at = {e["type"]: datetime.fromisoformat(e["at"]) for e in events}
     assert at["streamUnpublished"] <= at["participantLeft"] <= at["sessionClosed"]
+
+
+def test_a_removal_is_told_with_its_reason_and_the_joiner_s_role_and_metadata(hooked):
+    stack, receiver = hooked
+    receiver.mode("ok")
+    api = stack.api(api_key="k1")
+    session = api.create_session()
+    sid = session["session_id"]
+    minted = api.http.post(
+        f"{api.base}/api/v1/sessions/{sid}/tokens",
+        json={"role": "subscriber", "display_name": "Sub", "metadata": {"seat": 3}},
+        headers=api.key_headers,
+    )
+    assert minted.status_code == 201, minted.text
+    joined = api.http.post(
+        f"{api.base}/api/v1/sessions/{sid}/participants", json={"join_token": minted.json()["join_token"]}
+    )
+    assert joined.status_code == 201, joined.text
+    sub_id = joined.json()["participant_id"]
+    alice = api.join(session, "alice")
+    removed = api.http.delete(f"{api.base}/api/v1/sessions/{sid}/participants/{sub_id}", headers=api.key_headers)
+    assert removed.status_code == 202, removed.text
+    assert alice.wait_type("participantLeft", participant_id=sub_id)["reason"] == "removed"
+    assert alice.leave().status_code == 202
+
+    events = receiver.wait_delivered(sid, {"participantJoined", "participantLeft"}, count=5)
+    about = {(e["type"], e.get("participant_id")): e["data"] for e in events}
+    assert about[("participantJoined", sub_id)] == {
+        "display_name": "Sub",
+        "role": "subscriber",
+        "metadata": {"seat": 3},
+    }
+    assert about[("participantLeft", sub_id)] == {"reason": "removed"}
+    assert about[("participantLeft", alice.participant_id)] == {"reason": "left"}
+
+
+def test_recording_started_and_stopped_events(hooked):
+    stack, receiver = hooked
+    receiver.mode("ok")
+    api = stack.api(api_key="k1")
+    session = api.create_session()
+    sid = session["session_id"]
+    alice = api.join(session, "alice")
+    alice.offer(PUBLISH_SDP)
+    alice.wait_type("streamPublished", participant_id=alice.participant_id)
+    recordings = f"{api.base}/api/v1/sessions/{sid}/recordings"
+    created = api.http.post(recordings, json={"participant_id": alice.participant_id}, headers=api.key_headers)
+    assert created.status_code == 201, created.text
+    rid, uri = created.json()["recording_id"], created.json()["uri"]
+    alice.wait_type("recordingStarted", recording_id=rid)
+    assert api.http.post(f"{recordings}/{rid}/stop", headers=api.key_headers).status_code == 202
+    alice.wait_type("recordingStopped", recording_id=rid)
+    events = receiver.wait_delivered(sid, {"recordingStarted", "recordingStopped"})
+    by_type = {e["type"]: e for e in events}
+    recording = {"recording_id": rid, "name": "main", "profile": "webm", "uri": uri}
+    assert by_type["recordingStarted"]["participant_id"] == alice.participant_id
+    assert by_type["recordingStarted"]["data"] == recording
+    assert by_type["recordingStopped"]["participant_id"] == alice.participant_id
+    assert by_type["recordingStopped"]["data"] == {**recording, "state": "stopped", "reason": "stopped"}
 
 
 def test_a_failing_receiver_gets_the_missed_events_later_under_the_same_ids(hooked):

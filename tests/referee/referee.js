@@ -168,6 +168,23 @@ async function main() {
     (viewerSources[0].source.id || viewerSources[0].source) === publisher.id, viewerSources.length);
   check('ElementConnected/Disconnected events', connected.includes(`${viewer.id}:VIDEO`) &&
     disconnected.includes(`${viewer.id}:AUDIO`), { connected, disconnected });
+  // Server-side mute (issue 15): all kinds, one kind off, back on.
+  await publisher.connect(viewer);
+  await publisher.disconnect(viewer, 'VIDEO');
+  const mutedVideo = sinkIds(await publisher.getSinkConnections());
+  await publisher.connect(viewer, 'VIDEO');
+  check('mute: disconnect(sink, VIDEO) then connect(sink, VIDEO)',
+    util.isDeepStrictEqual(mutedVideo, [`${viewer.id}:AUDIO`, `${viewer.id}:DATA`]) &&
+    util.isDeepStrictEqual(sinkIds(await publisher.getSinkConnections()),
+      [`${viewer.id}:AUDIO`, `${viewer.id}:DATA`, `${viewer.id}:VIDEO`]), mutedVideo);
+  await publisher.requestKeyframe();
+  check('requestKeyframe', true);
+  await publisher.setMaxVideoRecvBandwidth(2500);
+  await viewer.setMaxVideoSendBandwidth(1500);
+  check('bandwidth properties', (await publisher.getMaxVideoRecvBandwidth()) === 2500 &&
+    (await viewer.getMaxVideoSendBandwidth()) === 1500);
+  await publisher.disconnect(viewer);
+  await publisher.connect(viewer, 'VIDEO');
 
   // Removing the last listener unsubscribes. Events of one object arrive in order on the one socket,
   // so once the ElementDisconnected of the next connect/disconnect pair is in, an ElementConnected
@@ -249,6 +266,7 @@ async function main() {
   await expectError('invoke on a released endpoint -> 40101', call(viewer, 'getName'), 40101);
 
   await transactions(client, pipeline);
+  await recorders(pipeline, publisher);
 
   if (controlUrl) await reconnection(original, pipeline, publisher);
 
@@ -257,6 +275,46 @@ async function main() {
   const after = await manager.getPipelines();
   check('pipeline gone after release', !after.some((p) => p.id === pipeline.id), after.length);
   client.close();
+}
+
+// RecorderEndpoint (elements.kmd) through the client's generated methods and events: UriEndpoint's
+// getUri/getState/pause, RecorderEndpoint's record/stopAndWait, and the events each raises.
+async function recorders(pipeline, publisher) {
+  const uri = 'file:///tmp/kms-emulator-referee/recording.webm';
+  const recorder = await pipeline.create('RecorderEndpoint', { uri, mediaProfile: 'WEBM', stopOnEndOfStream: false });
+  check('RecorderEndpoint create', recorder.id.startsWith(pipeline.id + '/') &&
+    recorder.id.endsWith('_kurento.RecorderEndpoint'), recorder.id);
+  check('RecorderEndpoint getUri', await recorder.getUri() === uri);
+  check('RecorderEndpoint getState before record -> STOP', await recorder.getState() === 'STOP');
+  await publisher.connect(recorder);
+  const sources = await recorder.getSourceConnections();
+  check('RecorderEndpoint as a sink', sources.length >= 1 &&
+    sources.every((c) => (c.source.id || c.source) === publisher.id), sources.length);
+  const states = [];
+  recorder.on('UriEndpointStateChanged', (e) => states.push(e.state));
+  const recording = waitFor(recorder, 'Recording', 5000);
+  await recorder.record();
+  await recording;
+  check('record -> Recording, state START', await recorder.getState() === 'START');
+  const paused = waitFor(recorder, 'Paused', 5000);
+  await recorder.pause();
+  await paused;
+  check('pause -> Paused, state PAUSE', await recorder.getState() === 'PAUSE');
+  await recorder.record();
+  const stopped = waitFor(recorder, 'Stopped', 5000);
+  await recorder.stopAndWait();
+  await stopped;
+  check('stopAndWait -> Stopped, state STOP', await recorder.getState() === 'STOP');
+  check('UriEndpointStateChanged START, PAUSE, START, STOP',
+    util.isDeepStrictEqual(states, ['START', 'PAUSE', 'START', 'STOP']), states);
+  const other = await pipeline.create('RecorderEndpoint', { uri, mediaProfile: 'MP4' });
+  const otherStopped = waitFor(other, 'Stopped', 5000);
+  await other.record();
+  await other.stop();
+  await otherStopped;
+  check('stop -> Stopped (MP4 profile)', await other.getState() === 'STOP');
+  await recorder.release();
+  await other.release();
 }
 
 // The client's own transactions: one `transaction` request whose later operations name the objects

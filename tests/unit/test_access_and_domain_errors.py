@@ -44,7 +44,12 @@ def concrete_domain_errors():
 def test_every_domain_error_has_a_kind_and_so_a_status():
     found = list(concrete_domain_errors())
     assert {c.__name__ for c in found} >= {"SessionNotFound", "SessionFull", "ParticipantLeft", "TokenRequired"}
-    arguments = {domain.SessionFull: (16,), domain.StreamNotFound: ("p2",), domain.RecipientNotFound: ("p2",)}
+    arguments = {
+        domain.SessionFull: (16,),
+        domain.StreamNotFound: ("p2",),
+        domain.RecipientNotFound: ("p2",),
+        domain.NotPublishing: ("p2", "main"),
+    }
     for cls in found:
         exc = cls(*arguments.get(cls, ()))
         assert status_of(exc) in {401, 403, 404, 409, 422}, cls
@@ -105,15 +110,22 @@ def test_participant_role_refuses_a_missing_or_foreign_token_before_any_domain_w
     assert set(garbled.get_json()) == ERROR_KEYS
 
 
-def test_closing_needs_the_api_key_and_a_member_token_never_closes():
+def test_closing_needs_the_api_key_or_a_moderator_and_a_publisher_token_never_closes():
     session = "/api/v1/sessions/s1"
     for app in (make_app(SIGNALING_API_KEYS="k1"), make_app()):  # with keys, and an open deployment
         with app.app_context():
             member = auth.issue_token("s1", "p1")
+            subscriber = auth.issue_token("s1", "p2", "subscriber")
+            elsewhere = auth.issue_token("s2", "p3", "moderator")
         client = app.test_client()
-        for headers in ({"Authorization": f"Bearer {member}"}, {}, {"X-API-Key": "k2"}):
+        for token in (member, subscriber):
+            refused = client.delete(session, headers={"Authorization": f"Bearer {token}"})
+            assert refused.status_code == 403 and refused.get_json()["message"] == domain.NotAModerator.message
+        refused = client.delete(session, headers={"Authorization": f"Bearer {elsewhere}"})
+        assert refused.status_code == 403 and refused.get_json()["message"] == auth.NotYourSession.message
+        for headers in ({}, {"X-API-Key": "k2"}):
             refused = client.delete(session, headers=headers)
-            assert refused.status_code == 401 and refused.get_json()["message"] == auth.ApiKeyRequired.message
+            assert refused.status_code == 401 and refused.get_json()["message"] == auth.TokenRequired.message
 
 
 def test_creating_a_session_needs_the_api_key_only_when_keys_are_configured():

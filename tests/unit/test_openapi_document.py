@@ -23,10 +23,12 @@ EVERY_POST = {"400", "409", "413", "422"}  # 422: an Idempotency-Key reused with
 EXPECTED = {
     ("post", "/api/v1/sessions"): {"401", "422"},
     ("get", "/api/v1/sessions"): {"401", "422"},
-    ("get", "/api/v1/sessions/{session_id}"): {"401", "403", "404"},
-    ("delete", "/api/v1/sessions/{session_id}"): {"401", "404"},  # the API key only: no token is "another session's"
+    ("get", "/api/v1/sessions/{session_id}"): {"401", "403", "404", "409"},
+    ("delete", "/api/v1/sessions/{session_id}"): {"401", "403", "404", "409"},  # 403: not a moderator
     ("post", "/api/v1/sessions/{session_id}/participants"): {"403", "404", "409", "422"},
-    ("delete", "/api/v1/sessions/{session_id}/participants/{participant_id}"): {"401", "403", "404"},
+    ("post", "/api/v1/sessions/{session_id}/tokens"): {"401", "404", "409", "422"},
+    ("post", "/api/v1/sessions/{session_id}/join-token"): {"401", "404", "409"},
+    ("delete", "/api/v1/sessions/{session_id}/participants/{participant_id}"): {"401", "403", "404", "409"},
     ("post", "/api/v1/sessions/{session_id}/participants/{participant_id}/rejoin"): {"401", "403", "404", "409"},
     ("post", "/api/v1/sessions/{session_id}/participants/{participant_id}/offers"): {"401", "403", "404", "409", "422"},
     ("post", "/api/v1/sessions/{session_id}/participants/{participant_id}/candidates"): {
@@ -38,6 +40,22 @@ EXPECTED = {
     },
     ("get", "/api/v1/sessions/{session_id}/participants/{participant_id}/messages"): {"401", "403", "404", "422"},
     ("post", "/api/v1/sessions/{session_id}/messages"): {"401", "403", "404", "409", "422"},
+    ("delete", "/api/v1/sessions/{session_id}/participants/{participant_id}/streams/{name}"): {
+        "401",
+        "403",
+        "404",
+        "422",
+    },
+    ("post", "/api/v1/sessions/{session_id}/participants/{participant_id}/streams/{name}/mute"): {
+        "401",
+        "403",
+        "404",
+        "422",
+    },
+    ("post", "/api/v1/sessions/{session_id}/recordings"): {"401", "404", "409", "422"},
+    ("get", "/api/v1/sessions/{session_id}/recordings"): {"401", "404"},
+    ("get", "/api/v1/sessions/{session_id}/recordings/{recording_id}"): {"401", "404"},
+    ("post", "/api/v1/sessions/{session_id}/recordings/{recording_id}/stop"): {"401", "404"},
 }
 
 
@@ -102,8 +120,15 @@ def test_every_operation_says_who_may_call_it(spec):
         assert "security" in operation, (method, path)
         names = {name for requirement in operation["security"] for name in requirement}
         assert names <= set(spec["components"]["securitySchemes"]), (method, path)
-        if "{participant_id}" in path:
-            assert operation["security"] == [{"participantToken": []}], (method, path)
+        if "/streams/" in path:  # a participant's own publications, the API key (or a moderator)
+            assert operation["security"] == [{"apiKey": []}, {"participantToken": []}], (method, path)
+        elif "{participant_id}" in path:
+            # Removing a participant: also the API key (or a moderator's token, still a participantToken).
+            removal = method == "delete" and path.endswith("/{participant_id}")
+            expected = [{"apiKey": []}, {"participantToken": []}] if removal else [{"participantToken": []}]
+            assert operation["security"] == expected, (method, path)
+        if path.endswith(("/tokens", "/join-token")):
+            assert operation["security"] == [{"apiKey": []}], (method, path)
     # The application's backend sends with its API key (`from` "server"), participants with their token.
     send = spec["paths"]["/api/v1/sessions/{session_id}/messages"]["post"]
     assert send["security"] == [{"apiKey": []}, {"participantToken": []}]

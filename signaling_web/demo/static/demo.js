@@ -3,7 +3,8 @@ import { PUBLISH, SignalingClient } from './signaling-client.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-const client = new SignalingClient();
+// ?autoreconnect=0 leaves recovery to the Rejoin button (the client's manual fallback).
+const client = new SignalingClient({ autoReconnect: params.get('autoreconnect') !== '0' });
 let localStream = null;
 // participant_id -> display name; participantLeft carries no name and the client forgets the participant first.
 const names = new Map();
@@ -56,22 +57,33 @@ $('join-form').addEventListener('submit', async (event) => {
     } catch (err) {
       chatEvent(`No camera or microphone (${err.name}): you can watch and chat.`);
     }
+    // With an API key the page acts as its own backend: it creates the session and mints itself a
+    // single-use moderator token; the invite link carries the shared token (others join as publishers).
+    const apiKey = $('api-key').value.trim() || null;
+    let joinToken = params.get('join_token');
     if (!params.get('session')) {
       setStatus('creating a session…');
-      const created = await SignalingClient.createSession({ apiKey: $('api-key').value.trim() || null, name: `${name}'s call` });
+      const created = await SignalingClient.createSession({ apiKey, name: `${name}'s call` });
       params.set('session', created.session_id);
       params.set('join_token', created.join_token);
+      joinToken = created.join_token;
+      if (apiKey) {
+        const minted = await SignalingClient.mintToken({ apiKey, sessionId: created.session_id, role: 'moderator', displayName: name });
+        joinToken = minted.join_token;
+      }
     }
     setStatus('joining…');
-    await client.join(params.get('session'), params.get('join_token'), name);
+    await client.join(params.get('session'), joinToken, name);
     history.replaceState(null, '', `/demo?${new URLSearchParams({ session: client.sessionId, join_token: params.get('join_token') })}`);
     $('share-link').value = shareLink();
     $('lobby').hidden = true;
     $('call').hidden = false;
-    setStatus(`in the call as ${name}`, 'ok');
+    setStatus(`in the call as ${name} (${client.role})`, 'ok');
     for (const p of client.participants.values()) names.set(p.participant_id, p.display_name);
     renderParticipants();
-    if (localStream) {
+    if (client.role === 'subscriber') {
+      chatEvent('You joined as a subscriber: you watch and chat, you do not publish.');
+    } else if (localStream) {
       addTile('local', `${name} (you)`, localStream, true);
       await client.publish(localStream);
     }
@@ -120,8 +132,22 @@ function removeTile(participantId) {
   }
 }
 
-client.on('remoteStream', ({ participantId, mediaStream }) => addTile(participantId, nameOf(participantId), mediaStream));
-client.on('remoteStreamRemoved', ({ participantId }) => removeTile(participantId));
+// One tile per received publication, keyed by its stream ("<pid>" for main, "<pid>:<name>" for others).
+client.on('remoteStream', ({ participantId, name, stream, mediaStream }) => {
+  addTile(stream || participantId, name && name !== 'main' ? `${nameOf(participantId)} (${name})` : nameOf(participantId), mediaStream);
+  showMuted(participantId, name || 'main');
+});
+client.on('remoteStreamRemoved', ({ participantId, stream }) => removeTile(stream || participantId));
+// A muted indicator per tile: streamMuted says which kinds the service stopped forwarding.
+function showMuted(participantId, name) {
+  const tile = $(tileId(name === 'main' ? participantId : `${participantId}:${name}`));
+  if (!tile) return;
+  const { audio, video } = client.mutedState(participantId, name);
+  tile.classList.toggle('muted', audio || video);
+  tile.dataset.muted = [audio && 'audio', video && 'video'].filter(Boolean).join(' ');
+  tile.querySelector('.state').textContent = tile.dataset.muted ? `muted: ${tile.dataset.muted}` : '';
+}
+client.on('streamMuted', (m) => showMuted(m.participant_id, m.name || 'main'));
 client.on('connectionState', ({ stream, state }) => {
   const tile = $(tileId(stream === PUBLISH ? 'local' : stream));
   if (tile) tile.querySelector('.state').textContent = state === 'connected' ? '' : state;
@@ -138,9 +164,26 @@ function renderParticipants() {
     item.textContent = p.display_name;
     const tag = document.createElement('span');
     tag.className = 'tag';
-    tag.textContent = [p.participant_id === client.participantId ? 'you' : '', p.publishing ? 'live' : '']
+    tag.textContent = [p.participant_id === client.participantId ? 'you' : '', p.role || 'publisher', p.publishing ? 'live' : '']
       .filter(Boolean).join(', ');
     item.append(tag);
+    if (client.role === 'moderator' && p.participant_id !== client.participantId) {
+      const remove = document.createElement('button');
+      remove.type = 'button';
+      remove.className = 'remove';
+      remove.textContent = 'remove';
+      remove.title = `Remove ${p.display_name} from the call`;
+      remove.addEventListener('click', async () => {
+        remove.disabled = true;
+        try {
+          await client.remove(p.participant_id);
+        } catch (err) {
+          remove.disabled = false;
+          chatEvent(`could not remove ${p.display_name}: ${err.message}`);
+        }
+      });
+      item.append(remove);
+    }
     list.append(item);
   }
 }
@@ -163,7 +206,10 @@ client.on('participantJoined', (m) => {
 });
 client.on('participantLeft', (m) => {
   chatEvent(`${names.get(m.participant_id) || 'someone'} left${m.reason && m.reason !== 'left' ? ` (${m.reason})` : ''}`);
-  removeTile(m.participant_id);
+  for (const tile of [...document.querySelectorAll('.tile.remote')]) {
+    const stream = tile.dataset.participantId;
+    if (stream === m.participant_id || stream.startsWith(`${m.participant_id}:`)) removeTile(stream);
+  }
   renderParticipants();
 });
 client.on('streamPublished', renderParticipants);
@@ -190,16 +236,35 @@ $('chat-form').addEventListener('submit', async (event) => {
 });
 
 // ------------------------------------------------------------------ trouble and rejoin
-function showNotice(text) {
+function showNotice(text, { rejoin = true } = {}) {
   $('notice-text').textContent = text;
   $('notice').hidden = false;
-  $('rejoin-button').disabled = false;
+  $('rejoin-button').hidden = !rejoin;
+  $('rejoin-button').disabled = !rejoin;
 }
 
-client.on('mediaServerLost', () => showNotice('The media server handling this call was lost. Rejoin to get video back.'));
-client.on('connectionFailed', (m) => showNotice(m.stream === PUBLISH
-  ? 'Your media connection failed. Rejoin to publish again.'
-  : `The connection receiving ${nameOf(m.stream)} failed. Rejoin to reconnect.`));
+// With automatic reconnection the client recovers by itself (`reconnecting` … `reconnected`); the
+// Rejoin button appears only when it gave up, or when it is switched off.
+client.on('mediaServerLost', () => {
+  if (!client.autoReconnect) showNotice('The media server handling this call was lost. Rejoin to get video back.');
+});
+client.on('connectionFailed', (m) => {
+  if (client.autoReconnect) return;
+  showNotice(m.stream === PUBLISH
+    ? 'Your media connection failed. Rejoin to publish again.'
+    : `The connection receiving ${nameOf(m.stream)} failed. Rejoin to reconnect.`);
+});
+client.on('reconnecting', ({ reason, stream, attempt, inMs }) => {
+  const what = reason === 'mediaServerLost' ? 'The media server handling this call was lost'
+    : (stream === PUBLISH ? 'Your media connection failed' : `The connection receiving ${nameOf(stream)} failed`);
+  const when = inMs ? ` in ${Math.round(inMs / 100) / 10} s` : '';
+  showNotice(`${what}: reconnecting${when} (attempt ${attempt})…`, { rejoin: false });
+});
+client.on('reconnected', ({ reason }) => {
+  $('notice').hidden = true;
+  chatEvent(reason === 'mediaServerLost' ? 'Reconnected to a media server.' : 'Media connection restored.');
+});
+client.on('reconnectFailed', ({ error }) => showNotice(`Could not reconnect (${error ? error.message : 'no answer'}). Rejoin to try again.`));
 client.on('pollError', ({ retryInMs }) => setStatus(`connection trouble, retrying in ${Math.round(retryInMs / 100) / 10} s`, 'bad'));
 client.on('*', () => { if ($('status').classList.contains('bad')) setStatus(`in the call as ${client.displayName}`, 'ok'); });
 client.on('error', (m) => { if (m.message) chatEvent(`service: ${m.message}`); });
@@ -258,5 +323,8 @@ $('leave-button').addEventListener('click', async () => {
   }
 });
 client.on('sessionClosed', () => end('The session was closed.'));
-client.on('closed', ({ reason }) => { if (reason !== 'left' && !$('call').hidden) end(`Disconnected: ${reason}.`); });
+client.on('closed', ({ reason }) => {
+  if (reason === 'removed') end('A moderator removed you from the call.');
+  else if (reason !== 'left' && !$('call').hidden) end(`Disconnected: ${reason}.`);
+});
 window.addEventListener('pagehide', () => { if (client.participantId && !$('call').hidden) client.leave().catch(() => {}); });

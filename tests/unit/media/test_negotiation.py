@@ -36,7 +36,7 @@ def test_an_offer_is_answered_and_the_publisher_announced(
     assert (kind, to, answer["stream"], answer["request_id"]) == ("participant", alice.id, PUBLISH, "r1")
     assert answer["sdp"].startswith("v=0")
     assert [m for _, _, m in published.of_type("streamPublished")] == [
-        {"type": "streamPublished", "participant_id": alice.id}
+        {"type": "streamPublished", "participant_id": alice.id, "name": "main", "audio": True, "video": True}
     ]
     stored = Endpoint.find(alice.id, PUBLISH)
     assert stored is not None and stored.answered_request_id == "r1" and stored.answer_sdp == answer["sdp"]

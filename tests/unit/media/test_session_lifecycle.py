@@ -23,9 +23,15 @@ def test_a_join_is_announced_once_and_warms_the_pipeline(
 ) -> None:
     session = new_session()
     alice = new_participant(session)
-    session_lifecycle.announce_join(settings, session.id, alice.id, "alice")
-    session_lifecycle.announce_join(settings, session.id, alice.id, "alice")  # a redelivered task
-    joined = {"type": "participantJoined", "participant_id": alice.id, "display_name": "alice"}
+    session_lifecycle.announce_join(settings, session.id, alice.id, "alice", "moderator", {"seat": 3})
+    session_lifecycle.announce_join(settings, session.id, alice.id, "alice", "moderator", {"seat": 3})  # redelivered
+    joined = {
+        "type": "participantJoined",
+        "participant_id": alice.id,
+        "display_name": "alice",
+        "role": "moderator",
+        "metadata": {"seat": 3},
+    }
     assert published.sent == [("session", session.id, joined)]
     pipeline = Session.objects(id=session.id).first().pipeline
     assert pipeline is not None and kms.emulator.registry.get(pipeline.id) is not None
