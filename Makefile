@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 REFEREE := tests/referee
 
-.PHONY: help run test test-fast lint fmt bench venv deps rabbitmq coturn clean
+.PHONY: help run test test-fast lint fmt bench venv deps rabbitmq coturn faketime clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -36,7 +36,10 @@ coturn: ## Make sure coturn's turnserver is installed (the TURN test runs one; i
 run: venv rabbitmq ## Run the whole service in the foreground (Ctrl-C stops it)
 	$(PY) -m signaling_cli run
 
-test: deps rabbitmq coturn ## Run the whole test suite (unit, integration, media, referee)
+faketime: ## Make sure libfaketime is installed (the clock-skew fault test shifts one web's clock; installs it when root)
+	@scripts/ensure_faketime.sh
+
+test: deps rabbitmq coturn faketime ## Run the whole test suite (unit, integration, media, referee)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: deps rabbitmq ## Unit tests only (with the SDK's, which need no stack)

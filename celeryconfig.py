@@ -18,7 +18,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         # Quorum queues need publisher confirms; they also make a refused publish an error.
         "broker_transport_options": {"confirm_publish": True},
         "broker_connection_retry_on_startup": True,
-        "broker_heartbeat": 30,
+        "broker_heartbeat": settings.broker_heartbeat_s,
+        # A broker that blocks publishers (memory or disk alarm) or vanished without a reset must not
+        # hang a request: each attempt's handshake is bounded here and its confirm by the
+        # `confirm_timeout` media_tasks.dispatch passes; a timed-out connection is discarded (kombu's
+        # ensure collects it, so no late confirm is taken for a later publish's) and tried once more.
+        "broker_connection_timeout": settings.task_publish_timeout_s,
+        "task_publish_retry_policy": {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2},
         "task_queues": [*shard_queues(settings), dead_letter_queue(settings)],
         "task_default_queue": shard_name(settings, 0),
         "task_routes": (ShardRouter(settings),),

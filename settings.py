@@ -106,6 +106,23 @@ class Settings:
     """How often the leading worker deletes what outlived its lifetime and closes empty sessions (LIFETIME_SWEEP_S)."""
     kms_request_timeout_s: float = 10.0
     """Timeout of one JSON-RPC request to a media server (KMS_REQUEST_TIMEOUT_S)."""
+    broker_heartbeat_s: int = 30
+    """AMQP heartbeat of every broker connection (workers, web publishes and long-poll consumers): a peer silent
+    for two of these is dropped by both sides, so a lost host's consumer and its unacknowledged messages are
+    given back within about a minute instead of TCP's 15 (BROKER_HEARTBEAT_S); 0 = off."""
+    task_publish_timeout_s: float = 2.0
+    """How long enqueueing a task waits for the broker's confirm, and for a new connection's handshake, per
+    attempt; a request whose task could not be enqueued (broker blocked by an alarm, or unreachable without a
+    reset) answers 503 within about 4 x this (TASK_PUBLISH_TIMEOUT_S)."""
+    mongodb_server_selection_timeout_s: float = 5.0
+    """How long a database operation waits for a usable MongoDB server before the request answers 503
+    (MONGODB_SERVER_SELECTION_TIMEOUT_S)."""
+    mongodb_socket_timeout_s: float = 10.0
+    """How long one database operation may wait for MongoDB's answer on an open connection (a paused or
+    partitioned server) before the request answers 503 (MONGODB_SOCKET_TIMEOUT_S)."""
+    token_leeway_s: int = 5
+    """Clock difference tolerated between web instances when checking a participant token's age: a token
+    issued by an instance whose clock is ahead by up to this much is accepted (TOKEN_LEEWAY_S)."""
     cors_origins: tuple[str, ...] = ()
     """Origins allowed to call the API from a browser (CORS_ORIGINS, comma separated)."""
     rate_limit_per_s: float = 50.0

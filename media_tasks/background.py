@@ -60,6 +60,7 @@ class BackgroundLoop(threading.Thread):
         return 0.0 if self._db_reachable_since is None else self.clock() - self._db_reachable_since
 
     def tick(self) -> None:
+        get_publisher(self.settings).heartbeat_check()
         kms_sessions.heartbeat()
         if self._db_reachable_since is None:
             self._db_reachable_since = self.clock()

@@ -54,6 +54,9 @@ class TaskQueue:
     def __init__(self, celery: Celery, next_root_id: NextRootId = _no_root) -> None:
         self.celery = celery
         self.next_root_id = next_root_id
+        # With the connection timeout and one retry (celeryconfig), a send gives up within about
+        # 4 x this; the web answers 503.
+        self.confirm_timeout = float(celery.conf.broker_connection_timeout or 0) or None
 
     def create_session(self, session_id: str) -> None:
         self._send(TaskName.CREATE_SESSION, {"session_id": session_id})
@@ -128,17 +131,30 @@ class TaskQueue:
         self, name: TaskName, kwargs: dict[str, Any], hidden: tuple[str, ...] = (), countdown: float | None = None
     ) -> None:
         shown = {key: ("<hidden>" if key in hidden else value) for key, value in kwargs.items()}
-        self.celery.send_task(
-            str(name),
-            kwargs=kwargs,
-            kwargsrepr=repr(shown),
-            argsrepr="()",
-            countdown=countdown,
-            # enqueued_at: workers measure the dispatch delay (signaling_task_dispatch_seconds) from
-            # it, which spares every request a confirmed `task-sent` event on the broker.
-            headers={"enqueued_at": time.time()},
-            root_id=self.next_root_id(),
-        )
+        # The producer is ours to release: on a failure Celery's own would have its connection
+        # closed by the pool with a close handshake, which has no timeout, and a broker that
+        # blocks publishers (memory or disk alarm) or went silent never answers it.
+        producer = self.celery.producer_pool.acquire(block=True)
+        try:
+            self.celery.send_task(
+                str(name),
+                kwargs=kwargs,
+                kwargsrepr=repr(shown),
+                argsrepr="()",
+                countdown=countdown,
+                # enqueued_at: workers measure the dispatch delay (signaling_task_dispatch_seconds) from
+                # it, which spares every request a confirmed `task-sent` event on the broker.
+                headers={"enqueued_at": time.time()},
+                root_id=self.next_root_id(),
+                confirm_timeout=self.confirm_timeout,
+                producer=producer,
+            )
+        except BaseException:
+            # Dropped without a word; the pool reconnects it on its next use.
+            producer.__connection__.collect()
+            raise
+        finally:
+            producer.release()
 
 
 def sending_app(settings: Settings) -> Celery:

@@ -101,9 +101,10 @@ class _Command:
 
 
 class HubConnection:
-    def __init__(self, url: str, name: str) -> None:
+    def __init__(self, url: str, name: str, heartbeat: int = 0) -> None:
         self.url = url
         self.name = name
+        self.heartbeat = heartbeat
         self._commands: collections.deque[_Command] = collections.deque()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -237,7 +238,7 @@ class HubConnection:
     def _run(self) -> None:
         backoff = 0.1
         while not self._closing:
-            conn = Connection(self.url, heartbeat=0, connect_timeout=2)
+            conn = Connection(self.url, heartbeat=self.heartbeat, connect_timeout=2)
             try:
                 conn.ensure_connection(max_retries=1, timeout=2)
                 backoff = 0.1
@@ -267,6 +268,9 @@ class HubConnection:
                     pass
             if transport.sock in readable:
                 self._drain(conn, transport)
+            # Sends ours when due and raises once the broker missed two: a broker gone without a
+            # reset is noticed, polls get 503 and the loop reconnects.
+            conn.heartbeat_check()
 
     def _drain(self, conn: Connection, transport: AmqpTransport) -> None:
         """Reads every frame that has arrived; deliveries go to their subscription's callback."""
@@ -309,12 +313,18 @@ class HubConnection:
 class DeliveryHub:
     """Spreads polls over a few HubConnections by participant, so one is never overloaded."""
 
-    def __init__(self, url: str, connections: int = 4) -> None:
-        self._connections = [HubConnection(url, str(i)) for i in range(connections)]
+    def __init__(self, url: str, connections: int = 4, heartbeat: int = 0) -> None:
+        self._connections = [HubConnection(url, str(i), heartbeat) for i in range(connections)]
 
     def close(self) -> None:
         for connection in self._connections:
             connection.close()
+
+    def wake_all(self) -> None:
+        """Wakes every waiting poll (they then answer with what they have): a shutting-down process."""
+        for connection in self._connections:
+            for subscription in list(connection._subscriptions):
+                subscription.arrived.set()
 
     def connection_for(self, key: str) -> HubConnection:
         chosen = self._connections[zlib.crc32(key.encode()) % len(self._connections)]

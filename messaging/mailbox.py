@@ -234,7 +234,8 @@ class LeaseKeeper:
 class Mailbox:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.hub = DeliveryHub(settings.rabbitmq_url, settings.delivery_connections)
+        self.hub = DeliveryHub(settings.rabbitmq_url, settings.delivery_connections, settings.broker_heartbeat_s)
+        self.draining = threading.Event()
         self._renewer_pid = 0
         self._renewer: LeaseRenewer | None = None
         self._keeper_pid = 0
@@ -268,6 +269,14 @@ class Mailbox:
             )
             self._overflow_pid = os.getpid()
         return self._overflow
+
+    def drain(self) -> None:
+        """The process is shutting down: waiting polls answer now with what they have (an empty
+        answer; the client polls again, at another instance), later ones do not wait, and no lease
+        is kept for a next poll here. Without it a web process stopped only once its last long
+        poll had run its whole `wait`."""
+        self.draining.set()
+        self.hub.wake_all()
 
     def close(self) -> None:
         """Releases the leases kept for next polls and closes the broker connections."""
@@ -434,7 +443,7 @@ class Mailbox:
             keep = True
             return Delivery(delivered, delivered[-1]["seq"] if delivered else after)
         finally:
-            if keep and self.settings.poll_handover_s > 0:
+            if keep and self.settings.poll_handover_s > 0 and not self.draining.is_set():
                 self.keeper.keep(lease)
             else:
                 self._release(lease)
@@ -523,7 +532,9 @@ class Mailbox:
             return []  # the kept consumer has nothing, and the client did not ask to wait
         if immediate:
             deadline = time.monotonic() + IMMEDIATE_GRACE_S
-        self._wait_for_first(subscription, deadline)
+        if self.draining.is_set():
+            deadline = time.monotonic()
+        self._wait_for_first(subscription, deadline, self.draining)
         if subscription.received:
             # Let a burst already on its way join this delivery: one cycle instead of many.
             time.sleep(BURST_LINGER_S)
@@ -541,8 +552,8 @@ class Mailbox:
         return delivered
 
     @staticmethod
-    def _wait_for_first(subscription: Subscription, deadline: float) -> None:
-        while not subscription.received:
+    def _wait_for_first(subscription: Subscription, deadline: float, draining: threading.Event) -> None:
+        while not subscription.received and not draining.is_set():
             if subscription.broken:
                 raise BrokerUnavailable("the broker connection dropped")
             if subscription.cancelled:

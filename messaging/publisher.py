@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import select
 import threading
 import time
 from functools import partial
@@ -133,6 +134,25 @@ class Publisher:
                 reason, scope.lost = scope.lost, None
                 raise PublishNotConfirmed(reason)
 
+    def heartbeat_check(self) -> None:
+        """Called by the worker's background loop every tick: sends our heartbeat when due; a broker
+        silent for two heartbeats loses the connection here, like a closed channel."""
+        with self._lock:
+            if self._connection is None:
+                return
+            try:
+                # Heartbeats count as received only once read: read what waits (confirms, the
+                # broker's heartbeats) without blocking, then tick.
+                connection = self._connection.connection
+                try:
+                    while connection.transport._read_buffer or select.select([connection.sock], [], [], 0)[0]:
+                        connection.drain_events(timeout=0.05)
+                except TimeoutError:
+                    pass
+                self._connection.heartbeat_check()
+            except Exception as exc:
+                self._channel_lost(f"the broker missed its heartbeats: {exc}")
+
     def _settle(self, generation: int, delivery_tag: int, multiple: bool, refused: bool) -> None:
         if generation != self._generation:
             return
@@ -153,7 +173,11 @@ class Publisher:
     # -- connection --------------------------------------------------------------------------
     def _producer_now(self) -> Producer:
         if self._producer is None:
-            self._connection = Connection(self.settings.rabbitmq_url, heartbeat=0)
+            self._connection = Connection(
+                self.settings.rabbitmq_url,
+                heartbeat=self.settings.broker_heartbeat_s,
+                connect_timeout=self.settings.task_publish_timeout_s,
+            )
             channel = self._connection.channel()
             # Once per channel: broadcasts need their exchange (durable, never deleted).
             topology.broadcast_exchange(self.settings)(channel).declare()
@@ -180,7 +204,9 @@ class Publisher:
     def _reset(self) -> None:
         if self._connection is not None:
             try:
-                self._connection.release()
+                # Dropped, not closed: a close handshake has no timeout, and a broker that blocks
+                # publishers (memory or disk alarm) or went silent never answers it.
+                self._connection.collect()
             except Exception:
                 pass
         self._connection = None

@@ -41,7 +41,11 @@ def connect_db(settings: Settings, *, process_default: bool = True) -> str:
             host=settings.mongodb_uri,
             connect=False,
             uuidRepresentation="standard",
-            serverSelectionTimeoutMS=5000,
+            # Bounded waits: a paused or unreachable database makes a request answer 503
+            # (pymongo's ConnectionFailure), never hang.
+            serverSelectionTimeoutMS=int(settings.mongodb_server_selection_timeout_s * 1000),
+            socketTimeoutMS=int(settings.mongodb_socket_timeout_s * 1000),
+            connectTimeoutMS=int(settings.mongodb_server_selection_timeout_s * 1000),
             tz_aware=True,
             # An acknowledged write survives the loss of the primary: pinned here, whatever the URI says.
             w="majority",

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 
+from celery import Celery
 from flask import Blueprint, Response, current_app, jsonify
 
+from media_tasks.dispatch import sending_app
 from messaging.broker import broker_reachable
 from models import ping_db
 from observability import web_metrics
-from signaling_web.dispatch import task_queue
+from settings import Settings
 
 blp = Blueprint("health", __name__)
 
@@ -26,12 +29,24 @@ class _WorkerCheck:
 _worker_check = _WorkerCheck()
 
 
+@functools.cache
+def _control_app(settings: Settings) -> Celery:
+    """The ping's own app, publishing unconfirmed: a broker that blocks publishers (memory or disk
+    alarm) never confirms, and with the confirmed task connections /ready hung for as long as the
+    alarm lasted. Unread, the ping gets no reply: not ready, after its 1 s."""
+    app = sending_app(settings)
+    app.conf.broker_transport_options = {"confirm_publish": False}
+    return app
+
+
 def _workers_answer() -> bool:
     # A control ping costs a broadcast and a wait, so its answer is reused for a few seconds.
     now = time.monotonic()
     if now - _worker_check.at > WORKER_CHECK_TTL_S or not _worker_check.ok:
         try:
-            _worker_check.ok = bool(task_queue().celery.control.ping(timeout=1.0))
+            _worker_check.ok = bool(
+                _control_app(current_app.extensions["signaling_settings"]).control.ping(timeout=1.0)
+            )
         except Exception:
             _worker_check.ok = False
         _worker_check.at = now

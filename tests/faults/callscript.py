@@ -473,7 +473,9 @@ class Call:
         """(sender, n) of every chat post the client had to send again under a new key."""
         return {(c.participant_id, n) for c in [*self.clients, *self.departed] for n in c.rekeyed_chats}
 
-    def check_state(self, kms_urls: list[str], orphans_swept_within_s: float = 10.0) -> dict:
+    def check_state(
+        self, kms_urls: list[str], orphans_swept_within_s: float = 10.0, other_sessions: tuple[str, ...] = ()
+    ) -> dict:
         """MongoDB and the media servers hold exactly what the sessions should have: the right
         participant counts, one Endpoint per offered stream with a live WebRtcEndpoint, each
         subscription connected to its publisher's endpoint, one pipeline per session, and nothing
@@ -510,6 +512,10 @@ class Call:
                         f"{e.participant_id}'s subscription to {e.stream} is fed by {sources}, not its publisher"
                     )
                     subscriptions += 1
+        for sid in other_sessions:  # sessions of the test outside the call: their pipelines are expected too
+            other = Session.objects(id=sid).first()
+            if other is not None and other.pipeline is not None:
+                expected_pipelines.add(other.pipeline.id)
         live_pipelines, live_endpoints = _live_media(kms_urls)
         assert live_pipelines == expected_pipelines, (
             f"pipelines on the media servers {sorted(live_pipelines)} != stored {sorted(expected_pipelines)}"

@@ -203,6 +203,16 @@ class PrivateRabbit:
         return out.stdout
 
 
+def pause(proc: ManagedProcess | subprocess.Popen) -> None:
+    """SIGSTOP: the process keeps its sockets open and answers nothing (a paused VM, a host
+    gone without a TCP reset)."""
+    os.kill(proc.pid, signal.SIGSTOP)
+
+
+def resume(proc: ManagedProcess | subprocess.Popen) -> None:
+    os.kill(proc.pid, signal.SIGCONT)
+
+
 def _process(pid: int) -> psutil.Process | None:
     try:
         return psutil.Process(pid)
@@ -227,6 +237,8 @@ class FaultStack:
     web_count: int = 2
     worker_args: tuple[str, ...] = ()
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Per web instance (by index), on top of env: a broker URL through a proxy, a faked clock.
+    web_env: dict[int, dict[str, str]] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     mongo: ManagedProcess | None = None
     mongo_port: int = 0
@@ -270,7 +282,8 @@ class FaultStack:
             for _ in range(self.worker_count):
                 self.start_worker()
             for i in range(self.web_count):
-                self.webs.append(processes.start_web(self.env, self.log_dir, name=f"{prefix}-web{i + 1}"))
+                env = {**self.env, **self.web_env.get(i, {})}
+                self.webs.append(processes.start_web(env, self.log_dir, name=f"{prefix}-web{i + 1}"))
             self.wait_ready()
         except Exception:
             self.stop()

@@ -20,6 +20,9 @@ class QuietPublisher:
     def flush(self) -> None:
         pass
 
+    def heartbeat_check(self) -> None:
+        pass
+
 
 @pytest.fixture
 def loop(monkeypatch):

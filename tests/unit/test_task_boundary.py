@@ -46,6 +46,13 @@ def test_queued_tasks_carry_ids_only_and_hide_the_sdp():
     sent: list[dict[str, object]] = []
 
     class RecordingCelery:
+        conf = type("Conf", (), {"broker_connection_timeout": 3.0})()
+
+        class producer_pool:  # noqa: N801 - stands for the attribute
+            @staticmethod
+            def acquire(block: bool) -> object:
+                return type("Producer", (), {"release": lambda self: None})()
+
         def send_task(self, name: str, **options: object) -> None:
             sent.append({"name": name, **options})
 
@@ -54,6 +61,8 @@ def test_queued_tasks_carry_ids_only_and_hide_the_sdp():
     queue.check_connection("s1", "p1", "publish", delay_s=4.0)
     offer, check = sent
     assert offer["name"] == "media.process_offer" and offer["root_id"] == "idem-root"
+    # A blocked or silent broker makes the send give up (the web answers 503), never hang.
+    assert offer["confirm_timeout"] == 3.0
     assert offer["kwargs"] == {
         "session_id": "s1",
         "participant_id": "p1",
