@@ -91,7 +91,7 @@ class BackgroundLoop(threading.Thread):
                 session_lifecycle.remove_silent_participants(self.settings)
             # A queue message can only come back while its queue exists (x-expires).
             OutboxMessage.purge_acknowledged(now - self.settings.participant_queue_expires_s)
-        self.sweeper.maybe_sweep(now)
+        self.sweeper.maybe_sweep(now, skip=self.monitor.failing())
         # Empty sessions are judged like silent participants: over reachable database only.
         self.lifetimes.maybe_sweep(now, reachable_for)
 

@@ -31,6 +31,10 @@ class HealthMonitor:
         self._clients: dict[str, kurento.KurentoClient] = {}
         self._failures: dict[str, int] = {}
 
+    def failing(self) -> set[str]:
+        """The servers whose last probe failed: nothing else in this loop should wait on them."""
+        return {url for url, failures in self._failures.items() if failures}
+
     def check_all(self) -> None:
         for url in media_servers(self.settings).urls():
             self.check(url)

@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mongoengine import DateTimeField, FloatField, IntField, ListField, Q, StringField
 
@@ -69,6 +69,9 @@ class Session(Document):
     pipeline = KurentoObjectField(null=True)
     kms_url = StringField(null=True)
     lost_kms_url = StringField(null=True)
+    # Pipelines ("<kms url>#<id>") of a media server given up for dead while it may still hold them
+    # (paused, partitioned, not crashed): the orphan sweep releases them once it answers again.
+    abandoned_pipelines = ListField(StringField(), default=list)
     # Who is creating the pipeline now, and until when the claim holds: the one claimer creates
     # it, everyone else waits for it; a claim whose holder died lapses at `pipeline_claim_until`.
     pipeline_claim = StringField(default="")
@@ -235,12 +238,41 @@ class Session(Document):
 
     @classmethod
     def mark_media_lost(cls, session_id: str, kms_url: str) -> bool:
-        """Forgets the pipeline of a dead server; True only for the call that did it."""
-        return bool(
-            cls.objects(id=session_id, kms_url=kms_url, state=SessionState.OPEN).update_one(
-                set__state=SessionState.MEDIA_LOST, set__lost_kms_url=kms_url, set__pipeline=None, set__kms_url=None
-            )
+        """Forgets the pipeline of a dead server, keeping its reference among `abandoned_pipelines`
+        (a server that only stopped answering may come back holding it); True only for the call
+        that did it. A read, then a write conditional on what was read."""
+        sessions = cls._get_collection()
+        query = {"_id": session_id, "kms_url": kms_url, "state": SessionState.OPEN.value}
+        for _attempt in range(3):
+            found = sessions.find_one(query, {"pipeline": 1})
+            if found is None:
+                return False
+            pipeline = found.get("pipeline")
+            update: dict[str, Any] = {
+                "$set": {
+                    "state": SessionState.MEDIA_LOST.value,
+                    "lost_kms_url": kms_url,
+                    "pipeline": None,
+                    "kms_url": None,
+                }
+            }
+            if pipeline is not None:
+                update["$push"] = {"abandoned_pipelines": pipeline}
+            if sessions.update_one({**query, "pipeline": pipeline}, update).modified_count:
+                return True
+        return False  # its pipeline kept changing under us: another fail-over or a close is at work
+
+    @classmethod
+    def abandoned(cls) -> list[tuple[str, str]]:
+        """(session id, pipeline reference) of every abandoned pipeline still to release."""
+        found = cls._get_collection().find(
+            {"abandoned_pipelines": {"$exists": True, "$ne": []}}, {"abandoned_pipelines": 1}
         )
+        return [(doc["_id"], ref) for doc in found for ref in doc.get("abandoned_pipelines") or []]
+
+    @classmethod
+    def forget_abandoned(cls, session_id: str, ref: str) -> None:
+        cls._get_collection().update_one({"_id": session_id}, {"$pull": {"abandoned_pipelines": ref}})
 
     @classmethod
     def on_server(cls, kms_url: str) -> list[str]:

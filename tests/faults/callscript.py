@@ -517,6 +517,12 @@ class Call:
             if other is not None and other.pipeline is not None:
                 expected_pipelines.add(other.pipeline.id)
         live_pipelines, live_endpoints = _live_media(kms_urls)
+        # A pipeline left on a media server that was given up for dead and then answered again
+        # (paused, partitioned) is released by the sweep once it answers: wait for that too.
+        deadline = time.monotonic() + orphans_swept_within_s
+        while live_pipelines - expected_pipelines and time.monotonic() < deadline:
+            time.sleep(0.5)
+            live_pipelines, live_endpoints = _live_media(kms_urls)
         assert live_pipelines == expected_pipelines, (
             f"pipelines on the media servers {sorted(live_pipelines)} != stored {sorted(expected_pipelines)}"
         )

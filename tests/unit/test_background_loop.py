@@ -50,7 +50,7 @@ def loop(monkeypatch):
     settings = load_settings({"PARTICIPANT_TIMEOUT_S": "20", "KMS_URLS": ""})
     under_test = background.BackgroundLoop(settings, clock=clock)
     monkeypatch.setattr(under_test.monitor, "check_all", lambda: None)
-    monkeypatch.setattr(under_test.sweeper, "maybe_sweep", lambda _now: 0)
+    monkeypatch.setattr(under_test.sweeper, "maybe_sweep", lambda _now, skip=(): 0)
     monkeypatch.setattr(under_test.lifetimes, "maybe_sweep", lambda _now, _reachable: None)
     return under_test, clock, calls
 
