@@ -181,11 +181,21 @@ def _session_bandwidth(session_id: str) -> tuple[tuple[str, int], ...]:
     return tuple(sorted(Session.bandwidth_of(session_id).items()))
 
 
+@functools.lru_cache(maxsize=4096)
+def _participant_bandwidth(participant_id: str) -> tuple[tuple[str, int], ...]:
+    """A participant's own limits (its minted token's): fixed at join, so one read per worker process and
+    participant (its first offer this process handles), none after."""
+    return tuple(sorted(Participant.bandwidth_of(participant_id).items()))
+
+
 def _bandwidth_setters(offer: Offer) -> list[tuple[str, dict[str, int]]]:
     """The property setters for a new endpoint (issue 15): the send limits on a subscription, the receive
-    limit on a publication; part of the creating transaction, so no round trip of their own."""
+    limit on a publication, each the offering participant's own (its token's) or else the session's; part
+    of the creating transaction, so no round trip of their own."""
+    limits = dict(_session_bandwidth(offer.session_id))
+    limits.update(_participant_bandwidth(offer.participant_id))
     setters = []
-    for field, kbps in _session_bandwidth(offer.session_id):
+    for field, kbps in sorted(limits.items()):
         operation, prop, on_publish = _SETTERS[field]
         if on_publish == offer.ref.publishing:
             setters.append((operation, {prop: kbps}))

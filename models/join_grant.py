@@ -17,7 +17,7 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from mongoengine import DateTimeField, StringField
+from mongoengine import DateTimeField, IntField, StringField
 
 from models.base import Document
 
@@ -40,6 +40,10 @@ class JoinGrant(Document):
     role = StringField(required=True)
     display_name = StringField(null=True)
     metadata_json = StringField(null=True)  # as models.participant.Participant's: JSON text, or None
+    # The participant's bandwidth limits (kbps; 0 = the session's), copied to it on join.
+    max_video_send_bandwidth = IntField(default=0)
+    min_video_send_bandwidth = IntField(default=0)
+    max_video_recv_bandwidth = IntField(default=0)
     expires_at = DateTimeField(required=True)
     created_at = DateTimeField(default=lambda: datetime.now(UTC))
     used_by = StringField(null=True)  # the participant that joined with it
@@ -56,8 +60,9 @@ class JoinGrant(Document):
         metadata: dict[str, Any] | None,
         ttl_s: int,
         now: datetime | None = None,
+        **bandwidth: int,
     ) -> tuple[str, JoinGrant]:
-        """A new token (returned once, never stored) and its grant."""
+        """A new token (returned once, never stored) and its grant; `bandwidth`: BANDWIDTH_FIELDS given (kbps)."""
         token = MINTED_PREFIX + secrets.token_urlsafe(24)
         now = now or datetime.now(UTC)
         grant = cls(
@@ -68,6 +73,7 @@ class JoinGrant(Document):
             metadata_json=None if metadata is None else json.dumps(metadata, separators=(",", ":")),
             expires_at=now + timedelta(seconds=ttl_s),
             created_at=now,
+            **bandwidth,
         )
         grant.save(force_insert=True)
         return token, grant

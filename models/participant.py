@@ -40,6 +40,10 @@ class Participant(Document):
     # everyone; stored as its JSON text, so that no key of the application's ("$x", "a.b") is
     # ever a MongoDB field name.
     metadata_json = StringField(default="{}")
+    # Bandwidth of this participant's endpoints from its minted token (kbps; 0 = the session's), issue 15.
+    max_video_send_bandwidth = IntField(default=0)
+    min_video_send_bandwidth = IntField(default=0)
+    max_video_recv_bandwidth = IntField(default=0)
     state = StringField(default=ParticipantState.JOINED, choices=[s.value for s in ParticipantState])
     left_reason = StringField(null=True)
     publishing = BooleanField(default=False)
@@ -92,6 +96,14 @@ class Participant(Document):
         not have happened can still `discard` it.
         """
         self.save(force_insert=True)
+
+    @classmethod
+    def bandwidth_of(cls, participant_id: str) -> dict[str, int]:
+        """The participant's own non-zero bandwidth limits ({field: kbps}, its token's): one projected read."""
+        from models.session import BANDWIDTH_FIELDS
+
+        found = cls._get_collection().find_one({"_id": participant_id}, dict.fromkeys(BANDWIDTH_FIELDS, 1))
+        return {field: int(found[field]) for field in BANDWIDTH_FIELDS if found and found.get(field)}
 
     @classmethod
     def discard(cls, participant_id: str) -> None:

@@ -48,6 +48,7 @@ from models.errors import (
     WrongJoinToken,
 )
 from models.join_grant import is_minted
+from models.session import BANDWIDTH_FIELDS
 from settings import Settings
 from signaling_web.participant_cache import ParticipantCache
 
@@ -201,6 +202,8 @@ def join(
         participant.display_name = grant.display_name or participant.display_name
         if grant.metadata is not None:
             participant.metadata = grant.metadata
+        for field in BANDWIDTH_FIELDS:
+            setattr(participant, field, getattr(grant, field) or 0)
     elif not hmac.compare_digest(session.join_token.encode(), join_token.encode()):
         raise WrongJoinToken()
     try:
@@ -259,10 +262,17 @@ def _admit(settings: Settings, session: Session, participant: Participant) -> No
 
 
 def mint_join_token(
-    session_id: str, role: str, display_name: str | None, metadata: dict[str, Any] | None, ttl_s: int
+    session_id: str,
+    role: str,
+    display_name: str | None,
+    metadata: dict[str, Any] | None,
+    ttl_s: int,
+    **bandwidth: int | None,
 ) -> tuple[str, JoinGrant]:
+    """`bandwidth`: BANDWIDTH_FIELDS (kbps) for the participant's endpoints instead of the session's."""
     get_open_session(session_id)
-    return JoinGrant.mint(session_id, role, display_name, metadata, ttl_s)
+    given = {field: kbps for field, kbps in bandwidth.items() if kbps is not None}
+    return JoinGrant.mint(session_id, role, display_name, metadata, ttl_s, now=None, **given)
 
 
 def rotate_join_token(session_id: str) -> str:

@@ -220,13 +220,13 @@ def task_sender(stack):
 
 
 @contextmanager
-def media_mode_stack(run_dir: Path, mongodb_uri: str, name: str):
-    """A whole stack on an emulator in media mode (real WebRTC), in a vhost of its own."""
+def media_mode_stack(run_dir: Path, mongodb_uri: str, name: str, **extra: str):
+    """A whole stack on an emulator in media mode (real WebRTC), in a vhost of its own; `extra`: more settings."""
     url, vhost = create_vhost(os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//"))
     log_dir = run_dir / f"logs-{name}"
     kms = EmulatorProcess(log_dir, "media", name="kms-media").start()
     try:
-        stack = start_stack(stack_env(url, mongodb_uri, [kms.url]), log_dir)
+        stack = start_stack(stack_env(url, mongodb_uri, [kms.url], **extra), log_dir)
     except Exception:
         kms.stop()
         delete_vhost(vhost)

@@ -7,6 +7,7 @@ from typing import Any
 
 from flask.views import MethodView
 
+from models.session import BANDWIDTH_FIELDS
 from signaling_web import access, admission
 from signaling_web.extensions import Blueprint
 from signaling_web.join_tokens.schemas import MintedTokenSchema, MintTokenSchema, RotatedJoinTokenSchema
@@ -28,8 +29,9 @@ class Tokens(MethodView):
     @access.operator
     def post(self, args: dict[str, Any], session_id: str) -> dict[str, Any]:
         """Mint a single-use join token with a role (and the participant's name and metadata)"""
+        bandwidth = {field: args[field] for field in BANDWIDTH_FIELDS}
         token, grant = admission.mint_join_token(
-            session_id, args["role"], args["display_name"], args["metadata"], args["ttl_s"]
+            session_id, args["role"], args["display_name"], args["metadata"], args["ttl_s"], **bandwidth
         )
         return {"join_token": token, "role": grant.role, "expires_at": grant.expires_at}
 

@@ -14,50 +14,45 @@ from signaling_web.schemas import ParticipantSummarySchema
 from signaling_web.validation import validate_name
 
 
+def bandwidth_field(description: str, example: int) -> ma.fields.Int:
+    """A bandwidth limit in kbps (a session's default, or a minted token's for its participant)."""
+    return ma.fields.Int(
+        load_default=None,
+        allow_none=True,
+        strict=True,
+        validate=ma.validate.Range(min=1, max=100_000),
+        metadata={"description": description, "example": example},
+    )
+
+
+def check_send_range(data: dict[str, Any]) -> None:
+    low, high = data.get("min_video_send_bandwidth"), data.get("max_video_send_bandwidth")
+    if low is not None and high is not None and low > high:
+        raise ma.ValidationError("Must not exceed max_video_send_bandwidth.", "min_video_send_bandwidth")
+
+
 class SessionCreateSchema(Schema):
     name = ma.fields.Str(load_default="", validate=[ma.validate.Length(max=128), validate_name])
     max_participants = ma.fields.Int(
         load_default=None, allow_none=True, strict=True, metadata={"description": "1 to 256; 16 when omitted."}
     )
 
-    max_video_send_bandwidth = ma.fields.Int(
-        load_default=None,
-        allow_none=True,
-        strict=True,
-        validate=ma.validate.Range(min=1, max=100_000),
-        metadata={
-            "description": "kbps: the media server's maxVideoSendBandwidth on every subscription endpoint "
-            "(what it sends a subscriber); its own default (500) when omitted.",
-            "example": 1500,
-        },
+    max_video_send_bandwidth = bandwidth_field(
+        "kbps: the media server's maxVideoSendBandwidth on every subscription endpoint "
+        "(what it sends a subscriber); its own default (500) when omitted.",
+        1500,
     )
-    min_video_send_bandwidth = ma.fields.Int(
-        load_default=None,
-        allow_none=True,
-        strict=True,
-        validate=ma.validate.Range(min=1, max=100_000),
-        metadata={
-            "description": "kbps: minVideoSendBandwidth on every subscription endpoint (its default: 100).",
-            "example": 150,
-        },
+    min_video_send_bandwidth = bandwidth_field(
+        "kbps: minVideoSendBandwidth on every subscription endpoint (its default: 100).", 150
     )
-    max_video_recv_bandwidth = ma.fields.Int(
-        load_default=None,
-        allow_none=True,
-        strict=True,
-        validate=ma.validate.Range(min=1, max=100_000),
-        metadata={
-            "description": "kbps: maxVideoRecvBandwidth on every publish endpoint (what a publisher may "
-            "send; unlimited when omitted).",
-            "example": 2500,
-        },
+    max_video_recv_bandwidth = bandwidth_field(
+        "kbps: maxVideoRecvBandwidth on every publish endpoint (what a publisher may send; unlimited when omitted).",
+        2500,
     )
 
     @ma.validates_schema
     def _send_range(self, data: dict[str, Any], **_kwargs: Any) -> None:
-        low, high = data.get("min_video_send_bandwidth"), data.get("max_video_send_bandwidth")
-        if low is not None and high is not None and low > high:
-            raise ma.ValidationError("Must not exceed max_video_send_bandwidth.", "min_video_send_bandwidth")
+        check_send_range(data)
 
     @ma.validates("max_participants")
     def _within_limit(self, value: int | None, **_kwargs: Any) -> None:

@@ -219,3 +219,38 @@ def test_a_rejoin_ends_every_publication_for_the_others(api):
         assert ended["reason"] == "rejoined"
     publish(alice, "publish:screen")  # publishes again, announced again
     bob.wait_for(lambda m: m["type"] == "streamPublished" and m.get("name") == "screen" and m["seq"] > ended["seq"])
+
+
+def test_a_minted_tokens_bandwidth_replaces_the_sessions_for_its_participant(keyed, keyed_db, kms):
+    session = keyed.create_session(max_video_send_bandwidth=800, max_video_recv_bandwidth=2000)
+    sid = session["session_id"]
+    tokens = f"{keyed.base}/api/v1/sessions/{sid}/tokens"
+    for body in (
+        {"max_video_recv_bandwidth": 0},
+        {"max_video_send_bandwidth": "fast"},
+        {"min_video_send_bandwidth": 900, "max_video_send_bandwidth": 600},
+    ):
+        response = keyed.http.post(tokens, json=body, headers=keyed.key_headers)
+        assert response.status_code == 422, response.text
+        assert set(response.json()) == {"code", "status", "message", "errors"}
+    minted = keyed.http.post(
+        tokens, json={"max_video_send_bandwidth": 300, "max_video_recv_bandwidth": 700}, headers=keyed.key_headers
+    )
+    assert minted.status_code == 201, minted.text
+    joined = keyed.http.post(
+        f"{keyed.base}/api/v1/sessions/{sid}/participants",
+        json={"display_name": "carol", "join_token": minted.json()["join_token"]},
+    )
+    assert joined.status_code == 201, joined.text
+    carol = Member(keyed, sid, joined.json()["participant_id"], joined.json()["token"])
+    alice = keyed.join(session, "alice")  # the shared token: the session's limits
+    publish(alice)
+    publish(carol)
+    subscribe(carol, alice.participant_id)
+    subscribe(alice, carol.participant_id)
+    assert kms.proxy(publish_endpoint(carol.participant_id)).invoke("getMaxVideoRecvBandwidth") == 700
+    assert kms.proxy(publish_endpoint(alice.participant_id)).invoke("getMaxVideoRecvBandwidth") == 2000
+    carols = Endpoint.find(carol.participant_id, alice.participant_id).kurento.id
+    alices = Endpoint.find(alice.participant_id, carol.participant_id).kurento.id
+    assert kms.proxy(carols).invoke("getMaxVideoSendBandwidth") == 300
+    assert kms.proxy(alices).invoke("getMaxVideoSendBandwidth") == 800

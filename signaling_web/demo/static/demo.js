@@ -1,11 +1,12 @@
 // The demo page's UI. All signaling goes through signaling-client.js; this file only draws.
-import { PUBLISH, SignalingClient } from './signaling-client.js';
+import { MAIN, PUBLISH, SignalingClient, publishStream, subscriptionStream } from './signaling-client.js';
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 // ?autoreconnect=0 leaves recovery to the Rejoin button (the client's manual fallback).
 const client = new SignalingClient({ autoReconnect: params.get('autoreconnect') !== '0' });
 let localStream = null;
+let screenStream = null; // our `screen` publication while we share it
 // participant_id -> display name; participantLeft carries no name and the client forgets the participant first.
 const names = new Map();
 
@@ -14,6 +15,7 @@ window.demo = {
   client,
   get peerConnections() { return client.peerConnections; },
   get localStream() { return localStream; },
+  get screenStream() { return screenStream; },
 };
 
 // ------------------------------------------------------------------ lobby
@@ -81,6 +83,7 @@ $('join-form').addEventListener('submit', async (event) => {
     setStatus(`in the call as ${name} (${client.role})`, 'ok');
     for (const p of client.participants.values()) names.set(p.participant_id, p.display_name);
     renderParticipants();
+    $('screen-button').hidden = client.role === 'subscriber' || !navigator.mediaDevices.getDisplayMedia;
     if (client.role === 'subscriber') {
       chatEvent('You joined as a subscriber: you watch and chat, you do not publish.');
     } else if (localStream) {
@@ -103,7 +106,7 @@ function nameOf(participantId) {
   return p ? p.display_name : names.get(participantId) || participantId.slice(0, 8);
 }
 
-function addTile(participantId, label, mediaStream, local = false) {
+function addTile(participantId, label, mediaStream, local = false, publication = null) {
   removeTile(participantId);
   const tile = document.createElement('div');
   tile.id = tileId(participantId);
@@ -120,6 +123,7 @@ function addTile(participantId, label, mediaStream, local = false) {
   const state = document.createElement('span');
   state.className = 'state';
   tile.append(video, name, state);
+  if (publication) addPublicationControls(tile, publication);
   $('grid').append(tile);
   video.play().catch(() => { /* autoplay refused: the user's next click starts it */ });
 }
@@ -134,22 +138,108 @@ function removeTile(participantId) {
 
 // One tile per received publication, keyed by its stream ("<pid>" for main, "<pid>:<name>" for others).
 client.on('remoteStream', ({ participantId, name, stream, mediaStream }) => {
-  addTile(stream || participantId, name && name !== 'main' ? `${nameOf(participantId)} (${name})` : nameOf(participantId), mediaStream);
-  showMuted(participantId, name || 'main');
+  const publication = { participantId, name: name || MAIN };
+  addTile(stream || participantId, name && name !== MAIN ? `${nameOf(participantId)} (${name})` : nameOf(participantId),
+    mediaStream, false, publication);
+  showMuted(participantId, publication.name);
+  for (const recording of client.recordings.values()) {
+    if (recording.participant_id === participantId && (recording.name || MAIN) === publication.name && recording.state === 'recording') {
+      showRecording(participantId, publication.name, recording.recording_id, 'recording');
+    }
+  }
 });
 client.on('remoteStreamRemoved', ({ participantId, stream }) => removeTile(stream || participantId));
 // A muted indicator per tile: streamMuted says which kinds the service stopped forwarding.
+function publicationTile(participantId, name) {
+  return $(tileId(subscriptionStream(participantId, name)));
+}
+
 function showMuted(participantId, name) {
-  const tile = $(tileId(name === 'main' ? participantId : `${participantId}:${name}`));
+  const tile = publicationTile(participantId, name);
   if (!tile) return;
   const { audio, video } = client.mutedState(participantId, name);
   tile.classList.toggle('muted', audio || video);
   tile.dataset.muted = [audio && 'audio', video && 'video'].filter(Boolean).join(' ');
   tile.querySelector('.state').textContent = tile.dataset.muted ? `muted: ${tile.dataset.muted}` : '';
+  for (const [kind, off] of [['audio', audio], ['video', video]]) {
+    const button = tile.querySelector(`button.mute-${kind}`);
+    if (button) button.textContent = off ? `unmute ${kind}` : `mute ${kind}`;
+  }
 }
+
+// A moderator's actions on a received publication: mute (for everyone) and record.
+function addPublicationControls(tile, { participantId, name }) {
+  tile.dataset.publisher = participantId;
+  tile.dataset.publication = name;
+  const recording = document.createElement('span');
+  recording.className = 'recording';
+  tile.append(recording);
+  if (client.role !== 'moderator') return;
+  const actions = document.createElement('div');
+  actions.className = 'actions';
+  for (const kind of ['video', 'audio']) {
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.className = `mute-${kind}`;
+    button.textContent = `mute ${kind}`;
+    button.addEventListener('click', async () => {
+      button.disabled = true;
+      try {
+        await client.mute(participantId, name, { [kind]: !client.mutedState(participantId, name)[kind] });
+      } catch (err) {
+        chatEvent(`could not mute ${nameOf(participantId)}'s ${kind}: ${err.message}`);
+      } finally {
+        button.disabled = false;
+      }
+    });
+    actions.append(button);
+  }
+  const record = document.createElement('button');
+  record.type = 'button';
+  record.className = 'record';
+  record.textContent = 'record';
+  record.addEventListener('click', async () => {
+    record.disabled = true;
+    try {
+      if (tile.dataset.recordingId && tile.dataset.recording !== 'stopped') {
+        await client.stopRecording(tile.dataset.recordingId);
+      } else {
+        showRecording(participantId, name, '', 'starting');
+        const started = await client.startRecording(participantId, name);
+        // recordingStarted may already have come (through the poll) and said more than "starting".
+        if (tile.dataset.recording === 'starting') showRecording(participantId, name, started.recording_id, 'starting');
+      }
+    } catch (err) {
+      showRecording(participantId, name, tile.dataset.recordingId || '', tile.dataset.recordingId ? tile.dataset.recording : '');
+      chatEvent(`could not record ${nameOf(participantId)}: ${err.message}`);
+    } finally {
+      record.disabled = false;
+    }
+  });
+  actions.append(record);
+  tile.append(actions);
+}
+
+// The recording state on a tile: starting (asked) -> recording (recordingStarted) -> stopped (recordingStopped).
+function showRecording(participantId, name, recordingId, state, reason = null) {
+  const tile = publicationTile(participantId, name);
+  if (!tile) return;
+  tile.dataset.recordingId = recordingId;
+  tile.dataset.recording = state;
+  tile.classList.toggle('recording', state === 'recording');
+  const label = tile.querySelector('.recording');
+  if (label) label.textContent = state && `${state === 'recording' ? '● ' : ''}${state}${reason && reason !== 'stopped' ? ` (${reason})` : ''}`;
+  const record = tile.querySelector('button.record');
+  if (record) record.textContent = state === 'starting' || state === 'recording' ? 'stop recording' : 'record';
+}
+client.on('recordingStarted', (m) => showRecording(m.participant_id, m.name || MAIN, m.recording_id, 'recording'));
+client.on('recordingStopped', (m) => {
+  const tile = document.querySelector(`#grid .tile[data-recording-id="${CSS.escape(m.recording_id)}"]`);
+  if (tile) showRecording(tile.dataset.publisher, tile.dataset.publication, m.recording_id, 'stopped', m.reason);
+});
 client.on('streamMuted', (m) => showMuted(m.participant_id, m.name || 'main'));
 client.on('connectionState', ({ stream, state }) => {
-  const tile = $(tileId(stream === PUBLISH ? 'local' : stream));
+  const tile = $(tileId(stream === PUBLISH ? 'local' : stream)); // our screen's tile is "publish:screen"
   if (tile) tile.querySelector('.state').textContent = state === 'connected' ? '' : state;
 });
 
@@ -299,11 +389,50 @@ function toggleTracks(kind, button, onLabel, offLabel) {
   button.setAttribute('aria-pressed', String(off));
   button.textContent = off ? offLabel : onLabel;
 }
+// Screen sharing: a second publication, `screen`. Stopping it (our button, or the browser's own
+// "stop sharing", which ends the track) unpublishes it.
+const SCREEN = 'screen';
+async function startSharing() {
+  const video = videoConstraints($('video-size').value);
+  screenStream = await navigator.mediaDevices.getDisplayMedia({ video: video || true, audio: false });
+  for (const track of screenStream.getTracks()) track.addEventListener('ended', () => stopSharing());
+  addTile(publishStream(SCREEN), `${client.displayName} (your screen)`, screenStream, true);
+  $(tileId(publishStream(SCREEN))).classList.add('screen'); // not mirrored, unlike the camera
+  $('screen-button').setAttribute('aria-pressed', 'true');
+  $('screen-button').textContent = 'Stop sharing';
+  await client.publish(screenStream, SCREEN);
+}
+
+async function stopSharing() {
+  if (!screenStream) return;
+  const stream = screenStream;
+  screenStream = null;
+  for (const track of stream.getTracks()) track.stop();
+  removeTile(publishStream(SCREEN));
+  $('screen-button').setAttribute('aria-pressed', 'false');
+  $('screen-button').textContent = 'Share screen';
+  if (client.localStreams.has(SCREEN)) await client.unpublish(SCREEN);
+}
+
+$('screen-button').addEventListener('click', async () => {
+  $('screen-button').disabled = true;
+  try {
+    if (screenStream) await stopSharing();
+    else await startSharing();
+  } catch (err) {
+    if (err.name !== 'NotAllowedError') chatEvent(`screen sharing: ${err.message}`);
+    await stopSharing().catch(() => {});
+  } finally {
+    $('screen-button').disabled = false;
+  }
+});
+
 $('mute-button').addEventListener('click', () => toggleTracks('audio', $('mute-button'), 'Mute', 'Unmute'));
 $('camera-button').addEventListener('click', () => toggleTracks('video', $('camera-button'), 'Camera off', 'Camera on'));
 
 function end(text) {
-  if (localStream) for (const track of localStream.getTracks()) track.stop();
+  for (const stream of [localStream, screenStream]) if (stream) for (const track of stream.getTracks()) track.stop();
+  screenStream = null;
   $('grid').replaceChildren();
   $('call').hidden = true;
   $('notice').hidden = true;

@@ -27,7 +27,7 @@
  *   - roles: joins with the session's shared join token (a publisher) or a single-use token your
  *     backend minted (SignalingClient.mintToken, with an API key) for a `publisher`, a `subscriber`
  *     (receives only: publish() refuses) or a `moderator`, who may remove(participantId) others
- *     and closeSession(). A removed participant's client drains its queue and closes ('removed').
+ *     and closeSession(), mute anyone's publication and record it (startRecording, stopRecording). A removed participant's client drains its queue and closes ('removed').
  *
  * Usage:
  *
@@ -354,6 +354,21 @@ export class SignalingClient {
   /** {audio, video} of a publication as the last streamMuted said (both false when none came). */
   mutedState(participantId, name = MAIN) {
     return this.muted.get(`${participantId}:${name}`) || { audio: false, video: false };
+  }
+
+  /**
+   * A moderator's recording of a publication (the same routes as the static helpers, with our token):
+   * resolves {recording_id, state: "starting", ...}; `recordingStarted`/`recordingStopped` follow.
+   */
+  startRecording(participantId, name = MAIN, profile = 'webm') {
+    return this._call('POST', `/sessions/${encodeURIComponent(this.sessionId)}/recordings`,
+      { participant_id: participantId, name, profile });
+  }
+
+  /** A moderator's request to end a recording (202); `recordingStopped` says when the file is complete. */
+  stopRecording(recordingId) {
+    return this._call('POST',
+      `/sessions/${encodeURIComponent(this.sessionId)}/recordings/${encodeURIComponent(recordingId)}/stop`);
   }
 
   /** Receives a publisher's publication (audio and video). Emits `remoteStream` when the first track arrives. */
