@@ -146,6 +146,16 @@ def test_mint_token_posts_role_name_metadata_and_ttl(service, client):
     assert minted.expires_at == datetime(2026, 1, 1, 11, tzinfo=UTC)
 
 
+def test_bandwidth_limits_go_with_the_session_and_the_minted_token(service, client):
+    service.answer(201, {"session_id": "s1", "join_token": "j", "name": "", "state": "open"})
+    client.create_session(max_video_send_bandwidth=800, max_video_recv_bandwidth=2000)
+    service.answer(201, {"join_token": "mt", "role": "publisher", "expires_at": "2026-01-01T11:00:00.000Z"})
+    client.mint_token("s1", max_video_send_bandwidth=300, min_video_send_bandwidth=100)
+    created, minted = service.requests
+    assert created.json == {"max_video_send_bandwidth": 800, "max_video_recv_bandwidth": 2000}
+    assert minted.json == {"max_video_send_bandwidth": 300, "min_video_send_bandwidth": 100}
+
+
 def test_rotate_join_token_returns_the_new_token(service, client):
     service.answer(200, {"join_token": "new"})
     assert client.rotate_join_token("s1") == "new"

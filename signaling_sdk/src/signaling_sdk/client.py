@@ -58,10 +58,25 @@ class SignalingClient:
 
     # --- sessions -------------------------------------------------------------------------------
     def create_session(
-        self, name: str | None = None, max_participants: int | None = None, *, idempotency_key: str | None = None
+        self,
+        name: str | None = None,
+        max_participants: int | None = None,
+        *,
+        max_video_send_bandwidth: int | None = None,
+        min_video_send_bandwidth: int | None = None,
+        max_video_recv_bandwidth: int | None = None,
+        idempotency_key: str | None = None,
     ) -> CreatedSession:
-        """`POST /sessions`: 201 with the session's shared join token."""
-        body = _without_none(name=name, max_participants=max_participants)
+        """`POST /sessions`: 201 with the session's shared join token. The bandwidth limits (kbps) are
+        the session's defaults for what the media server sends to each subscriber (max/min) and
+        receives from each publisher (max)."""
+        body = _without_none(
+            name=name,
+            max_participants=max_participants,
+            max_video_send_bandwidth=max_video_send_bandwidth,
+            min_video_send_bandwidth=min_video_send_bandwidth,
+            max_video_recv_bandwidth=max_video_recv_bandwidth,
+        )
         return CreatedSession.from_json(
             self._http.request("POST", "/sessions", body=body, idempotency_key=idempotency_key)
         )
@@ -102,11 +117,23 @@ class SignalingClient:
         display_name: str | None = None,
         metadata: dict[str, Any] | None = None,
         ttl_s: int | None = None,
+        max_video_send_bandwidth: int | None = None,
+        min_video_send_bandwidth: int | None = None,
+        max_video_recv_bandwidth: int | None = None,
         idempotency_key: str | None = None,
     ) -> MintedToken:
         """`POST /sessions/{sid}/tokens`: a single-use join token for one user (ttl 3600 s by default,
-        at most 86400); its display_name and metadata win over what the joining frontend sends."""
-        body = _without_none(role=role, display_name=display_name, metadata=metadata, ttl_s=ttl_s)
+        at most 86400); its display_name and metadata win over what the joining frontend sends, and
+        its bandwidth limits (kbps) over the session's, field by field."""
+        body = _without_none(
+            role=role,
+            display_name=display_name,
+            metadata=metadata,
+            ttl_s=ttl_s,
+            max_video_send_bandwidth=max_video_send_bandwidth,
+            min_video_send_bandwidth=min_video_send_bandwidth,
+            max_video_recv_bandwidth=max_video_recv_bandwidth,
+        )
         answer = self._http.request(
             "POST", f"/sessions/{_seg(session_id)}/tokens", body=body, idempotency_key=idempotency_key
         )
