@@ -22,6 +22,8 @@ from kms_emulator.registry import Emit
 
 log = logging.getLogger(__name__)
 
+# KMS's own list (elements.kmd MediaProfileSpecType), kept apart from kurento.objects on purpose:
+# the emulator stands in for the server, so a client that sends a wrong profile must meet a refusal.
 MEDIA_PROFILES = (
     "WEBM",
     "MKV",
