@@ -17,13 +17,14 @@ from typing import Any
 
 import kurento
 from kurento import jsonrpc
-from media_tasks import kms_sessions, recordings
+from media_tasks import kms_sessions, publications, recordings
 from media_tasks.kms_events import relay_endpoint_events
 from media_tasks.kms_pool import ensure_pipeline, pipeline_of, release_quietly
+from media_tasks.publications import connect_params, forwarded_media_types
 from messaging import messages, rerun_identity
 from messaging.publisher import get_publisher
 from models import Endpoint, KurentoRef, Participant, Session, streams
-from models.endpoint import NegotiationState
+from models.endpoint import FeedState, NegotiationState
 from models.streams import MAIN, StreamRef
 from settings import Settings
 
@@ -59,26 +60,6 @@ class Offer:
         """What a publish offer sends, as stored with its record ("audio video", "audio", ...)."""
         audio, video = streams.sent_kinds(self.sdp)
         return " ".join(kind for kind, sent in (("audio", audio), ("video", video)) if sent)
-
-
-# KMS connects every kind when `connect` names none; a muted kind is left out (issue 15).
-_ALL_KINDS = ("AUDIO", "VIDEO", "DATA")
-
-
-def forwarded_media_types(muted_audio: bool, muted_video: bool) -> list[str | None]:
-    """The `mediaType`s to connect a publication to a subscriber with: [None] (all) when nothing is muted."""
-    if not (muted_audio or muted_video):
-        return [None]
-    muted = {"AUDIO"} if muted_audio else set()
-    muted |= {"VIDEO"} if muted_video else set()
-    return [kind for kind in _ALL_KINDS if kind not in muted]
-
-
-def _connect_params(sink: Any, media_type: str | None) -> dict[str, Any]:
-    return {"sink": sink} if media_type is None else {"sink": sink, "mediaType": media_type}
-
-
-_UNKNOWN = object()  # the kinds a publication had before: not known (a re-run), so nothing to announce
 
 
 class NegotiationRefused(Exception):
@@ -161,7 +142,10 @@ def _answer_offer(offer: Offer) -> None:
             pending,
             replacing,
             probably_publishing=own is not None and bool(own.answered_request_id),
-            previous_kinds=previous.get("kinds"),
+            previous=previous,
+            fed_by=FeedState(source.kurento, source.muted_audio, source.muted_video)
+            if source is not None and source.kurento
+            else None,
         )
         return
     raise NegotiationRefused(409, "the stream could not be renegotiated")
@@ -268,7 +252,7 @@ def _negotiate_on(
         tx.invoke(created, operation, **value)
     if source is not None:
         for media_type in source_types:  # a muted kind of the publication is not connected
-            tx.invoke(source, "connect", **_connect_params(created, media_type))
+            tx.invoke(source, "connect", **connect_params(created, media_type))
     answer = tx.invoke(created, "processOffer", offer=offer.sdp)
     try:
         tx.commit()
@@ -307,17 +291,20 @@ def _deliver(
     pending: list[dict[str, Any]],
     replaced: str | None,
     probably_publishing: bool,
-    previous_kinds: object = _UNKNOWN,
+    previous: dict[str, Any] | None = None,
+    fed_by: FeedState | None = None,
 ) -> None:
     """After the claim: the participant check, the answer, then gathering (and the release of the
     endpoint this one replaced, which Kurento cannot negotiate twice).
 
     A publication is announced (streamPublished) when it starts and when the kinds it sends change;
     a re-offer that sends the same keeps its subscribers without telling them anything: they are
-    reconnected to the new endpoint (_start_gathering)."""
+    reconnected to the new endpoint (_start_gathering). `previous` is what the claim replaced (None:
+    unknown, a re-run or a new record); `fed_by`, what a subscription endpoint was connected to."""
     publisher = get_publisher(offer.settings)
     ref = offer.ref
     announce = False
+    rewiring = None
     if ref.publishing:
         if ref.name == MAIN:
             marked = Participant.mark_publishing(offer.participant_id, probably_publishing)
@@ -325,11 +312,20 @@ def _deliver(
         else:
             wanted, first = offer.participant_id in Participant.joined_among([offer.participant_id]), False
         refusal = None
-        announce = wanted and (first or (previous_kinds is not _UNKNOWN and previous_kinds != offer.kinds))
+        kinds_changed = previous is not None and previous.get("kinds") != offer.kinds
+        announce = wanted and (first or kinds_changed)
     else:
         joined = Participant.joined_among([offer.participant_id, ref.publisher_id])
         wanted = offer.participant_id in joined
         refusal = None if ref.publisher_id in joined else _not_publishing(ref)
+        if wanted and refusal is None:
+            # Marks the publication watched (a re-offer of it then reconnects its subscribers) and reads
+            # what feeds it now: a re-offer or a mute that missed this endpoint is caught up here.
+            feed = Endpoint.watch_publication(ref.publisher_id, ref.name)
+            if feed is None:
+                refusal = _not_publishing(ref)  # unpublished while we negotiated
+            elif fed_by is not None:
+                rewiring = _follow_feed(endpoint, fed_by, feed)
     if not wanted or refusal is not None:
         # The participant (or the publisher) left while we negotiated, or before (a late
         # redelivery): leave no orphan endpoint behind, on the KMS or in the record.
@@ -345,57 +341,88 @@ def _deliver(
     if announce:
         audio, video = streams.sent_kinds(offer.sdp)
         publisher.to_session(offer.session_id, messages.stream_published(offer.participant_id, ref.name, audio, video))
-    recordings.follow_stream(offer.settings, offer.session_id, offer.participant_id, offer.stream, endpoint)
-    _start_gathering(offer, endpoint, pending, replaced, _subscribers_to_reconnect(offer, replaced))
+    if ref.publishing:
+        # Reads skipped on a re-offer of a publication nobody ever recorded or watched (the claim's flags).
+        if replaced is None or previous is None or previous.get("recorded", True):
+            recordings.follow_stream(offer.settings, offer.session_id, offer.participant_id, offer.stream, endpoint)
+        if replaced is not None and (previous is None or previous.get("watched", True)):
+            rewiring = _subscribers_to_reconnect(offer, endpoint)
+    _start_gathering(offer, endpoint, pending, replaced, rewiring)
+    if rewiring is not None and rewiring.muted is not None:
+        _catch_up_mute(offer, rewiring.muted)
 
 
 @dataclass(frozen=True)
-class Reconnection:
-    """The subscribers a re-offered publication's new endpoint feeds, and with which media types."""
+class Rewiring:
+    """Connections the gathering transaction changes besides the new endpoint's own: a re-offered
+    publication's new endpoint feeding its subscribers, or a new subscription endpoint following a
+    re-offer or mute of its publication that it missed. Each operation is (object, operation, params);
+    `keyframe_from` is asked for a keyframe after them; `muted` is the publication's mute state applied
+    (a publication's rewiring: checked again after the transaction)."""
 
-    subscribers: list[kurento.WebRtcEndpoint]
-    media_types: list[str | None]
+    operations: list[tuple[kurento.MediaObject, str, dict[str, Any]]]
+    keyframe_from: kurento.MediaObject | None
+    muted: tuple[bool, bool] | None = None
 
 
-def _subscribers_to_reconnect(offer: Offer, replaced: str | None) -> Reconnection | None:
-    """A re-offer on a publication: its subscribers' endpoints, read after the claim (a subscription
-    negotiated from now on finds the new endpoint itself) with the publication's mute state. One read,
-    only when an endpoint was replaced."""
-    if replaced is None or not offer.ref.publishing:
-        return None
+def _subscribers_to_reconnect(offer: Offer, endpoint: kurento.WebRtcEndpoint) -> Rewiring | None:
+    """A re-offer of a watched publication: its subscribers' endpoints, read after the claim (a subscription
+    claimed from now on finds the new endpoint itself) with the publication's mute state; one read."""
     publication = Endpoint.publication(offer.session_id, offer.participant_id, offer.ref.name)
     if publication is None or not publication.subscribers:
         return None
-    return Reconnection(
-        [_proxy(ref) for ref in publication.subscribers.values()],
-        forwarded_media_types(publication.muted_audio, publication.muted_video),
-    )
+    media_types = forwarded_media_types(publication.muted_audio, publication.muted_video)
+    operations: list[tuple[kurento.MediaObject, str, dict[str, Any]]] = [
+        (endpoint, "connect", connect_params(sink, media_type))
+        for sink in (_proxy(ref) for ref in publication.subscribers.values())
+        if sink.client is endpoint.client  # same media server only: the others went with theirs
+        for media_type in media_types
+    ]
+    return Rewiring(operations, endpoint, (publication.muted_audio, publication.muted_video))
 
 
-def _publication_replaced(
-    offer: Offer, tx: kurento.Transaction, endpoint: kurento.WebRtcEndpoint, reconnection: Reconnection | None
-) -> list[tuple[Any, Callable[[], object]]]:
-    """The new endpoint of a re-offered publication joins the gathering transaction's work: it feeds
-    every subscriber endpoint the old one fed (source→sink; same media server only, the others went
-    with theirs), then is asked for a keyframe so they get a picture at once.
+def _follow_feed(endpoint: kurento.WebRtcEndpoint, fed_by: FeedState, feed: FeedState) -> Rewiring | None:
+    """What a new subscription endpoint needs once claimed, when its publication changed since it was
+    connected: the new publish endpoint of a re-offer (whose reconnection read the subscribers before this
+    claim), or the kinds a mute changed (applied before this claim)."""
+    source = _proxy(feed.kurento)
+    if source.client is not endpoint.client:
+        return None  # moved to another media server: this endpoint goes with its pipeline
+    if feed.kurento != fed_by.kurento:
+        media_types = forwarded_media_types(feed.muted_audio, feed.muted_video)
+        return Rewiring([(source, "connect", connect_params(endpoint, kind)) for kind in media_types], source)
+    operations: list[tuple[kurento.MediaObject, str, dict[str, Any]]] = [
+        (source, "disconnect" if muted else "connect", connect_params(endpoint, kind))
+        for kind, was, muted in (
+            ("AUDIO", fed_by.muted_audio, feed.muted_audio),
+            ("VIDEO", fed_by.muted_video, feed.muted_video),
+        )
+        if was != muted
+    ]
+    return Rewiring(operations, None) if operations else None
 
-    Returns each operation added with a way to do it alone, should an earlier one fail (a subscriber
-    that left meanwhile). Recorders follow their publication apart (recordings.follow_stream, before this).
-    """
+
+def _catch_up_mute(offer: Offer, applied: tuple[bool, bool]) -> None:
+    """A mute stored after the reconnection read its state may have been applied to the new endpoint
+    before the reconnection's transaction ran, which then undid it: apply the stored state again (one
+    read; a KMS round trip only when it changed)."""
+    if Endpoint.mute_state(offer.participant_id, offer.ref.name) not in (None, applied):
+        publications.apply_mute(offer.settings, offer.session_id, offer.participant_id, offer.ref.name, announce=False)
+
+
+def _rewire(tx: kurento.Transaction, rewiring: Rewiring | None) -> list[tuple[Any, Callable[[], object]]]:
+    """Adds a rewiring's operations to the gathering transaction, then KMS's BaseRtpEndpoint.requestKeyframe
+    (PLI/FIR to the publisher once its media flows) so subscribers get a picture at once. Returns each
+    operation added with a way to do it alone, should an earlier one fail (a subscriber that left meanwhile).
+    Recorders follow their publication apart (recordings.follow_stream, before this)."""
     added: list[tuple[Any, Callable[[], object]]] = []
-    if reconnection is None:
+    if rewiring is None or not rewiring.operations:
         return added
-    for sink in reconnection.subscribers:
-        if sink.client is not endpoint.client:
-            continue
-        for media_type in reconnection.media_types:
-            params = _connect_params(sink, media_type)
-            added.append(
-                (tx.invoke(endpoint, "connect", **params), functools.partial(endpoint.invoke, "connect", **params))
-            )
-    if added:
-        # KMS's BaseRtpEndpoint.requestKeyframe (PLI/FIR to the publisher once its media flows).
-        added.append((tx.invoke(endpoint, "requestKeyframe"), functools.partial(endpoint.invoke, "requestKeyframe")))
+    for target, operation, params in rewiring.operations:
+        added.append((tx.invoke(target, operation, **params), functools.partial(target.invoke, operation, **params)))
+    if rewiring.keyframe_from is not None:
+        source = rewiring.keyframe_from
+        added.append((tx.invoke(source, "requestKeyframe"), functools.partial(source.invoke, "requestKeyframe")))
     return added
 
 
@@ -404,13 +431,12 @@ def _start_gathering(
     endpoint: kurento.WebRtcEndpoint,
     pending: list[dict[str, Any]],
     replaced: str | None,
-    reconnection: Reconnection | None = None,
+    rewiring: Rewiring | None = None,
 ) -> None:
-    """One transaction: the candidates that waited, gatherCandidates, the subscribers of a re-offered
-    publication connected to the new endpoint (_publication_replaced), the release of the replaced
-    endpoint. KMS runs a transaction's operations in order (a pipelined batch it may not), and
-    remote candidates must come first: KMS 6 stalled when they came after gathering
-    (Kurento/bugtracker#539). The release goes last, so its failure skips nothing."""
+    """One transaction: the candidates that waited, gatherCandidates, the connections a rewiring
+    changes (_rewire), the release of the replaced endpoint. KMS runs a transaction's operations in
+    order (a pipelined batch it may not), and remote candidates must come first: KMS 6 stalled when
+    they came after gathering (Kurento/bugtracker#539). The release goes last, so its failure skips nothing."""
     ours = offer.ice_ufrags
     stale = [c for c in pending if not _of_generation(c, ours)]
     if stale:  # kept for a re-offer that lost to this one, or late ones of an older generation
@@ -421,7 +447,7 @@ def _start_gathering(
     for candidate, sdp_mid, index in _wire_candidates([c for c in pending if _of_generation(c, ours)]):
         tx.invoke(endpoint, "addIceCandidate", candidate=jsonrpc.ice_candidate(candidate, sdp_mid, index))
     gathering = tx.invoke(endpoint, "gatherCandidates")
-    added = _publication_replaced(offer, tx, endpoint, reconnection)
+    added = _rewire(tx, rewiring)
     old = _proxy(replaced) if replaced else None
     released = tx.release(old) if old is not None and old.client is endpoint.client else None
     try:
@@ -433,8 +459,9 @@ def _start_gathering(
             release_quietly(old)  # skipped with the rest
             raise
         if released is None or exc.failed_index < released.index:
-            # A subscriber's endpoint was gone (it left meanwhile): the others one by one, then the release.
-            log.info("reconnecting a subscriber of %s/%s failed: %s", offer.participant_id, offer.stream, exc)
+            # A rewired endpoint was gone (a subscriber left, a publish endpoint was replaced): the rest one
+            # by one, then the release.
+            log.info("rewiring for %s/%s failed: %s", offer.participant_id, offer.stream, exc)
             for ref, alone in added:
                 if ref.index > exc.failed_index:
                     _quietly(alone)

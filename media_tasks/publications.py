@@ -9,17 +9,33 @@ runs (not the request's change), so repeated or reordered runs converge on the l
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import kurento
 from media_tasks import recordings
 from media_tasks.kms_pool import release_quietly
-from media_tasks.negotiation import forwarded_media_types
 from messaging import messages
 from messaging.publisher import get_publisher
 from models import Endpoint, KurentoRef, Participant, streams
 from settings import Settings
 
 log = logging.getLogger(__name__)
+
+# KMS connects every kind when `connect` names none; a muted kind is left out.
+_ALL_KINDS = ("AUDIO", "VIDEO", "DATA")
+
+
+def forwarded_media_types(muted_audio: bool, muted_video: bool) -> list[str | None]:
+    """The `mediaType`s to connect a publication to a subscriber with: [None] (all) when nothing is muted."""
+    if not (muted_audio or muted_video):
+        return [None]
+    muted = {"AUDIO"} if muted_audio else set()
+    muted |= {"VIDEO"} if muted_video else set()
+    return [kind for kind in _ALL_KINDS if kind not in muted]
+
+
+def connect_params(sink: Any, media_type: str | None) -> dict[str, Any]:
+    return {"sink": sink} if media_type is None else {"sink": sink, "mediaType": media_type}
 
 
 def unpublish(settings: Settings, session_id: str, participant_id: str, name: str, reason: str) -> None:
@@ -35,9 +51,10 @@ def unpublish(settings: Settings, session_id: str, participant_id: str, name: st
         get_publisher(settings).to_session(session_id, messages.stream_unpublished(participant_id, name, reason))
 
 
-def apply_mute(settings: Settings, session_id: str, participant_id: str, name: str) -> None:
+def apply_mute(settings: Settings, session_id: str, participant_id: str, name: str, *, announce: bool = True) -> None:
     """Makes the media server forward to each subscriber exactly the kinds the publication's stored
-    state leaves unmuted (`disconnect`/`connect` with `mediaType`, one transaction), then tells everyone.
+    state leaves unmuted (`disconnect`/`connect` with `mediaType`, one transaction), then tells everyone
+    (unless `announce` is False: a re-offer that raced a mute applies it again, the mute told already).
     One read (the publication with its subscribers), one KMS round trip, one broadcast."""
     publication = Endpoint.publication(session_id, participant_id, name)
     if publication is None:
@@ -52,6 +69,8 @@ def apply_mute(settings: Settings, session_id: str, participant_id: str, name: s
             for kind, muted in (("AUDIO", publication.muted_audio), ("VIDEO", publication.muted_video)):
                 operations.append((source, "disconnect" if muted else "connect", sink, kind))
         _apply(operations)
+    if not announce:
+        return
     get_publisher(settings).to_session(
         session_id, messages.stream_muted(participant_id, name, publication.muted_audio, publication.muted_video)
     )
@@ -77,4 +96,4 @@ def _apply(operations: list[tuple[kurento.MediaObject, str, kurento.MediaObject,
                 log.info("mute: %s", again)
 
 
-__all__ = ["apply_mute", "forwarded_media_types", "unpublish"]
+__all__ = ["apply_mute", "connect_params", "forwarded_media_types", "unpublish"]

@@ -46,7 +46,8 @@ def start(settings: Settings, session_id: str, recording_id: str) -> None:
     """Creates, connects and starts the recorder of an accepted recording (nothing if it has one, or ended).
 
     Cost: two reads (the recording, the publish endpoint), one KMS transaction, one write (the claim)
-    and one read to catch a re-offer that replaced the publish endpoint meanwhile.
+    and one write marking the publication recorded, which reads its endpoint to catch a re-offer that
+    replaced it meanwhile.
     """
     recording = Recording.find(recording_id)
     if recording is None or recording.state != "starting" or recording.kurento is not None:
@@ -68,7 +69,9 @@ def start(settings: Settings, session_id: str, recording_id: str) -> None:
         release_quietly(recorder)  # a stop came first (or a re-run stored its own)
         return
     kms_sessions.register_own(recorder.client)  # its events survive this worker (a takeover)
-    current = Endpoint.stored_kurento(recording.participant_id, stream).kurento
+    # Marks the publication recorded (its re-offers then look for recorders to follow) and reads its
+    # endpoint in the same write: a re-offer that did not see the mark is caught up here.
+    current = Endpoint.mark_recorded(recording.participant_id, stream)
     if current is not None and current != source:
         _connect_quietly(KurentoRef.decode(current).proxy(), [recorder])
 

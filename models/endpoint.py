@@ -9,6 +9,7 @@ the endpoint id takes that list in the same atomic operation, so none is lost or
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,7 @@ from models.streams import PUBLISH
 if TYPE_CHECKING:
     from kurento import MediaObject
 
-__all__ = ["PUBLISH", "Endpoint", "NegotiationState", "Publication", "StoredEndpoint"]
+__all__ = ["PUBLISH", "Endpoint", "FeedState", "NegotiationState", "Publication", "StoredEndpoint"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,15 @@ class Publication:
     muted_audio: bool
     muted_video: bool
     subscribers: dict[str, str]
+
+
+@dataclass(frozen=True)
+class FeedState:
+    """What feeds a publication's subscribers: its publish endpoint reference and mute state."""
+
+    kurento: str
+    muted_audio: bool
+    muted_video: bool
 
 
 @dataclass(frozen=True)
@@ -131,6 +141,13 @@ class Endpoint(Document):
     kinds = StringField(null=True)
     muted_audio = BooleanField(default=False)
     muted_video = BooleanField(default=False)
+    # Set (never cleared) on a publish record once a subscription to it or a recording of it was
+    # stored: the claim of a re-offer hands them back, so a re-offer of a publication nobody ever
+    # watched or recorded skips reading its subscribers and its recordings (issue 13). Each setter
+    # writes the flag after storing its own endpoint or recorder and reads the publish endpoint in
+    # that same write, so either the re-offer sees the flag or the setter sees the new endpoint.
+    watched = BooleanField(default=False)
+    recorded = BooleanField(default=False)
 
     meta = {
         "collection": "endpoints",
@@ -258,7 +275,8 @@ class Endpoint(Document):
         With `session_id`, a missing record is created by the same write (an offer that found
         none); without, the record must exist. None means the stored endpoint is no longer
         `replacing` (another worker got there first); the caller must release its own.
-        With `kinds` (a publish record), they are stored too; `previous` receives the kinds stored before.
+        With `kinds` (a publish record), they are stored too; `previous` receives the kinds stored before
+        and the `watched` and `recorded` flags (absent when this call created the record).
         """
         changes: dict[str, Any] = {
             "kurento": _encoded(endpoint),
@@ -290,12 +308,14 @@ class Endpoint(Document):
                 return None
             return []
         before = endpoints.find_one_and_update(
-            query, {"$set": changes}, {"pending_candidates": 1, "kinds": 1, "_id": 0}
+            query, {"$set": changes}, {"pending_candidates": 1, "kinds": 1, "watched": 1, "recorded": 1, "_id": 0}
         )
         if before is None:
             return None
         if previous is not None:
             previous["kinds"] = before.get("kinds")
+            previous["watched"] = bool(before.get("watched"))
+            previous["recorded"] = bool(before.get("recorded"))
         return [json.loads(c) for c in before.get("pending_candidates") or []]
 
     @classmethod
@@ -312,15 +332,18 @@ class Endpoint(Document):
         cls.objects(participant_id=participant_id, stream=stream, kurento=endpoint).delete()
 
     @classmethod
-    def linked_to(cls, session_id: str, participant_id: str) -> list[Endpoint]:
-        """The participant's endpoints and every subscription to its publications."""
+    def linked_to(cls, session_id: str, participant_id: str) -> Iterator[Endpoint]:
+        """The participant's endpoints, then every subscription to its publications, read only once the
+        caller is done with the first (it discards them): a subscription claimed after that read finds
+        its publication gone (Endpoint.watch_publication) and releases itself."""
         own = list(cls.objects(participant_id=participant_id))
+        yield from own
         fed = [
             streams.subscription_stream(participant_id, streams.name_of(e.stream))
             for e in own
             if streams.is_publish(e.stream)
         ]
-        return [*own, *cls.objects(session_id=session_id, stream__in=sorted({participant_id, *fed}))]
+        yield from cls.objects(session_id=session_id, stream__in=sorted({participant_id, *fed}))
 
     @classmethod
     def publication(cls, session_id: str, participant_id: str, name: str) -> Publication | None:
@@ -355,6 +378,37 @@ class Endpoint(Document):
         )
 
     @classmethod
+    def watch_publication(cls, publisher_id: str, name: str) -> FeedState | None:
+        """After a subscription's claim: marks the publication `watched` and reads what feeds it now (its
+        publish endpoint and mute state), one write. None when it is gone (unpublished, or its publisher left)."""
+        doc = cls._get_collection().find_one_and_update(
+            {"participant_id": publisher_id, "stream": streams.publish_stream(name)},
+            {"$set": {"watched": True}},
+            {"kurento": 1, "muted_audio": 1, "muted_video": 1, "_id": 0},
+        )
+        if doc is None or not doc.get("kurento"):
+            return None
+        return FeedState(doc["kurento"], bool(doc.get("muted_audio")), bool(doc.get("muted_video")))
+
+    @classmethod
+    def mark_recorded(cls, participant_id: str, stream: str) -> str | None:
+        """After a recorder's claim: marks the publication `recorded` and returns its publish endpoint
+        now (None when it has none), one write."""
+        doc = cls._get_collection().find_one_and_update(
+            {"participant_id": participant_id, "stream": stream}, {"$set": {"recorded": True}}, {"kurento": 1, "_id": 0}
+        )
+        return None if doc is None else doc.get("kurento")
+
+    @classmethod
+    def mute_state(cls, participant_id: str, name: str) -> tuple[bool, bool] | None:
+        """(muted_audio, muted_video) of a publication, or None without a record: one projected read."""
+        doc = cls._get_collection().find_one(
+            {"participant_id": participant_id, "stream": streams.publish_stream(name)},
+            {"muted_audio": 1, "muted_video": 1, "_id": 0},
+        )
+        return None if doc is None else (bool(doc.get("muted_audio")), bool(doc.get("muted_video")))
+
+    @classmethod
     def publication_names(cls, participant_id: str, session_id: str | None = None) -> set[str]:
         """The names of the participant's publish records (an endpoint stored or not; of `session_id`
         only, when given): one read."""
@@ -374,21 +428,19 @@ class Endpoint(Document):
     @classmethod
     def detach_publication(cls, session_id: str, participant_id: str, name: str) -> tuple[bool, list[str]]:
         """Removes a publication's record and its subscriptions' from the record: whether this call
-        removed the publication's (it announces the end), and the stored references to release."""
-        publish = streams.publish_stream(name)
-        refs = []
-        removed = False
-        records = [
-            *cls.objects(participant_id=participant_id, stream=publish),
-            *cls.objects(session_id=session_id, stream=streams.subscription_stream(participant_id, name)),
-        ]
-        for stored in records:
+        removed the publication's (it announces the end), and the stored references to release.
+
+        The publication's record goes first, then its subscriptions are read: a subscription claimed
+        after that read finds the publication gone (Endpoint.watch_publication) and releases itself."""
+        gone = cls._get_collection().find_one_and_delete(
+            {"participant_id": participant_id, "stream": streams.publish_stream(name)}, {"kurento": 1, "_id": 0}
+        )
+        refs = [gone["kurento"]] if gone is not None and gone.get("kurento") else []
+        for stored in cls.objects(session_id=session_id, stream=streams.subscription_stream(participant_id, name)):
             raw = stored.to_mongo().get("kurento")
-            if cls.discard(stored.id):
-                removed = removed or stored.stream == publish
-                if raw:
-                    refs.append(raw)
-        return removed, refs
+            if cls.discard(stored.id) and raw:
+                refs.append(raw)
+        return gone is not None, refs
 
     @classmethod
     def discard(cls, endpoint_id: ObjectId) -> bool:

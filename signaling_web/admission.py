@@ -128,24 +128,40 @@ def check_stream(
 ) -> str:
     """`stream` is "publish[:<name>]" or names another joined participant of the session ("<pid>[:<name>]");
     returns it as the records name it (models.streams: "publish:main" is "publish"). An offer for a new
-    publication beyond MAX_PUBLICATIONS is refused; only that case costs a read (of the participant's
-    publish records), so "publish" and subscriptions cost what they did."""
+    publication beyond MAX_PUBLICATIONS is refused (_admit_publication); only named publications cost a
+    read (of the participant's publish records), so "publish" and subscriptions cost what they did."""
     try:
         ref = streams.parse(participant_id, stream)
     except streams.BadStreamName:
         raise BadStreamName() from None
     if ref.publishing:
         if offer and ref.name != streams.MAIN:
-            names = Endpoint.publication_names(participant_id) - {streams.MAIN}
-            # main counts whether or not it is published yet: a participant always may publish it.
-            if ref.name not in names and len(names) + 1 >= streams.MAX_PUBLICATIONS:
-                raise TooManyPublications(streams.MAX_PUBLICATIONS)
+            _admit_publication(session_id, participant_id, ref)
         return ref.stream
     if ref.publisher_id == participant_id:
         raise OwnStreamById()
     if _state(session_id, ref.publisher_id, cache) != ParticipantState.JOINED:
         raise StreamNotFound(ref.publisher_id)
     return ref.stream
+
+
+def _admit_publication(session_id: str, participant_id: str, ref: streams.StreamRef) -> None:
+    """An offer on a named publication: a known one passes (one read); a new one within the limit gets
+    its record now, then the participant's publications are counted again, and the offer is refused
+    (its record removed) if they pass the limit. Of offers racing for the last place (on any web
+    process) the limit may so refuse both, never admit both. main counts whether or not it is
+    published yet: a participant always may publish it."""
+    names = Endpoint.publication_names(participant_id) - {streams.MAIN}
+    if ref.name in names:
+        return
+    if len(names) + 1 >= streams.MAX_PUBLICATIONS:
+        raise TooManyPublications(streams.MAX_PUBLICATIONS)
+    created = Endpoint.ensure(session_id, participant_id, ref.stream)
+    if created is None:
+        return  # another request for the same name (or its candidates) created it: counted there
+    if len(Endpoint.publication_names(participant_id) - {streams.MAIN}) + 1 > streams.MAX_PUBLICATIONS:
+        Endpoint.discard(created.id)
+        raise TooManyPublications(streams.MAX_PUBLICATIONS)
 
 
 def check_publication(session_id: str, participant_id: str, name: str) -> None:

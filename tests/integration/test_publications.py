@@ -3,7 +3,11 @@ real service and the signaling-mode emulator; what the media server connects is 
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
+import requests
 
 import kurento
 from models import Endpoint
@@ -90,6 +94,37 @@ def test_bad_names_a_fifth_publication_and_an_unknown_one_are_refused(api):
     request_id = bob.offer(SUBSCRIBE_SDP, f"{alice.participant_id}:nope")
     error = bob.wait_type("error", request_id=request_id)
     assert error["code"] == 409 and "not publishing 'nope'" in error["message"]
+
+
+def test_offers_racing_for_the_last_publications_never_pass_the_limit(api, db):
+    session = api.create_session()
+    alice = api.join(session, "alice")
+    publish(alice)
+    publish(alice, "publish:one")  # two places left: "two" more named publications at most
+    names = [f"race{i}" for i in range(8)]
+    barrier = threading.Barrier(len(names))
+
+    def offer(name: str) -> requests.Response:
+        barrier.wait()  # all at once, spread over the web processes' connections
+        return requests.post(
+            f"{alice.base}/offers",
+            json={"stream": f"publish:{name}", "sdp": PUBLISH_SDP},
+            headers=alice.headers,
+            timeout=30,
+        )
+
+    with ThreadPoolExecutor(len(names)) as pool:
+        answers = dict(zip(names, pool.map(offer, names), strict=True))
+    admitted = [name for name, response in answers.items() if response.status_code == 202]
+    refused = [name for name, response in answers.items() if response.status_code == 409]
+    assert sorted(admitted + refused) == sorted(names), {n: r.text for n, r in answers.items()}
+    assert all("At most 4 publications" in answers[name].json()["message"] for name in refused)
+    assert 1 <= len(admitted) <= 2, admitted
+    for name in admitted:
+        assert alice.wait_type("sdpAnswer", request_id=answers[name].json()["request_id"])["stream"] == (
+            f"publish:{name}"
+        )
+    assert Endpoint.publication_names(alice.participant_id) == {"main", "one", *admitted}
 
 
 def test_unpublishing_releases_the_endpoints_and_tells_everyone(api, db, kms):

@@ -42,6 +42,7 @@
  *   await client.join(created.session_id, created.join_token, 'Alice');
  *   // or, from a backend holding an API key: a single-use token with a role
  *   //   const { join_token } = await SignalingClient.mintToken({ apiKey, sessionId, role: 'moderator' });
+ *   //   (both take `bandwidth: { maxVideoSendBandwidth, minVideoSendBandwidth, maxVideoRecvBandwidth }` in kbps)
  *   //   await client.join(sessionId, join_token, 'Alice', { metadata: { seat: 3 } });
  *   await client.publish(await navigator.mediaDevices.getUserMedia({ audio: true, video: true }));
  *   await client.send({ text: 'hello' });                                // broadcast to the session
@@ -59,6 +60,20 @@
  *   `reconnecting` {reason, stream?, attempt, inMs}, `reconnected` {reason, stream?, attempt},
  *   `reconnectFailed` {reason, stream?, error}.
  */
+
+/**
+ * Bandwidth limits in kbps, as createSession (the session's defaults) and mintToken (one participant's,
+ * instead of the session's) take them: { maxVideoSendBandwidth, minVideoSendBandwidth } on the endpoints
+ * that send to a participant, { maxVideoRecvBandwidth } on those it publishes with; each omitted: unset.
+ */
+const BANDWIDTH_FIELDS = {
+  maxVideoSendBandwidth: 'max_video_send_bandwidth',
+  minVideoSendBandwidth: 'min_video_send_bandwidth',
+  maxVideoRecvBandwidth: 'max_video_recv_bandwidth',
+};
+const bandwidthFields = (bandwidth = {}) => Object.fromEntries(
+  Object.entries(BANDWIDTH_FIELDS).filter(([key]) => bandwidth[key] !== undefined).map(([key, field]) => [field, bandwidth[key]]),
+);
 
 export const PUBLISH = 'publish';
 export const MAIN = 'main';
@@ -181,8 +196,8 @@ export class SignalingClient {
   }
 
   /** Creates a session: {session_id, join_token, name, state}. `apiKey` when the service requires keys. */
-  static createSession({ baseUrl = '', apiKey = null, name = '', maxParticipants } = {}) {
-    const body = { name };
+  static createSession({ baseUrl = '', apiKey = null, name = '', maxParticipants, bandwidth } = {}) {
+    const body = { name, ...bandwidthFields(bandwidth) };
     if (maxParticipants !== undefined) body.max_participants = maxParticipants;
     const headers = apiKey ? { 'X-API-Key': apiKey } : {};
     return request(baseUrl.replace(/\/$/, ''), 'POST', '/sessions', { body, headers });
@@ -192,8 +207,8 @@ export class SignalingClient {
    * Mints a single-use join token with a role (API key; for backends, or a trusted page such as the
    * demo's): resolves {join_token, role, expires_at}. `ttlS` 1 to 86400 (default 3600).
    */
-  static mintToken({ baseUrl = '', apiKey, sessionId, role = 'publisher', displayName, metadata, ttlS } = {}) {
-    const body = { role };
+  static mintToken({ baseUrl = '', apiKey, sessionId, role = 'publisher', displayName, metadata, ttlS, bandwidth } = {}) {
+    const body = { role, ...bandwidthFields(bandwidth) };
     if (displayName !== undefined) body.display_name = displayName;
     if (metadata !== undefined) body.metadata = metadata;
     if (ttlS !== undefined) body.ttl_s = ttlS;

@@ -150,17 +150,21 @@ def test_costs_per_task_kind(
     # The bounds: (MongoDB commands of the task, of its relayed events, KMS round trips, publishes).
     # An offer's KMS work is two transactions: create, subscriptions, connect and processOffer; then
     # the candidates that waited, gatherCandidates and the release of the endpoint it replaces.
-    # A publish offer also reads the running recordings of the publication (one projected read;
+    # A first publish offer also reads the running recordings of the publication (one projected read;
     # media_tasks.recordings.follow_publication), to connect the new endpoint to their recorders.
     # The first offer of a session a worker process handles reads the session's bandwidth defaults
     # (issue 15: set on the new endpoint in its creating transaction); cached per process after that.
     # Likewise the first offer of a participant reads its own limits (a minted token's), cached after.
     assert (first.mongo_ops, first.event_ops, first.kms, first.publishes) == (7, 0, 2, 5)
     assert (candidates.mongo_ops, candidates.event_ops, candidates.kms, candidates.publishes) == (2, 0, 1, 0)
-    # A re-offer reads its publication's subscribers after the claim (issue 15: they are reconnected to
-    # the new endpoint in the gathering transaction, with a requestKeyframe): one read more, no round trip.
-    assert (reoffer.mongo_ops, reoffer.event_ops, reoffer.kms, reoffer.publishes) == (5, 0, 2, 4)
+    # A re-offer of a publication nobody watched or recorded: its state, the claim and the participant
+    # (the claim hands back the `watched` and `recorded` flags, so neither list is read).
+    assert (reoffer.mongo_ops, reoffer.event_ops, reoffer.kms, reoffer.publishes) == (3, 0, 2, 4)
+    # A watched one reads its subscribers after the claim (they are reconnected to the new endpoint in
+    # the gathering transaction, with a requestKeyframe) and its mute state after that transaction (a
+    # mute that raced it is applied again): two reads more, no round trip.
     assert (reoffer_fed.mongo_ops, reoffer_fed.event_ops, reoffer_fed.kms, reoffer_fed.publishes) == (5, 0, 2, 4)
-    # The subscriber's first offer in this process: its own limits read once (above), 3 after that.
-    assert (subscribe.mongo_ops, subscribe.event_ops, subscribe.kms, subscribe.publishes) == (4, 0, 2, 4)
+    # The subscriber's first offer in this process: its own limits read once (above); after its claim it
+    # marks the publication watched and reads what feeds it now (one findAndModify).
+    assert (subscribe.mongo_ops, subscribe.event_ops, subscribe.kms, subscribe.publishes) == (5, 0, 2, 4)
     assert all(cost.kms_stats == cost.kms for cost in meter.costs.values()), report
