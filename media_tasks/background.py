@@ -18,6 +18,7 @@ from media_tasks.orphan_sweep import OrphanSweeper
 from media_tasks.worker_identity import WORKER_ID
 from messaging.publisher import get_publisher
 from models import Lease, OutboxMessage
+from models import clock as database_clock
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ class BackgroundLoop(threading.Thread):
         if self.clock() - self._last_takeover_release >= self.settings.lifetime_sweep_s:
             self._last_takeover_release = self.clock()
             kms_sessions.release_idle_takeovers()
-        now = time.time()
+        now = database_clock.now()  # the leader's lease is judged by every worker: the database's clock
         if not Lease.hold(LEADER_LEASE, WORKER_ID, now, now + 4 * self.settings.kms_health_interval_s):
             self._leading = False
             return

@@ -9,14 +9,13 @@ the task fires, `connectionFailed` goes out only if no recovery was recorded mea
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from messaging import messages
 from messaging.publisher import get_publisher
-from models import PUBLISH, Endpoint
+from models import PUBLISH, Endpoint, clock
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -67,7 +66,7 @@ def on_state_event(
     if state in _BAD:
         if watch is not None:
             watch.maybe_failing = True
-        if Endpoint.mark_failing(participant_id, stream, time.time(), endpoint):
+        if Endpoint.mark_failing(participant_id, stream, clock.now(), endpoint):
             schedule_check(settings.connection_debounce_s)
     elif state in _GOOD and (watch is None or watch.maybe_failing):
         Endpoint.mark_recovered(participant_id, stream, endpoint)
@@ -75,12 +74,25 @@ def on_state_event(
             watch.maybe_failing = False
 
 
-def check_connection(settings: Settings, session_id: str, participant_id: str, stream: str) -> bool:
-    """Runs when the debounce period is over; True if the participant was told."""
-    # A little slack: the countdown may fire a few milliseconds early on another machine's clock.
-    failing_before = time.time() - settings.connection_debounce_s + 0.25
-    if not Endpoint.claim_failure_report(participant_id, stream, failing_before):
-        return False
-    log.info("connection of %s/%s did not recover; telling the participant", participant_id, stream)
-    get_publisher(settings).to_participant(session_id, participant_id, messages.connection_failed(stream))
-    return True
+def check_connection(
+    settings: Settings,
+    session_id: str,
+    participant_id: str,
+    stream: str,
+    schedule_check: Callable[[float], None] | None = None,
+) -> bool:
+    """Runs when the debounce period is over; True if the participant was told.
+
+    The countdown runs on the clocks of the process that scheduled it and of the one that runs it
+    (Celery's ETA), the debounce clock on the database's (models.clock): a check that comes early
+    for a failure still running schedules itself again for the rest of the period."""
+    now = clock.now()
+    # A little slack: the countdown may fire a few milliseconds early.
+    if Endpoint.claim_failure_report(participant_id, stream, now - settings.connection_debounce_s + 0.25):
+        log.info("connection of %s/%s did not recover; telling the participant", participant_id, stream)
+        get_publisher(settings).to_participant(session_id, participant_id, messages.connection_failed(stream))
+        return True
+    failing_since = Endpoint.failing_since(participant_id, stream)
+    if schedule_check is not None and failing_since:
+        schedule_check(max(0.25, failing_since + settings.connection_debounce_s - now))
+    return False

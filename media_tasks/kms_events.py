@@ -24,7 +24,11 @@ def candidate_for_browser(candidate: dict) -> dict:
     }
 
 
-def _schedule_check(settings: Settings, session_id: str, participant_id: str, stream: str) -> Callable[[float], None]:
+def schedule_connection_check(
+    settings: Settings, session_id: str, participant_id: str, stream: str
+) -> Callable[[float], None]:
+    """Enqueues the stream's connection check (connection_watch.check_connection) `delay` seconds from now."""
+
     def schedule(delay: float) -> None:
         task_queue(settings).check_connection(session_id, participant_id, stream, delay_s=delay)
 
@@ -54,7 +58,7 @@ def _handlers(
     settings: Settings, session_id: str, participant_id: str, stream: str, watch: connection_watch.Watch
 ) -> dict[str, Callable[[dict], None]]:
     publisher = get_publisher(settings)
-    schedule = _schedule_check(settings, session_id, participant_id, stream)
+    schedule = schedule_connection_check(settings, session_id, participant_id, stream)
 
     def on_candidate(data: dict) -> None:
         publisher.to_participant(

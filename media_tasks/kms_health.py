@@ -9,14 +9,13 @@ endpoints, and its participants get `mediaServerLost`; they rejoin to get fresh 
 from __future__ import annotations
 
 import logging
-import time
 
 import kurento
 from media_tasks import recordings
 from media_tasks.kms_discovery import media_servers
 from messaging import messages
 from messaging.publisher import get_publisher
-from models import Endpoint, MediaServer, Participant, Session
+from models import Endpoint, MediaServer, Participant, Session, clock
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,7 +39,7 @@ class HealthMonitor:
             self.check(url)
 
     def check(self, url: str) -> None:
-        now = time.time()
+        now = clock.now()
         client = self._clients.get(url)
         if client is not None and not client.connected:
             # Its connection dropped (a dead server closes it at once): asking through it would

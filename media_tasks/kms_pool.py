@@ -14,7 +14,7 @@ import uuid
 
 import kurento
 from media_tasks.kms_discovery import media_servers
-from models import KurentoRef, MediaServer, Session, SessionState
+from models import KurentoRef, MediaServer, Session, SessionState, clock
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -42,11 +42,11 @@ def probe(url: str) -> int | None:
     try:
         used = int(client.server_manager.get_used_memory())
     except kurento.KurentoError:
-        MediaServer.record_failure(url, time.time())
+        MediaServer.record_failure(url, clock.now())
         return None
     finally:
         client.close()
-    MediaServer.record_alive(url, used, time.time())
+    MediaServer.record_alive(url, used, clock.now())
     return used
 
 
@@ -57,7 +57,7 @@ def select_kms(settings: Settings, prefer: str | None = None) -> str:
     """
     if prefer and probe(prefer) is not None:
         return prefer
-    fresh = MediaServer.objects(url__in=media_servers(settings).urls(), checked_at__gt=time.time() - HEALTH_STALE_S)
+    fresh = MediaServer.objects(url__in=media_servers(settings).urls(), checked_at__gt=clock.now() - HEALTH_STALE_S)
     alive = [server for server in fresh if server.alive and server.url != prefer]
     if alive:
         return min(alive, key=lambda server: server.used_memory_kib).url
@@ -85,7 +85,7 @@ def ensure_pipeline(settings: Settings, session_id: str) -> kurento.MediaPipelin
             raise SessionGone(session_id)
         if session.pipeline is not None:
             return session.pipeline
-        now = time.time()
+        now = clock.now()
         if Session.claim_pipeline_creation(session_id, claimer, now, now + claim_ttl_s(settings)):
             return _create_pipeline(settings, session_id, session.lost_kms_url, claimer)
         time.sleep(CLAIM_POLL_S)

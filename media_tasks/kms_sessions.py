@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 
 import kurento
 from media_tasks import recordings
 from media_tasks.kms_events import listen_endpoint_events
 from media_tasks.worker_identity import WORKER_ID
-from models import Endpoint, KmsSession, Recording, Session
+from models import Endpoint, KmsSession, Recording, Session, clock
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -34,19 +33,19 @@ def register_own(client: kurento.KurentoClient) -> None:
     session_id = client.session_id
     if session_id is None or session_id in _registered:
         return
-    KmsSession.register(session_id, client.url, WORKER_ID, time.time())
+    KmsSession.register(session_id, client.url, WORKER_ID, clock.now())
     with _lock:
         _registered.add(session_id)
 
 
 def heartbeat() -> None:
-    KmsSession.heartbeat(WORKER_ID, time.time())
+    KmsSession.heartbeat(WORKER_ID, clock.now())
 
 
 def take_over_stale(settings: Settings) -> list[str]:
     """Claims every KMS session whose holder stopped heartbeating; returns the ones taken."""
     taken = []
-    now = time.time()
+    now = clock.now()  # heartbeats are written and judged on the database's clock
     for stale in KmsSession.stale(now - HEARTBEAT_STALE_S):
         if stale.owner == WORKER_ID or not KmsSession.claim(stale.id, stale.heartbeat_at, WORKER_ID, now):
             continue

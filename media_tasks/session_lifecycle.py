@@ -4,7 +4,6 @@ tier has admitted or marked it (signaling_web.admission), and messages between p
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from media_tasks import recordings
@@ -12,7 +11,7 @@ from media_tasks.kms_pool import NoMediaServer, ensure_pipeline, release_quietly
 from messaging import messages, topology, webhook_events
 from messaging.broker import broker_channel
 from messaging.publisher import get_publisher
-from models import Endpoint, KurentoRef, Participant, Session, streams
+from models import Endpoint, KurentoRef, Participant, Session, clock, streams
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -131,7 +130,7 @@ def finish_rejoin(
 def remove_silent_participants(settings: Settings) -> int:
     """Participants that stopped polling leave as if they had asked; their queues then expire."""
     removed = 0
-    for participant in Participant.silent_since(time.time() - settings.participant_timeout_s):
+    for participant in Participant.silent_since(clock.now() - settings.participant_timeout_s):
         before = Participant.mark_left(participant.id, "timeout")
         if before is None:
             continue

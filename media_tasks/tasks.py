@@ -14,6 +14,7 @@ from typing import Any
 from media_tasks import connection_watch, negotiation, publications, recordings, routing, session_lifecycle, webhooks
 from media_tasks.base_task import MediaTask
 from media_tasks.dispatch import TaskName
+from media_tasks.kms_events import schedule_connection_check
 from media_tasks.kms_pool import SessionGone
 
 
@@ -76,7 +77,13 @@ def rejoin(
 
 
 def check_connection(task: MediaTask, session_id: str, participant_id: str, stream: str) -> None:
-    connection_watch.check_connection(task.settings, session_id, participant_id, stream)
+    connection_watch.check_connection(
+        task.settings,
+        session_id,
+        participant_id,
+        stream,
+        schedule_connection_check(task.settings, session_id, participant_id, stream),
+    )
 
 
 def unpublish(task: MediaTask, session_id: str, participant_id: str, name: str, reason: str) -> None:

@@ -52,7 +52,7 @@ from messaging.delivery_hub import (
 )
 from messaging.messages import Message
 from messaging.overflow import OverflowCounter
-from models import OutboxMessage, Participant, bound_to, database_alias
+from models import OutboxMessage, Participant, bound_to, clock, database_alias
 from settings import Settings
 
 log = logging.getLogger(__name__)
@@ -115,9 +115,9 @@ class LeaseRenewer:
                 owners = dict(self._waiting)
             if not owners:
                 continue
-            now = time.time()
             try:
                 with bound_to(self.database):
+                    now = clock.now()
                     Participant.renew_poll_leases(owners, now, now + LEASE_S)
             except Exception:
                 # A lease that lapses meanwhile is safe: the unique seq index refuses a second mover.
@@ -326,7 +326,7 @@ class Mailbox:
             if lease is not None:
                 return self._deliver(lease, lease.acked_seq, deadline, limit, immediate=wait == 0)
             owner = uuid.uuid4().hex
-            now = time.time()
+            now = clock.now()  # poll leases are judged by every web process: the database's clock
             # The common case in one write: the participant is one of the session, its lease is
             # free, and `after` is not beyond what was handed out.
             leased = Participant.acquire_poll_lease(
@@ -390,7 +390,7 @@ class Mailbox:
             return lease
         # Kept across polls for a while: record what it holds, and learn of drops counted
         # meanwhile, in the one write that also proves it ours.
-        now = time.time()
+        now = clock.now()
         try:
             trimmed = None
             if lease.acked_seq - lease.trimmed_seq >= TRIM_BATCH:
@@ -460,7 +460,7 @@ class Mailbox:
             Participant.release_poll_lease(
                 lease.participant_id,
                 lease.owner,
-                time.time(),
+                clock.now(),
                 trimmed,
                 lease.last_seq if lease.last_seq > lease.recorded_seq else None,
                 lease.dropped_reported,

@@ -239,6 +239,8 @@ class FaultStack:
     extra_env: dict[str, str] = field(default_factory=dict)
     # Per web instance (by index), on top of env: a broker URL through a proxy, a faked clock.
     web_env: dict[int, dict[str, str]] = field(default_factory=dict)
+    # Per worker (by start order, from 0), on top of env: a faked clock.
+    worker_env: dict[int, dict[str, str]] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     mongo: ManagedProcess | None = None
     mongo_port: int = 0
@@ -327,7 +329,8 @@ class FaultStack:
     def start_worker(self) -> ManagedProcess:
         self._worker_seq += 1
         name = f"{self.env['SIGNALING_PREFIX']}-w{self._worker_seq}"
-        worker = processes.start_worker(self.env, self.log_dir, name=name, concurrency=4, extra_args=self.worker_args)
+        env = {**self.env, **self.worker_env.get(self._worker_seq - 1, {})}
+        worker = processes.start_worker(env, self.log_dir, name=name, concurrency=4, extra_args=self.worker_args)
         self.workers.append(worker)
         return worker
 
