@@ -12,6 +12,9 @@ The leading worker (media_tasks.background) runs this every LIFETIME_SWEEP_S:
   MongoDB (made here, models.retention) and by this sweep on the nx-27017 stand-in, which never
   applies TTL indexes.
 - Sessions stored before the listing existed get their place in it (Session.backfill_list_keys).
+- A place reserved by a join that never settled it within ADMISSION_GRACE_S (the join was cut off by
+  a paused database or a killed web process) is given back, and the participant it may have stored
+  removed (release_cut_off_joins).
 - Participants that left RETENTION_S ago are deleted with their outbox entries (no TTL index: the
   entries must go with their participant, which MongoDB cannot cascade).
 
@@ -33,11 +36,15 @@ from settings import Settings
 log = logging.getLogger(__name__)
 
 PURGE_BATCH = 500
+# Longer than any join takes to settle its place: its database operations and broker declarations
+# are each bounded by timeouts of seconds (MONGODB_SOCKET_TIMEOUT_S, TASK_PUBLISH_TIMEOUT_S).
+ADMISSION_GRACE_S = 60.0
 
 
 @dataclass
 class SweepReport:
     closed_sessions: list[str]
+    cut_off_joins: int = 0
     idempotency_records: int = 0
     sessions: int = 0
     task_starts: int = 0
@@ -60,6 +67,19 @@ def close_empty_sessions(settings: Settings, now: float) -> list[str]:
         log.info("session %s closed: empty", session_id)
         closed.append(session_id)
     return closed
+
+
+def release_cut_off_joins(now: float) -> int:
+    """Gives back the places of joins cut off before they settled (see models.session); returns how many.
+    Each revocation is conditional on the entry, so a join settling at the same moment keeps its place."""
+    released = 0
+    for session_id, entry in Session.stale_admissions(now - ADMISSION_GRACE_S):
+        if Session.revoke_admission(session_id, entry, now):
+            participant_id = entry.partition(" ")[0]
+            Participant.discard(participant_id)  # stored, perhaps, but never told it joined
+            log.info("session %s: the place of a join cut off (%s) given back", session_id, participant_id)
+            released += 1
+    return released
 
 
 def ensure_ttl_indexes(settings: Settings) -> None:
@@ -109,8 +129,15 @@ class LifetimeSweeper:
         report = SweepReport(closed_sessions=[])
         if db_reachable_for >= self.settings.empty_session_timeout_s:
             report.closed_sessions = close_empty_sessions(self.settings, now)
+        report.cut_off_joins = release_cut_off_joins(now)
         purge_expired(self.settings, now, report)
         report.list_keys = Session.backfill_list_keys()  # one indexed read once none is left
-        if report.closed_sessions or report.sessions or report.participants or report.idempotency_records:
+        if (
+            report.closed_sessions
+            or report.cut_off_joins
+            or report.sessions
+            or report.participants
+            or report.idempotency_records
+        ):
             log.info("lifetime sweep: %s", report)
         return report

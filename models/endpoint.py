@@ -491,6 +491,15 @@ class Endpoint(Document):
         cls._get_collection().update_one(query, {"$set": {"failed_since": 0.0, "failure_reported": False}})
 
     @classmethod
+    def failing_since(cls, participant_id: str, stream: str) -> float:
+        """When the stream's debounce clock started and no report was made yet (0: not failing)."""
+        doc = cls._get_collection().find_one(
+            {"participant_id": participant_id, "stream": stream, "failure_reported": False},
+            {"failed_since": 1, "_id": 0},
+        )
+        return float(doc.get("failed_since") or 0.0) if doc is not None else 0.0
+
+    @classmethod
     def claim_failure_report(cls, participant_id: str, stream: str, failing_before: float) -> bool:
         """True once per failure that lasted past the debounce period."""
         return bool(

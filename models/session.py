@@ -65,6 +65,13 @@ class Session(Document):
     min_video_send_bandwidth = IntField(default=0)
     max_video_recv_bandwidth = IntField(default=0)
     participant_count = IntField(default=0)
+    # Places being taken: "<participant id> <database time>" from a join's reservation until that join
+    # stored its participant (issue 16, item 7). Whoever removes an entry decides: the join, which then
+    # completes, or the lifetime sweep once ADMISSION_GRACE_S has passed, which gives the place back
+    # (the join was cut off: a paused database, a killed web process). `admitting_count` is its length,
+    # so the sweep finds such sessions with a plain comparison (the stand-in has no $size in queries).
+    admitting = ListField(StringField(), default=list)
+    admitting_count = IntField(default=0)
     join_token = StringField(default=new_join_token)
     pipeline = KurentoObjectField(null=True)
     kms_url = StringField(null=True)
@@ -97,6 +104,7 @@ class Session(Document):
             # (created_at, _id): the nx-27017 stand-in cannot index _id in a compound index.
             "-list_key",
             ("state", "-list_key"),
+            "admitting_count",
         ],
     }
 
@@ -155,18 +163,60 @@ class Session(Document):
         return token if changed else None
 
     @classmethod
-    def reserve_slot(cls, session_id: str) -> bool:
-        """Takes one place if the session is open and not full; atomic against racing joins."""
+    def reserve_slot(cls, session_id: str, participant_id: str, now: float) -> str | None:
+        """Takes one place if the session is open and not full, atomic against racing joins; returns the
+        admission entry the join settles (settle_admission) once its participant is stored, else None."""
         # max_participants never changes after creation, so reading it first is safe; the
         # count itself is only ever moved by conditional $inc.
         doc = cls.objects(id=session_id).only("max_participants", "state").first()
         if doc is None or doc.state == SessionState.CLOSED:
-            return False
-        return bool(
-            cls.objects(
-                id=session_id, participant_count__lt=doc.max_participants, state__ne=SessionState.CLOSED
-            ).update_one(inc__participant_count=1)
+            return None
+        entry = f"{participant_id} {now:.3f}"
+        reserved = cls._get_collection().update_one(
+            {
+                "_id": session_id,
+                "participant_count": {"$lt": doc.max_participants},
+                "state": {"$ne": SessionState.CLOSED},
+            },
+            {"$inc": {"participant_count": 1, "admitting_count": 1}, "$push": {"admitting": entry}},
         )
+        return entry if reserved.modified_count else None
+
+    @classmethod
+    def settle_admission(cls, session_id: str, entry: str) -> str | None:
+        """The join's participant is stored: its place is its own from now on. Returns the session's
+        state (a close may have come meanwhile), or None when the sweep gave the place back first."""
+        doc = cls._get_collection().find_one_and_update(
+            {"_id": session_id, "admitting": entry},
+            {"$pull": {"admitting": entry}, "$inc": {"admitting_count": -1}},
+            {"state": 1},
+        )
+        return None if doc is None else str(doc["state"])
+
+    @classmethod
+    def revoke_admission(cls, session_id: str, entry: str, now: float) -> bool:
+        """Gives back the place of a join that did not settle; False when the entry is gone (settled,
+        or revoked already): exactly one of the join and the sweep gives it back."""
+        revoked = cls._get_collection().update_one(
+            {"_id": session_id, "admitting": entry, "participant_count": {"$gt": 0}},
+            {
+                "$pull": {"admitting": entry},
+                "$inc": {"admitting_count": -1, "participant_count": -1},
+                "$set": {"empty_since": now},
+            },
+        )
+        return revoked.modified_count > 0
+
+    @classmethod
+    def stale_admissions(cls, taken_before: float) -> list[tuple[str, str]]:
+        """(session id, entry) of every place reserved before `taken_before` and not settled: one indexed read."""
+        stale = []
+        for doc in cls._get_collection().find({"admitting_count": {"$gt": 0}}, {"admitting": 1}):
+            for entry in doc.get("admitting") or []:
+                _pid, _, at = entry.rpartition(" ")
+                if float(at) < taken_before:
+                    stale.append((doc["_id"], entry))
+        return stale
 
     @classmethod
     def is_closed(cls, session_id: str) -> bool:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from amqp.exceptions import NotFound
+from pymongo.errors import AutoReconnect
 
 from media_tasks.dispatch import TaskQueue
 from messaging import topology
@@ -26,6 +27,7 @@ from models import (
     ParticipantState,
     Session,
     SessionState,
+    clock,
     streams,
 )
 from models.errors import (
@@ -256,10 +258,15 @@ def _minted_token_refusal(session_id: str, join_token: str) -> Exception:
 
 
 def _admit(settings: Settings, session: Session, participant: Participant) -> None:
-    if not Session.reserve_slot(session.id):
+    """Reserves a place, stores the participant and its queue, then settles the reservation. A join cut
+    off before it settles (a paused database, this process killed) leaves only its admission entry,
+    and the lifetime sweep gives that place back (Session.revoke_admission); see models.session."""
+    entry = Session.reserve_slot(session.id, participant.id, clock.now())
+    if entry is None:
         if Session.is_closed(session.id):
             raise SessionClosed()
         raise SessionFull(session.max_participants)
+    settled = False
     try:
         participant.admit()
         _declare_queue(settings, session.id, participant.id)
@@ -268,11 +275,20 @@ def _admit(settings: Settings, session: Session, participant: Participant) -> No
         # was stored and its queue bound before this read: if the session is still open here,
         # any close comes later, marks this participant left and unbinds its queue; if it is
         # closed, this join undoes itself.
-        if Session.is_closed(session.id):
+        state = Session.settle_admission(session.id, entry)
+        if state is None:
+            raise AutoReconnect("the join took too long and its place was given back: join again")
+        settled = True
+        if state == SessionState.CLOSED:
             raise SessionClosed()
     except Exception as exc:
-        Session.release_slot(session.id)
-        Participant.discard(participant.id)
+        if settled:
+            Session.release_slot(session.id)
+            Participant.discard(participant.id)
+        elif Session.revoke_admission(session.id, entry, clock.now()):
+            Participant.discard(participant.id)
+        # Else the sweep gave the place back (and removed the participant), or the settle went through
+        # unseen: the participant then holds its place, never polls, and is removed as silent.
         _forget_queue(settings, session.id, participant.id, session_closed=isinstance(exc, SessionClosed))
         raise
 

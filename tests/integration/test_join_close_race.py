@@ -42,8 +42,8 @@ def test_a_join_racing_a_close_undoes_itself_and_leaves_the_exchange_deleted(api
 
     reserve = Session.reserve_slot.__func__
 
-    def reserve_then_close(cls, session_id: str) -> bool:
-        reserved = reserve(cls, session_id)
+    def reserve_then_close(cls, session_id: str, participant_id: str, now: float) -> str | None:
+        reserved = reserve(cls, session_id, participant_id, now)
         # The close lands here: after the reservation, before the participant and its queue.
         admission.close(tasks, session_id)
         wait_for(lambda: exchange not in rabbit.exchanges(url), "the close deleted the session exchange")
