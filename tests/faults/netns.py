@@ -33,12 +33,17 @@ def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30, check=check)
 
 
+def tc(netns: str | None, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    argv = ["tc", *(["-n", netns] if netns else []), *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=check)
+
+
 def unavailable_reason() -> str | None:
     """Why this machine cannot run the netns tests, or None when it can."""
     if os.geteuid() != 0:
         return "network namespaces need root"
-    if shutil.which("ip") is None:
-        return "iproute2's `ip` is not installed"
+    if shutil.which("ip") is None or shutil.which("tc") is None:
+        return "iproute2's `ip` and `tc` are not installed"
     probe = f"sfprobe{os.getpid()}"
     made = ip("netns", "add", probe, check=False)
     if made.returncode != 0:
@@ -49,10 +54,12 @@ def unavailable_reason() -> str | None:
 
 @dataclass
 class Link:
-    """A veth pair between this namespace and a host's; `cut()` downs this namespace's end.
+    """A veth pair between this namespace and a host's; `cut()` drops every packet both ways.
 
-    Downing this end (not the host's) keeps the host's routes: its packets leave and vanish, so
-    its connections time out as over a dead switch, instead of failing at once as unreachable."""
+    Both ends stay up with their routes, and each gets a root qdisc that holds no packet
+    (`pfifo limit 0`): packets vanish, so connections time out as over a dead switch. (Downing an
+    end would flush its routes: that side would fail at once as unreachable, and this namespace
+    would send the other side's packets along its default route, off this machine.)"""
 
     netns: str
     root_if: str
@@ -62,12 +69,16 @@ class Link:
     routes: list[str] = field(default_factory=list)  # destinations the host reaches through it
 
     def cut(self) -> None:
-        ip("link", "set", self.root_if, "down")
+        for netns, ifname in ((None, self.root_if), (self.netns, self.peer_if)):
+            tc(netns, "qdisc", "replace", "dev", ifname, "root", "pfifo", "limit", "0")
 
     def heal(self) -> None:
+        for netns, ifname in ((None, self.root_if), (self.netns, self.peer_if)):
+            tc(netns, "qdisc", "del", "dev", ifname, "root", check=False)
+
+    def _up(self) -> None:
         ip("link", "set", self.root_if, "up")
         ip("-n", self.netns, "link", "set", self.peer_if, "up")
-        # Downing a device flushes the routes through it.
         for dest in self.routes:
             ip("-n", self.netns, "route", "replace", dest, "via", self.root_addr, "dev", self.peer_if)
 
@@ -139,7 +150,7 @@ class Network:
         ip("link", "set", root_if, "up")
         ip("-n", netns, "addr", "add", f"{peer_addr}/30", "dev", peer_if)
         link = Link(netns, root_if, peer_if, root_addr, peer_addr, [f"{dest}/32" for dest in routes])
-        link.heal()  # up, with its routes
+        link._up()
         self.links.append(link)
         return link
 
