@@ -18,9 +18,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
-import socket
 import subprocess
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,7 +92,6 @@ class Network:
         self.hosts: list[str] = []
         self.links: list[Link] = []
         self._next_link = FIRST_LINK
-        self._forwarders: list[TcpForwarder] = []
         self._remove_leftovers()
 
     def _reserve(self) -> tuple[int, int]:
@@ -154,15 +151,7 @@ class Network:
         self.links.append(link)
         return link
 
-    def forward(self, listen_host: str, target: tuple[str, int]) -> TcpForwarder:
-        """A TCP forwarder from listen_host (a service address) to target, in this process."""
-        forwarder = TcpForwarder(listen_host, target)
-        self._forwarders.append(forwarder)
-        return forwarder
-
     def close(self) -> None:
-        for forwarder in self._forwarders:
-            forwarder.close()
         self._remove_leftovers()
         os.close(self._lock_fd)
 
@@ -170,50 +159,3 @@ class Network:
 def exec_prefix(netns: str | None) -> list[str]:
     """argv prefix running a command in `netns` (`ip netns exec` execs it: same pid)."""
     return ["ip", "netns", "exec", netns] if netns else []
-
-
-class TcpForwarder:
-    """Accepts on (host, free port) and pipes each connection to `target`: lets a process in a
-    namespace reach a service that listens on 127.0.0.1 only (the shared RabbitMQ)."""
-
-    def __init__(self, host: str, target: tuple[str, int]) -> None:
-        self.target = target
-        self._server = socket.create_server((host, 0))
-        self.address = self._server.getsockname()[:2]
-        self._sockets: list[socket.socket] = []
-        self._closed = False
-        threading.Thread(target=self._accept, name="tcp-forwarder", daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._server.accept()
-                upstream = socket.create_connection(self.target, timeout=10)
-                upstream.settimeout(None)
-            except OSError:
-                if self._closed:
-                    return
-                continue
-            self._sockets += [client, upstream]
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(src, dst), daemon=True).start()
-
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for sock in (src, dst):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self._closed = True
-        self._server.close()
-        for sock in self._sockets:
-            sock.close()

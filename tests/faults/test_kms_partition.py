@@ -4,12 +4,12 @@ KMS-session lease, then reconnected (issue 16, fault 3; the SIGSTOP version is t
 
 Two emulators: the call's sessions are on A, one session is pinned to B. A runs on a test host
 of its own (tests/faults/netns.py), and its only link is cut: it keeps running, keeps its
-sockets, and nothing it sends or is sent arrives. The health monitor must give it up (two failed probes of
-KMS_HEALTH_INTERVAL_S) and tell every participant on it `mediaServerLost`; they rejoin while A is
-still cut off, and each lost session gets exactly one new pipeline, on B. Then the link is healed with the
-pipelines and endpoints of before still in A: nothing names them any more, and the sweep must
-release them once A answers again (else they hold its memory and ports for good). Chat runs
-throughout and loses nothing; the session on B never notices.
+sockets, and nothing it sends or is sent arrives. The health monitor must give it up (two failed
+probes of KMS_HEALTH_INTERVAL_S) and tell every participant on it `mediaServerLost`; they rejoin
+while A is still cut off, and each lost session gets exactly one new pipeline, on B. Then the
+link is healed with the pipelines and endpoints of before still in A: nothing names them any
+more, and the sweep must release them once A answers again (else they hold its memory and ports
+for good). Chat runs throughout and loses nothing; the session on B never notices.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import pytest
 
 from tests.faults.callscript import Chatter, rejoin_all
 from tests.faults.harness import FaultStack, record_figures
-from tests.faults.netns import Network, unavailable_reason
 from tests.faults.test_media_server_loss import (
     B_HEAVIER_KIB,
     check_lost_sessions,
@@ -38,16 +37,6 @@ A, B = 0, 1
 # Longer than the monitor's two failed probes, a request's timeout and the KMS-session lease
 # (media_tasks.kms_sessions.HEARTBEAT_STALE_S).
 CUT_S = 8.0
-
-
-@pytest.fixture
-def network():
-    reason = unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    net = Network()
-    yield net
-    net.close()
 
 
 def test_a_media_server_cut_off_is_given_up_and_what_it_held_is_released_once_reconnected(

@@ -22,10 +22,9 @@ import pytest
 from celery import Celery
 
 from models import Endpoint, KmsSession
-from signaling_cli.processes import all_shard_queues
+from signaling_cli.processes import PYTHON, all_shard_queues, free_port, spawn, wait_for_port
 from tests.faults.callscript import Call, Chatter
 from tests.faults.harness import FaultStack, first_event_after, record_figures
-from tests.faults.netns import Network, unavailable_reason
 from tests.support.emulator_control import raise_event, sessions
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -35,16 +34,6 @@ PARTITION_S = 8.0  # longer than the KMS-session lease (kms_sessions.HEARTBEAT_S
 # database calls (MONGODB_SOCKET_TIMEOUT_S, 10 s) and is retried, on any worker, after the heal.
 ANSWER_BOUND_S = 40.0
 CANDIDATE = "candidate:88 1 UDP 2015363327 10.88.{round}.{n} 41{n:03d} typ host"
-
-
-@pytest.fixture
-def network():
-    reason = unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    net = Network()
-    yield net
-    net.close()
 
 
 def consume(stack: FaultStack, workers, on: bool) -> None:
@@ -121,19 +110,32 @@ def test_a_worker_cut_off_from_mongodb_gives_up_its_kms_sessions_before_they_are
     host_a = network.host("a")
     network.link(host_a, routes=(services,))
     mongo_link = network.link(host_a, routes=(mongo_address,))
-    broker = network.forward(services, ("127.0.0.1", 5672))
-    a_broker_url = vhost_url.replace("127.0.0.1:5672", f"{services}:{broker.address[1]}")
-    stack = FaultStack(
-        fault_dir,
-        vhost_url,
-        kms_count=1,
-        worker_count=2,
-        web_count=1,
-        kms_args=("--test-control",),
-        kms_placement={0: {"host": services}},
-        mongo_host=mongo_address,
-        first_workers=[{"netns": host_a, "env": {"RABBITMQ_URL": a_broker_url}}],
-    ).start()
+    # The shared RabbitMQ listens on this host's loopback only: A reaches it through a relay.
+    relay_port = free_port()
+    relay = spawn(
+        "broker-relay",
+        [PYTHON, "-m", "tests.support.tcp_proxy", str(relay_port), "127.0.0.1:5672", services],
+        {},
+        fault_dir / "logs",
+        relay_port,
+    )
+    wait_for_port(relay_port, 30, relay, services)
+    a_broker_url = vhost_url.replace("127.0.0.1:5672", f"{services}:{relay_port}")
+    try:
+        stack = FaultStack(
+            fault_dir,
+            vhost_url,
+            kms_count=1,
+            worker_count=2,
+            web_count=1,
+            kms_args=("--test-control",),
+            kms_placement={0: {"host": services}},
+            mongo_host=mongo_address,
+            first_workers=[{"netns": host_a, "env": {"RABBITMQ_URL": a_broker_url}}],
+        ).start()
+    except BaseException:
+        relay.kill()
+        raise
     worker_a, others = stack.workers[0], stack.workers[1:]
     call = chatter = None
     cut = False
@@ -170,10 +172,8 @@ def test_a_worker_cut_off_from_mongodb_gives_up_its_kms_sessions_before_they_are
         time.sleep(max(0.0, PARTITION_S - (time.monotonic() - cut_at)))
         mongo_link.heal()
         cut = False
-        healed_at = time.monotonic()
         call.wait_answers(ANSWER_BOUND_S)
-        answered_at_heal = answered_after(call.clients, during)
-        answered_during = answered_at_heal - during
+        answered_during = answered_after(call.clients, during) - during
         gave_up = first_event_after(worker_a.log_path, "no longer used for requests", cut_wall)
         took_over = min(
             at for w in others if (at := first_event_after(w.log_path, "took over KMS session", cut_wall)) is not None
@@ -210,7 +210,6 @@ def test_a_worker_cut_off_from_mongodb_gives_up_its_kms_sessions_before_they_are
                 "given_up_before_taken_over_by_s": round(took_over - gave_up, 2),
                 "events_raised_after_takeover_reach_every_participant_within_s": round(relayed_during, 2),
                 "offers_after_heal_answered_by_the_healed_worker_within_s": round(answered_after_heal, 2),
-                "heal_to_offers_answered_s": round(answered_at_heal - healed_at, 2),
                 "events_raised_after_heal_reach_every_participant_within_s": round(relayed_after, 2),
                 **delivery,
                 **state,
@@ -224,3 +223,4 @@ def test_a_worker_cut_off_from_mongodb_gives_up_its_kms_sessions_before_they_are
         if call:
             call.stop()
         stack.stop()
+        relay.kill()
