@@ -31,6 +31,17 @@ def get_client(url: str, **options: Any) -> KurentoClient:
         return client
 
 
+def retire(session_id: str) -> KurentoClient | None:
+    """Takes the pooled client of KMS session ``session_id`` out of the pool, open: the next
+    `get_client` of its URL builds a new one (a new KMS session); the caller keeps the old one."""
+    with _lock:
+        for url, client in list(_clients.items()):
+            if client.session_id == session_id:
+                del _clients[url]
+                return client
+    return None
+
+
 def close_all() -> None:
     """Close every pooled client (for shutdown hooks and tests)."""
     with _lock:

@@ -5,14 +5,27 @@ and drops it when none is bound. Each worker process heartbeats the KMS sessions
 a session whose heartbeat stops is claimed by one other worker, which binds a new
 connection to it with `connect {sessionId}` and re-attaches the relay callbacks of every
 endpoint recorded under that session.
+
+The heartbeat is a lease. A worker that is alive but cannot renew it (cut off from MongoDB only)
+must stop using its sessions before another may claim them: KMS binds a session to the last
+connection that sends it a request, so its next request would pull every event of the session
+back from the new holder, and endpoints it then created would be recorded under a session
+another worker is answerable for. So after GIVE_UP_S without a renewal (half the time after
+which others may claim), the worker retires the pooled client of each session it holds: no new
+request goes through it (the pool builds a new client, a new KMS session, for the next task), but
+it stays open to relay the events of the endpoints already subscribed, as a taken-over client
+does, until a claim by another worker shows on the next renewal (then it is closed), or until
+nothing needs it (release_idle_takeovers).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 
 import kurento
+from kurento import pool as kurento_pool
 from media_tasks import recordings
 from media_tasks.kms_events import listen_endpoint_events
 from media_tasks.worker_identity import WORKER_ID
@@ -22,24 +35,84 @@ from settings import Settings
 log = logging.getLogger(__name__)
 
 HEARTBEAT_STALE_S = 4.0
+# Renewals come every KMS_HEALTH_INTERVAL_S (0.5 s by default); others claim after HEARTBEAT_STALE_S.
+GIVE_UP_S = HEARTBEAT_STALE_S / 2
+GUARD_EVERY_S = 0.1
 
-_registered: set[str] = set()
+# Own sessions in use -> monotonic time their last renewal was sent (a lease runs from there).
+_renewed: dict[str, float] = {}
+# Own sessions retired for want of renewal: never registered again.
+_given_up: set[str] = set()
 _taken_over: dict[str, kurento.KurentoClient] = {}
 _lock = threading.Lock()
+_guard: threading.Thread | None = None
 
 
 def register_own(client: kurento.KurentoClient) -> None:
     """Records that this process holds the client's KMS session (once per session id)."""
     session_id = client.session_id
-    if session_id is None or session_id in _registered:
+    if session_id is None or session_id in _renewed or session_id in _given_up:
         return
+    sent = time.monotonic()
     KmsSession.register(session_id, client.url, WORKER_ID, clock.now())
     with _lock:
-        _registered.add(session_id)
+        _renewed[session_id] = sent
+    _start_guard()
 
 
 def heartbeat() -> None:
-    KmsSession.heartbeat(WORKER_ID, clock.now())
+    """Renews the lease of every session this process holds; closes the relays of those another
+    worker claimed meanwhile."""
+    sent = time.monotonic()
+    with _lock:
+        expected = set(_renewed) | set(_taken_over)
+    held = KmsSession.heartbeat(WORKER_ID, clock.now())
+    lost = expected - KmsSession.held_by(WORKER_ID) if held != len(expected) else set()
+    with _lock:
+        for session_id in _renewed:
+            _renewed[session_id] = sent
+        claimed = [_taken_over.pop(s) for s in lost if s in _taken_over]
+        for session_id in lost:
+            _renewed.pop(session_id, None)
+    for client in claimed:
+        log.warning("KMS session %s was claimed by another worker: closing this worker's relay", client.session_id)
+        client.close()
+
+
+def _start_guard() -> None:
+    global _guard
+    with _lock:
+        if _guard is not None and _guard.is_alive():
+            return
+        _guard = threading.Thread(target=_guard_loop, name="kms-session-lease", daemon=True)
+        _guard.start()
+
+
+def _guard_loop() -> None:
+    # Its own thread: the background loop's renewal may itself be what hangs on the database.
+    while True:
+        time.sleep(GUARD_EVERY_S)
+        give_up_lapsing(time.monotonic())
+
+
+def give_up_lapsing(now: float) -> list[str]:
+    """Retires the pooled clients of the own sessions not renewed for GIVE_UP_S (see above)."""
+    with _lock:
+        lapsing = [s for s, sent in _renewed.items() if now - sent > GIVE_UP_S]
+        for session_id in lapsing:
+            del _renewed[session_id]
+            _given_up.add(session_id)
+    for session_id in lapsing:
+        client = kurento_pool.retire(session_id)
+        log.warning(
+            "KMS session %s: lease not renewed for %.1f s, no longer used for requests (relays only)",
+            session_id,
+            GIVE_UP_S,
+        )
+        if client is not None:
+            with _lock:
+                _taken_over[session_id] = client
+    return lapsing
 
 
 def take_over_stale(settings: Settings) -> list[str]:
@@ -109,6 +182,6 @@ def release_idle_takeovers() -> list[str]:
 
 
 def taken_over() -> list[str]:
-    """The KMS sessions this process holds for dead workers."""
+    """The KMS sessions this process only relays: held for dead workers, or its own given up."""
     with _lock:
         return list(_taken_over)

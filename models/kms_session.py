@@ -28,8 +28,13 @@ class KmsSession(Document):
         )
 
     @classmethod
-    def heartbeat(cls, owner: str, now: float) -> None:
-        cls.objects(owner=owner).update(set__heartbeat_at=now)
+    def heartbeat(cls, owner: str, now: float) -> int:
+        """Renews every session `owner` holds; returns how many it holds."""
+        return cls.objects(owner=owner).update(set__heartbeat_at=now)
+
+    @classmethod
+    def held_by(cls, owner: str) -> set[str]:
+        return set(cls.objects(owner=owner).scalar("id"))
 
     @classmethod
     def stale(cls, older_than: float) -> list[KmsSession]:

@@ -32,15 +32,17 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
-def wait_for_port(port: int, timeout: float = 30.0, process: ManagedProcess | None = None) -> None:
+def wait_for_port(
+    port: int, timeout: float = 30.0, process: ManagedProcess | None = None, host: str = "127.0.0.1"
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if port_open(port):
+        if port_open(port, host):
             return
         if process is not None and process.popen.poll() is not None:
             raise RuntimeError(f"{process.name} exited with {process.popen.returncode}; see {process.log_path}")
         time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout} s")
 
 
 @dataclass
@@ -90,7 +92,9 @@ def spawn(name: str, argv: list[str], env: dict[str, str], log_dir: Path, port: 
     return ManagedProcess(name, popen, log_path, port)
 
 
-def start_mongo(data_dir: Path, log_dir: Path, port: int | None = None) -> tuple[ManagedProcess, str]:
+def start_mongo(
+    data_dir: Path, log_dir: Path, port: int | None = None, host: str = "127.0.0.1"
+) -> tuple[ManagedProcess, str]:
     """The nx-27017 MongoDB wire-protocol stand-in, on a free port with its files under data_dir."""
     port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -106,7 +110,7 @@ def start_mongo(data_dir: Path, log_dir: Path, port: int | None = None) -> tuple
             "-p",
             str(port),
             "--host",
-            "127.0.0.1",
+            host,
             "--pid-file",
             str(data_dir / "nx-27017.pid"),
             "--log-file",
@@ -116,8 +120,8 @@ def start_mongo(data_dir: Path, log_dir: Path, port: int | None = None) -> tuple
         log_dir,
         port,
     )
-    wait_for_port(port, 30, proc)
-    return proc, f"mongodb://127.0.0.1:{port}/signaling"
+    wait_for_port(port, 30, proc, host)
+    return proc, f"mongodb://{host}:{port}/signaling"
 
 
 def start_emulator(
@@ -149,10 +153,13 @@ def start_worker(
     name: str = "worker1",
     concurrency: int | None = None,
     extra_args: tuple[str, ...] = (),
+    prefix: tuple[str, ...] = (),
 ) -> ManagedProcess:
     """A Celery worker on every shard. `extra_args` go to `celery worker` as they are (the fault
-    tests pass `-I tests.faults.poison_tasks` to load a task that kills its worker)."""
+    tests pass `-I tests.faults.poison_tasks` to load a task that kills its worker); `prefix`
+    wraps the command (the fault tests run a worker in a network namespace of its own)."""
     argv = [
+        *prefix,
         PYTHON,
         "-m",
         "celery",

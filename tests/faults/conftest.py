@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.faults.netns import Network, unavailable_reason
 from tests.support.rabbit import create_vhost, delete_vhost
 
 
@@ -27,3 +28,14 @@ def vhost_url():
     url, vhost = create_vhost(os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//"))
     yield url
     delete_vhost(vhost)
+
+
+@pytest.fixture
+def network():
+    """Test hosts (tests/faults/netns.py); skipped where namespaces cannot be made (not root)."""
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    net = Network()
+    yield net
+    net.close()

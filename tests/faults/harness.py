@@ -25,6 +25,7 @@ import requests
 
 from signaling_cli import processes
 from signaling_cli.processes import ManagedProcess, free_port
+from tests.faults.netns import exec_prefix
 from tests.support.emulator import start_emulator
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -242,6 +243,12 @@ class FaultStack:
     # Per worker (by start order, from 0), on top of env: a faked clock.
     worker_env: dict[int, dict[str, str]] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    # On test hosts (tests/faults/netns.py): each emulator's listening address and namespace
+    # (index -> EmulatorProcess options `host`, `netns`), and MongoDB's address.
+    kms_placement: dict[int, dict[str, str]] = field(default_factory=dict)
+    mongo_host: str = "127.0.0.1"
+    # Workers started before the `worker_count` plain ones: start_worker options (netns, env).
+    first_workers: list[dict] = field(default_factory=list)
     mongo: ManagedProcess | None = None
     mongo_port: int = 0
     kms: list[ManagedProcess] = field(default_factory=list)
@@ -265,7 +272,7 @@ class FaultStack:
             prefix = f"f{secrets.token_hex(3)}"
             self.env = {
                 "RABBITMQ_URL": self.rabbitmq_url,
-                "MONGODB_URI": f"mongodb://127.0.0.1:{self.mongo_port}/signaling",
+                "MONGODB_URI": f"mongodb://{self.mongo_host}:{self.mongo_port}/signaling",
                 "KMS_URLS": ",".join(self.kms_urls),
                 "SECRET_KEY": secrets.token_urlsafe(32),
                 "SIGNALING_PREFIX": prefix,
@@ -281,6 +288,8 @@ class FaultStack:
                 "ORPHAN_GRACE_S": str(ORPHAN_GRACE_S),
                 **self.extra_env,
             }
+            for options in self.first_workers:
+                self.start_worker(**options)
             for _ in range(self.worker_count):
                 self.start_worker()
             for i in range(self.web_count):
@@ -301,6 +310,7 @@ class FaultStack:
             port=port,
             memory_offset_kib=offset,
             extra_args=self.kms_args,
+            **self.kms_placement.get(index, {}),
         )
 
     def kill_kms(self, index: int) -> float:
@@ -322,15 +332,24 @@ class FaultStack:
 
     def start_mongo(self) -> float:
         began = time.monotonic()
-        self.mongo, _uri = processes.start_mongo(self.dir / "mongo", self.log_dir, self.mongo_port or None)
+        self.mongo, _uri = processes.start_mongo(
+            self.dir / "mongo", self.log_dir, self.mongo_port or None, self.mongo_host
+        )
         self.mongo_port = self.mongo.port
         return time.monotonic() - began
 
-    def start_worker(self) -> ManagedProcess:
+    def start_worker(self, netns: str | None = None, env: dict[str, str] | None = None) -> ManagedProcess:
+        """A worker; in `netns` (a test host) with `env` on top of the stack's (its own addresses)."""
         self._worker_seq += 1
         name = f"{self.env['SIGNALING_PREFIX']}-w{self._worker_seq}"
-        env = {**self.env, **self.worker_env.get(self._worker_seq - 1, {})}
-        worker = processes.start_worker(env, self.log_dir, name=name, concurrency=4, extra_args=self.worker_args)
+        worker = processes.start_worker(
+            {**self.env, **self.worker_env.get(self._worker_seq - 1, {}), **(env or {})},
+            self.log_dir,
+            name=name,
+            concurrency=4,
+            extra_args=self.worker_args,
+            prefix=tuple(exec_prefix(netns)),
+        )
         self.workers.append(worker)
         return worker
 

@@ -38,6 +38,7 @@ class EmulatorProcess:
         name: str = "kms",
         extra_args: tuple[str, ...] = (),
         command: list[str] | None = None,
+        netns: str | None = None,
     ) -> None:
         self.log_dir = log_dir
         self.mode = mode
@@ -49,6 +50,7 @@ class EmulatorProcess:
         self.extra_args = extra_args
         # Another server's command line in place of the emulator's ({port} is substituted).
         self.command = command
+        self.netns = netns  # run inside this network namespace (`ip netns exec`: same pid)
         self.process: processes.ManagedProcess | None = None
 
     @property
@@ -58,7 +60,8 @@ class EmulatorProcess:
     def argv(self) -> list[str]:
         if self.command is not None:
             return [part.format(port=self.port) for part in self.command]
-        argv = [processes.PYTHON, "-m", "kms_emulator", "--host", self.host, "--port", str(self.port)]
+        argv = [*(["ip", "netns", "exec", self.netns] if self.netns else [])]
+        argv += [processes.PYTHON, "-m", "kms_emulator", "--host", self.host, "--port", str(self.port)]
         argv += ["--mode", self.mode]
         if self.test_control:
             argv.append("--test-control")

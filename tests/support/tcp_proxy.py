@@ -1,6 +1,8 @@
-"""A TCP relay run as its own process (`python -m tests.support.tcp_proxy PORT HOST:PORT`), so a
-fault test can put it between a web instance and the broker and SIGSTOP it: both sides keep
-their connections open and nothing passes, as with a host lost without a TCP reset."""
+"""A TCP relay run as its own process (`python -m tests.support.tcp_proxy PORT HOST:PORT
+[LISTEN_HOST]`), so a fault test can put it between a web instance and the broker and SIGSTOP it:
+both sides keep their connections open and nothing passes, as with a host lost without a TCP
+reset. LISTEN_HOST (127.0.0.1 by default) lets a process on a test host reach a service that
+listens on this host's loopback only (tests/faults/netns.py)."""
 
 from __future__ import annotations
 
@@ -25,8 +27,9 @@ def _pipe(source: socket.socket, sink: socket.socket) -> None:
 
 def main() -> None:
     port, target = int(sys.argv[1]), sys.argv[2]
+    listen_host = sys.argv[3] if len(sys.argv) > 3 else "127.0.0.1"
     host, _, target_port = target.rpartition(":")
-    listener = socket.create_server(("127.0.0.1", port))
+    listener = socket.create_server((listen_host, port))
     while True:
         client, _ = listener.accept()
         try:
