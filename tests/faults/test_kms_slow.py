@@ -2,9 +2,10 @@
 the others (issue 16, fault 4).
 
 Two emulators: 5 sessions (10 participants, publishing and subscribed to each other) on A, one
-session (2 participants) pinned to B. A is slowed (`delayResponses`, 2 s on every request), then
-every participant on A re-offers all its streams and trickles at once: 20 offers of two KMS
-transactions each, enough to hold every worker thread for many seconds. Meanwhile B's
+session (2 participants) pinned to B; two workers of 4 threads. A is slowed (`delayResponses`,
+2 s on every request), then every participant on A re-offers its publication and trickles at
+once: 10 offers of two KMS transactions each and 10 candidate tasks of one, enough to hold every
+worker thread for several seconds. Meanwhile B's
 participants keep re-offering, one offer after the other: each must be answered within
 FAST_BOUND_S, as if A were not there. Then A's offers must all be answered (late, exactly once),
 and once A is fast again everything on it works as before, with nothing leaked.
@@ -47,10 +48,9 @@ def answered_in(client: Client, request_id: str, timeout: float) -> float:
     return arrived - client.offers[request_id][1]
 
 
-def reoffer_everything(client: Client) -> None:
-    for stream in sorted({stream for stream, _t in client.offers.values()}):
-        client.offer(stream)
-        client.trickle(stream)
+def reoffer(client: Client) -> None:
+    client.offer("publish")
+    client.trickle("publish")
 
 
 def test_a_slow_media_server_does_not_starve_sessions_on_the_other(fault_dir, vhost_url):
@@ -58,8 +58,8 @@ def test_a_slow_media_server_does_not_starve_sessions_on_the_other(fault_dir, vh
         fault_dir,
         vhost_url,
         kms_count=2,
-        worker_count=3,
-        web_count=2,
+        worker_count=2,
+        web_count=1,
         kms_memory_offsets=(0, B_HEAVIER_KIB),
         kms_args=("--test-control",),
         # One shard queue: in a deployment with many sessions every shard holds sessions of every
@@ -79,7 +79,7 @@ def test_a_slow_media_server_does_not_starve_sessions_on_the_other(fault_dir, vh
         control(stack.kms_urls[A], "delayResponses", ms=DELAY_MS)
         slowed = True
         loaded_at = time.monotonic()
-        load = [threading.Thread(target=reoffer_everything, args=(c,)) for c in slow]
+        load = [threading.Thread(target=reoffer, args=(c,)) for c in slow]
         for thread in load:
             thread.start()
         for thread in load:
