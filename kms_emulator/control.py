@@ -106,7 +106,8 @@ def carried_ops(request: dict[str, Any]) -> set[str | None]:
     """The request's own name and, for a transaction, those of the operations it carries."""
     carried = {op_name(request)}
     params = request.get("params")
-    operations = params.get("operations") if request.get("method") == "transaction" and isinstance(params, dict) else None
+    transaction = request.get("method") == "transaction" and isinstance(params, dict)
+    operations = params.get("operations") if transaction and isinstance(params, dict) else None
     if isinstance(operations, list):
         carried |= {op_name(op) for op in operations if isinstance(op, dict)}
     return carried

@@ -26,18 +26,17 @@ from media_tasks.kms_discovery import media_servers
 from settings import Settings
 
 # How long a deferred task waits on the broker: 1 s, doubling with each deferral of the same task up to
-# DEFER_MAX_S, so that a server slow for long is not asked about its queue many times a second
-# (native delayed delivery counts whole seconds).
+# DEFER_MAX_S, so that the tasks of a server slow for long do not cycle through the queue many times a
+# second (native delayed delivery counts whole seconds).
 DEFER_S = 1
 DEFER_MAX_S = 4
+# Tasks stop being deferred this long after their first deferral (in `kms_busy_since`).
+DEFER_WINDOW_S = 30.0
 
 
 def defer_for(deferrals: int) -> int:
     """Seconds to defer a task already deferred `deferrals` times."""
     return min(DEFER_MAX_S, DEFER_S << min(deferrals, 8))
-
-# Tasks stop being deferred this long after their first deferral (in `kms_busy_since`).
-DEFER_WINDOW_S = 30.0
 
 
 class MediaServerBusy(Exception):

@@ -12,15 +12,14 @@ new session's pipeline (every `create`): its first publish fails, and once clear
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 
 import pytest
 
 from tests.faults.callscript import Call, Client, _live_media
 from tests.faults.harness import FaultStack, record_figures
-from tests.faults.test_media_server_loss import B_HEAVIER_KIB, PinnedToB, check_untouched
 from tests.faults.test_kms_slow import answered_in
+from tests.faults.test_media_server_loss import B_HEAVIER_KIB, PinnedToB, check_untouched
 from tests.support.emulator_control import control
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

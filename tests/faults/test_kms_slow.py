@@ -24,7 +24,7 @@ import time
 import pytest
 
 from tests.faults.callscript import Call, Client
-from tests.faults.harness import FaultStack, record_figures
+from tests.faults.harness import FaultStack, in_flight, record_figures
 from tests.faults.test_media_server_loss import B_HEAVIER_KIB, PinnedToB, check_untouched
 from tests.support.emulator_control import control
 
@@ -94,6 +94,12 @@ def test_a_slow_media_server_does_not_starve_sessions_on_the_other(fault_dir, vh
 
         control(stack.kms_urls[A], "delayResponses", ms=0)
         slowed = False
+        call.wait_gathered()
+        cleared_at = time.monotonic()
+        while any(in_flight(w.log_path) for w in stack.workers):  # the slow offers' last transactions
+            assert time.monotonic() - cleared_at < 30, "tasks still running 30 s after the delay was cleared"
+            time.sleep(0.1)
+        idle_after = time.monotonic() - cleared_at
         recovered = [answered_in(c, c.offer("publish"), 30) for c in slow[:2]]
         call.wait_answers()
         delivery = call.check_delivery()
@@ -110,6 +116,7 @@ def test_a_slow_media_server_does_not_starve_sessions_on_the_other(fault_dir, vh
                     "median": round(slow_latencies[len(slow_latencies) // 2], 2),
                     "max": round(slow_latencies[-1], 2),
                 },
+                "workers_idle_after_the_delay_cleared_s": round(idle_after, 2),
                 "offer_to_answer_after_the_delay_cleared_s": [round(x, 2) for x in recovered],
                 "tasks_deferred": len(re.findall(r"\] deferred \d s", stack.worker_logs())),
                 **delivery,
