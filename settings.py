@@ -146,6 +146,11 @@ class Settings:
     when it finishes (succeeded, with its run time), failures and retries as they happen."""
     worker_concurrency: int = 8
     """Threads per worker process; tasks mostly wait on the KMS and the database (WORKER_CONCURRENCY)."""
+    kms_thread_share: float = 0.75
+    """Share of a worker process's threads that the offers and candidates of one media server may hold at once
+    (rounded down; at least 1, and 1 thread always left to the other servers): beyond it a task is put back on
+    its queue for 1 s instead of waiting for a slow server in a thread the others need; 1 = no bound
+    (KMS_THREAD_SHARE)."""
     webhook_urls: tuple[str, ...] = ()
     """The application backend's webhook receivers, comma separated; each gets every event (WEBHOOK_URLS);
     empty = no events at all."""

@@ -34,7 +34,15 @@ One JSON object per frame, `{"command": name, ...}`; the answer is `{"ok": true,
   of that operation, also operations of a transaction, are answered with the JSON-RPC error `code`
   without running, as by a KMS whose element fails. `operation` names an `invoke` operation
   (`processOffer`) or a method (`create`); `type` restricts `create` to one element type
-  (`WebRtcEndpoint`). Lets tests drive the service's handling of errors it does not map.
+  (`WebRtcEndpoint`). `count: 0` fails every such request until `clearFailures` (a KMS whose
+  element is broken for good). Lets tests drive the service's handling of errors it does not map.
+- `clearFailures`: forgets every `failOperation`; answers `{cleared}`, how many were pending.
+- `delayResponses {ms, operation?}`: from now on every request (or every request of `operation`,
+  named as for `failOperation`, and a transaction carrying one) is answered `ms` milliseconds
+  late, as by an overloaded KMS. The request runs on arrival and only its answer waits (on the
+  event loop, per request), so later requests on the same socket, and other sockets, are not held
+  up behind it; events it raises are not delayed. `ms: 0` clears the delay (of that operation, or
+  of every request when none is named); a request with both delays waits the longer.
 """
 
 from __future__ import annotations
@@ -63,19 +71,21 @@ class ControlRecord:
     connections: int = 0
     withheld: set[str] = field(default_factory=set)
     failing: list[InjectedFailure] = field(default_factory=list)
+    # Seconds each answer waits: by operation name, None for every request.
+    delays: dict[str | None, float] = field(default_factory=dict)
 
     def received(self, request: dict[str, Any]) -> bool:
         """Records a decoded request before it runs; False when its response must be withheld."""
         self.requests.append(copy.deepcopy(request))
-        params = request.get("params")
-        carried = {op_name(request)}
-        if request.get("method") == "transaction" and isinstance(params, dict):
-            # A KMS stalling on one operation never answers the transaction that carries it.
-            operations = params.get("operations")
-            carried |= (
-                {op_name(op) for op in operations if isinstance(op, dict)} if isinstance(operations, list) else set()
-            )
-        return not carried & self.withheld
+        # A KMS stalling on one operation never answers the transaction that carries it.
+        return not carried_ops(request) & self.withheld
+
+    def response_delay(self, request: dict[str, Any]) -> float:
+        """Seconds the answer to this request waits (`delayResponses`); 0 for none."""
+        if not self.delays:
+            return 0.0
+        named = [self.delays[name] for name in carried_ops(request) if name in self.delays]
+        return max([self.delays.get(None, 0.0), *named])
 
     def injected_failure(self, request: dict[str, Any]) -> RpcError | None:
         """The error a `failOperation` set up for this request (one of its `count` used), else None."""
@@ -84,11 +94,23 @@ class ControlRecord:
         operation = op_name(request)
         for failure in self.failing:
             if failure.operation == operation and failure.type in (None, params.get("type")):
-                failure.remaining -= 1
-                if failure.remaining <= 0:
-                    self.failing.remove(failure)
+                if failure.remaining is not None:
+                    failure.remaining -= 1
+                    if failure.remaining <= 0:
+                        self.failing.remove(failure)
                 return RpcError(failure.code, failure.message)
         return None
+
+
+def carried_ops(request: dict[str, Any]) -> set[str | None]:
+    """The request's own name and, for a transaction, those of the operations it carries."""
+    carried = {op_name(request)}
+    params = request.get("params")
+    transaction = request.get("method") == "transaction" and isinstance(params, dict)
+    operations = params.get("operations") if transaction and isinstance(params, dict) else None
+    if isinstance(operations, list):
+        carried |= {op_name(op) for op in operations if isinstance(op, dict)}
+    return carried
 
 
 def op_name(request: dict[str, Any]) -> str | None:
@@ -103,7 +125,7 @@ class InjectedFailure:
     operation: str
     code: int
     message: str
-    remaining: int
+    remaining: int | None  # None: until clearFailures
     type: str | None = None
 
 
@@ -175,18 +197,34 @@ async def run_command(emulator: Emulator, request: dict[str, Any]) -> dict[str, 
         return {}
     if command == "failOperation":
         count = int(request.get("count", 1))
-        if count < 1:
-            raise ValueError("count must be at least 1")
+        if count < 0:
+            raise ValueError("count must be at least 1, or 0 for every request until clearFailures")
         kind = request.get("type")
         _record(emulator).failing.append(
             InjectedFailure(
                 operation=str(request["operation"]),
                 code=int(request["code"]),
                 message=str(request.get("message", "injected failure")),
-                remaining=count,
+                remaining=count or None,
                 type=None if kind is None else str(kind),
             )
         )
+        return {}
+    if command == "clearFailures":
+        record = _record(emulator)
+        cleared, record.failing = len(record.failing), []
+        return {"cleared": cleared}
+    if command == "delayResponses":
+        seconds = float(request["ms"]) / 1000.0
+        if seconds < 0:
+            raise ValueError("ms must not be negative")
+        operation = request.get("operation")
+        name = None if operation is None else str(operation)
+        delays = _record(emulator).delays
+        if seconds:
+            delays[name] = seconds
+        else:
+            delays.pop(name, None)
         return {}
     raise ValueError(f"unknown command {command!r}")
 

@@ -12,6 +12,10 @@ A task that fails for good (an error nothing retries, its retries exhausted, or 
 poison) and answers a client's request (its arguments carry `request_id` and `participant_id`:
 offers) tells that client with an `error {request_id, code, message}`, confirmed before the task
 is acknowledged or rejected; otherwise the client would wait for an answer forever.
+
+A task whose media server holds its share of the process's threads (media_tasks.kms_load) is
+deferred: published again under the same id, on the same queue, a second or more later, confirmed before
+this delivery is acknowledged, its retries untouched.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import inspect
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from celery import Task
@@ -27,6 +32,8 @@ from kombu.exceptions import OperationalError as KombuOperationalError
 from pymongo.errors import ConnectionFailure, OperationFailure
 
 import kurento
+from media_tasks import kms_load
+from media_tasks.kms_load import MediaServerBusy
 from media_tasks.kms_pool import NoMediaServer
 from messaging import messages
 from messaging.publisher import PublishNotConfirmed, get_publisher
@@ -38,6 +45,10 @@ if TYPE_CHECKING:
     from media_tasks.celery_app import MediaCelery
 
 log = logging.getLogger(__name__)
+
+# Headers of a deferred task (media_tasks.kms_load): when it was first deferred, and how many times.
+BUSY_SINCE = "kms_busy_since"
+BUSY_DEFERRALS = "kms_busy_deferrals"
 
 
 # Redelivered tasks run one at a time in a process. The tasks fetched together with a poison
@@ -76,7 +87,15 @@ class MediaTask(Task):
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
-            return self._call(args, kwargs)
+            try:
+                with kms_load.task_scope(self._may_defer()):
+                    return self._call(args, kwargs)
+            except MediaServerBusy as busy:
+                deferred = self._defer(busy)
+                if deferred is not None:
+                    raise deferred from busy
+                with kms_load.task_scope(deferrable=False):  # not deferred: it waits its turn instead
+                    return self._call(args, kwargs)
         except (Retry, Ignore):
             raise  # not the end: it runs again later (or was dropped on purpose)
         except Reject as rejected:
@@ -93,6 +112,28 @@ class MediaTask(Task):
             return self._run_and_flush(args, kwargs)
         with _one_redelivered_at_a_time:
             return self._run_redelivered(args, kwargs)
+
+    def _may_defer(self) -> bool:
+        if (self.request.delivery_info or {}).get("redelivered"):
+            return False  # its start was counted (_run_redelivered): it runs now
+        since = self.request.get(BUSY_SINCE)
+        return since is None or time.time() - float(since) < kms_load.DEFER_WINDOW_S
+
+    def _defer(self, busy: MediaServerBusy) -> Retry | None:
+        """The task again, a little later: the same id and retries (the task ran nothing on the media
+        server yet). None when it could not be published: it then runs now."""
+        since = self.request.get(BUSY_SINCE) or time.time()
+        deferrals = int(self.request.get(BUSY_DEFERRALS) or 0)
+        countdown = kms_load.defer_for(deferrals)
+        headers = {BUSY_SINCE: since, BUSY_DEFERRALS: deferrals + 1}
+        signature = self.signature_from_request(self.request, countdown=countdown, headers=headers)
+        try:
+            signature.apply_async()
+        except Exception:  # noqa: BLE001 - waiting for the busy server beats losing the task
+            log.warning("task %s[%s] could not be deferred; it runs now", self.name, self.request.id, exc_info=True)
+            return None
+        log.info("task %s[%s] deferred %d s: %s", self.name, self.request.id, countdown, busy)
+        return Retry(exc=busy, when=countdown, sig=signature)
 
     def _report_failure(self, args: tuple[Any, ...], kwargs: dict[str, Any], code: int, message: str) -> None:
         """Sends `error` to the client whose request this task answers, confirmed, before the ack."""

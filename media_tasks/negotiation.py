@@ -17,7 +17,7 @@ from typing import Any
 
 import kurento
 from kurento import jsonrpc
-from media_tasks import kms_sessions, publications, recordings
+from media_tasks import kms_load, kms_sessions, publications, recordings
 from media_tasks.kms_events import relay_endpoint_events
 from media_tasks.kms_pool import ensure_pipeline, pipeline_of, release_quietly
 from media_tasks.publications import connect_params, forwarded_media_types
@@ -212,6 +212,7 @@ def _negotiate(
     pipeline = pipeline_of(known_element) if known_element else None
     if pipeline is None:
         pipeline = ensure_pipeline(offer.settings, offer.session_id)
+    kms_load.enter(offer.settings, pipeline.client.url)  # nothing done on it yet: may be deferred
     try:
         return _negotiate_on(offer, pipeline, source, own, source_types)
     except kurento.ObjectNotFound as exc:
@@ -219,7 +220,9 @@ def _negotiate(
             raise
         # That pipeline is gone (the session closed, or its media server was replaced): the
         # session says what holds now, or that it is over (SessionGone).
-        return _negotiate_on(offer, ensure_pipeline(offer.settings, offer.session_id), source, own, source_types)
+        pipeline = ensure_pipeline(offer.settings, offer.session_id)
+        kms_load.enter(offer.settings, pipeline.client.url)
+        return _negotiate_on(offer, pipeline, source, own, source_types)
 
 
 def _direction(stream: str) -> dict[str, bool]:
@@ -563,6 +566,8 @@ def add_candidates(
     KMS, and one read to check that a re-offer did not replace the endpoint meanwhile.
     """
     target = Endpoint.stored_kurento(participant_id, stream)
+    if target.kurento is not None:
+        kms_load.enter(settings, KurentoRef.decode(target.kurento).kms_url)  # before any write: may be deferred
     if target.kurento is None:
         if not target.exists and participant_id not in Participant.joined_among([participant_id]):
             return  # a late task of one who left: no record to leave behind
