@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC
 
+from mongoengine.connection import ConnectionFailure as MongoEngineConnectionError
 from pymongo.errors import PyMongoError
 
 from models.connection import current_alias, current_db
@@ -65,7 +66,7 @@ def _measure(offset: _Offset) -> None:
         sent = time.time()
         server = current_db().client.admin.command("hello")["localTime"]
         received = time.time()
-    except PyMongoError as exc:
+    except (PyMongoError, MongoEngineConnectionError) as exc:  # unreachable, or not connected yet
         log.info("database clock not measured (%s); keeping offset %.3f s", exc, offset.seconds)
         return
     if received - sent > MAX_ROUND_TRIP_S:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -12,6 +11,7 @@ from typing import Any
 from mongoengine import BooleanField, DateTimeField, FloatField, IntField, ListField, StringField
 from mongoengine.queryset import QuerySet
 
+from models import clock
 from models.base import Document
 
 
@@ -63,7 +63,7 @@ class Participant(Document):
     poll_owner = StringField(null=True)
     poll_instance = StringField(null=True)
     poll_lease_until = FloatField(default=0.0)
-    last_seen_at = FloatField(default=time.time)
+    last_seen_at = FloatField(default=clock.now)  # judged by the leader: the database's clock
     joined_at = DateTimeField(default=lambda: datetime.now(UTC))
     # Announcements already broadcast ("joined", "left"), so a redelivered task does not repeat them.
     announced = ListField(StringField(), default=list)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from mongoengine import DateTimeField, FloatField, IntField, ListField, Q, StringField
 
+from models import clock
 from models.base import Document
 from models.fields import KurentoObjectField
 
@@ -87,7 +87,7 @@ class Session(Document):
     announced = ListField(StringField(), default=list)
     # Wall-clock time since which no participant has held a place: the creation, then each
     # release of a place (read only while participant_count is 0). EMPTY_SESSION_TIMEOUT_S.
-    empty_since = FloatField(default=time.time)
+    empty_since = FloatField(default=clock.now)
     # When it was closed: its record is deleted RETENTION_S later (TTL index on a date, and the sweep).
     closed_at = DateTimeField(null=True)
     # Its place in the listing (Session.page), from created_at and id; sessions stored before it
@@ -227,7 +227,7 @@ class Session(Document):
         # Every release restarts the empty clock in the same write: when the count reaches 0, the
         # last release is when the session became empty, whatever order racing joins and leaves took.
         cls.objects(id=session_id, participant_count__gt=0).update_one(
-            dec__participant_count=1, set__empty_since=time.time() if now is None else now
+            dec__participant_count=1, set__empty_since=clock.now() if now is None else now
         )
 
     @classmethod

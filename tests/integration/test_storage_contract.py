@@ -91,11 +91,22 @@ def test_a_session_join_token_rotates_only_while_open():  # update_one {state: {
 def test_conditional_inc_caps_participants():  # update_one {count: {$lt: max}} $inc
     session = Session(max_participants=5)
     session.save(force_insert=True)
-    results = race(12, lambda _i: Session.reserve_slot(session.id))
-    assert results.count(True) == 5
-    assert Session.objects(id=session.id).first().participant_count == 5
+    results = race(12, lambda i: Session.reserve_slot(session.id, f"p{i}", 1.0))
+    entries = [entry for entry in results if entry is not None]
+    assert len(entries) == 5
+    stored = Session.objects(id=session.id).first()
+    assert (stored.participant_count, sorted(stored.admitting)) == (5, sorted(entries))
+    # $pull of a scalar matched by array membership: exactly one of two settles/revokes wins
+    assert Session.settle_admission(session.id, entries[0]) == "open"
+    assert Session.settle_admission(session.id, entries[0]) is None
+    assert not Session.revoke_admission(session.id, entries[0], 2.0)
+    assert Session.revoke_admission(session.id, entries[1], 2.0)
+    stored = Session.objects(id=session.id).first()
+    assert (stored.participant_count, stored.admitting_count, len(stored.admitting)) == (4, 3, 3)
+    assert sorted(entry for _sid, entry in Session.stale_admissions(1.5)) == sorted(entries[2:])
+    assert Session.stale_admissions(0.5) == []
     Session.release_slot(session.id)  # {count: {$gt: 0}} $inc -1
-    assert Session.objects(id=session.id).first().participant_count == 4
+    assert Session.objects(id=session.id).first().participant_count == 3
 
 
 def test_find_one_and_update_stores_exactly_one_pipeline():  # findAndModify {pipeline: null} $set

@@ -47,6 +47,7 @@ def loop(monkeypatch):
     monkeypatch.setattr(background, "get_publisher", lambda _s: QuietPublisher())
     monkeypatch.setattr(background.Lease, "hold", classmethod(lambda cls, *a: True))
     monkeypatch.setattr(background.OutboxMessage, "purge_acknowledged", classmethod(lambda cls, *a: 0))
+    monkeypatch.setattr(background.database_clock, "now", lambda: clock.now)
     settings = load_settings({"PARTICIPANT_TIMEOUT_S": "20", "KMS_URLS": ""})
     under_test = background.BackgroundLoop(settings, clock=clock)
     monkeypatch.setattr(under_test.monitor, "check_all", lambda: None)

@@ -17,7 +17,7 @@ import pytest
 
 import kurento
 from messaging import publisher as publisher_module
-from models import Participant, Session, connect_db
+from models import Participant, Session, clock, connect_db
 from settings import Settings, load_settings
 from tests.support.costs import register_mongo_listener
 from tests.support.emulator import InProcessEmulator
@@ -108,7 +108,8 @@ def new_session(max_participants: int = 8) -> Session:
 def new_participant(session: Session, name: str = "alice") -> Participant:
     participant = Participant(session_id=session.id, display_name=name)
     participant.save(force_insert=True)
-    Session.reserve_slot(session.id)
+    entry = Session.reserve_slot(session.id, participant.id, clock.now())
+    assert entry is not None and Session.settle_admission(session.id, entry) == "open"
     return participant
 
 
