@@ -89,8 +89,7 @@ class Settings:
     connection_debounce_s: float = 4.0
     """How long a failed media connection may take to recover before the client is told (CONNECTION_DEBOUNCE_S)."""
     kms_health_interval_s: float = 0.5
-    """How often the health monitor pings every media server, and each worker renews its KMS
-    sessions (KMS_HEALTH_INTERVAL_S; at most 1 s: media_tasks.kms_sessions.GIVE_UP_S is 2 s)."""
+    """How often the health monitor pings every media server (KMS_HEALTH_INTERVAL_S)."""
     orphan_sweep_s: float = 10.0
     """How often the leading worker looks for endpoints no record names (ORPHAN_SWEEP_S)."""
     orphan_grace_s: float = 30.0

@@ -62,7 +62,7 @@ class BackgroundLoop(threading.Thread):
 
     def tick(self) -> None:
         get_publisher(self.settings).heartbeat_check()
-        kms_sessions.heartbeat()
+        kms_sessions.check_renewal()
         if self._db_reachable_since is None:
             self._db_reachable_since = self.clock()
         # Kurento events are relayed outside tasks; their confirms are awaited here.

@@ -122,6 +122,13 @@ def _create_pipeline(
     return pipeline
 
 
+def same_server(a: kurento.MediaObject, b: kurento.MediaObject) -> bool:
+    """Whether two objects live on one media server. Compared by URL, not by client: a worker's client
+    for a server is replaced when it gives its KMS session up (media_tasks.kms_sessions), and objects
+    read before and after that carry different clients of the same server."""
+    return bool(a.client.url == b.client.url)
+
+
 def release_quietly(media_object: kurento.MediaObject | None) -> None:
     """Releases a Kurento object; a server that is gone has released it already."""
     if media_object is None:

@@ -35,7 +35,10 @@ from settings import Settings
 log = logging.getLogger(__name__)
 
 HEARTBEAT_STALE_S = 4.0
-# Renewals come every KMS_HEALTH_INTERVAL_S (0.5 s by default); others claim after HEARTBEAT_STALE_S.
+# Renewals come every RENEW_EVERY_S from a thread of their own, so that nothing slow in the background
+# loop (the leader probing a media server that answers late) delays them; others claim after
+# HEARTBEAT_STALE_S, and the holder gives up after GIVE_UP_S.
+RENEW_EVERY_S = 0.5
 GIVE_UP_S = HEARTBEAT_STALE_S / 2
 GUARD_EVERY_S = 0.1
 
@@ -46,6 +49,8 @@ _given_up: set[str] = set()
 _taken_over: dict[str, kurento.KurentoClient] = {}
 _lock = threading.Lock()
 _guard: threading.Thread | None = None
+_renewer: threading.Thread | None = None
+_renewal_error: Exception | None = None  # what the renewer's last attempt raised
 
 
 def register_own(client: kurento.KurentoClient) -> None:
@@ -79,13 +84,37 @@ def heartbeat() -> None:
         client.close()
 
 
+def check_renewal() -> None:
+    """For the background loop, which judges the database reachable by it: renews here while no
+    renewer thread runs (this process holds no session yet), else raises what the renewer's last
+    attempt raised."""
+    if _renewer is None or not _renewer.is_alive():
+        heartbeat()
+    elif _renewal_error is not None:
+        raise _renewal_error
+
+
 def _start_guard() -> None:
-    global _guard
+    global _guard, _renewer
     with _lock:
-        if _guard is not None and _guard.is_alive():
-            return
-        _guard = threading.Thread(target=_guard_loop, name="kms-session-lease", daemon=True)
-        _guard.start()
+        if _guard is None or not _guard.is_alive():
+            _guard = threading.Thread(target=_guard_loop, name="kms-session-lease", daemon=True)
+            _guard.start()
+        if _renewer is None or not _renewer.is_alive():
+            _renewer = threading.Thread(target=_renew_loop, name="kms-session-renewal", daemon=True)
+            _renewer.start()
+
+
+def _renew_loop() -> None:
+    global _renewal_error
+    while True:
+        time.sleep(RENEW_EVERY_S)
+        try:
+            heartbeat()
+            _renewal_error = None
+        except Exception as exc:  # the database away: the guard gives the sessions up meanwhile
+            _renewal_error = exc
+            log.warning("renewing this worker's KMS sessions failed: %s", exc)
 
 
 def _guard_loop() -> None:

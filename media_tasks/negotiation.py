@@ -19,7 +19,7 @@ import kurento
 from kurento import jsonrpc
 from media_tasks import kms_load, kms_sessions, publications, recordings
 from media_tasks.kms_events import relay_endpoint_events
-from media_tasks.kms_pool import ensure_pipeline, pipeline_of, release_quietly
+from media_tasks.kms_pool import ensure_pipeline, pipeline_of, release_quietly, same_server
 from media_tasks.publications import connect_params, forwarded_media_types
 from messaging import messages, rerun_identity
 from messaging.publisher import get_publisher
@@ -378,7 +378,7 @@ def _subscribers_to_reconnect(offer: Offer, endpoint: kurento.WebRtcEndpoint) ->
     operations: list[tuple[kurento.MediaObject, str, dict[str, Any]]] = [
         (endpoint, "connect", connect_params(sink, media_type))
         for sink in (_proxy(ref) for ref in publication.subscribers.values())
-        if sink.client is endpoint.client  # same media server only: the others went with theirs
+        if same_server(sink, endpoint)  # same media server only: the others went with theirs
         for media_type in media_types
     ]
     return Rewiring(operations, endpoint, (publication.muted_audio, publication.muted_video))
@@ -389,7 +389,7 @@ def _follow_feed(endpoint: kurento.WebRtcEndpoint, fed_by: FeedState, feed: Feed
     connected: the new publish endpoint of a re-offer (whose reconnection read the subscribers before this
     claim), or the kinds a mute changed (applied before this claim)."""
     source = _proxy(feed.kurento)
-    if source.client is not endpoint.client:
+    if not same_server(source, endpoint):
         return None  # moved to another media server: this endpoint goes with its pipeline
     if feed.kurento != fed_by.kurento:
         media_types = forwarded_media_types(feed.muted_audio, feed.muted_video)
@@ -452,7 +452,7 @@ def _start_gathering(
     gathering = tx.invoke(endpoint, "gatherCandidates")
     added = _rewire(tx, rewiring)
     old = _proxy(replaced) if replaced else None
-    released = tx.release(old) if old is not None and old.client is endpoint.client else None
+    released = tx.release(old) if old is not None and same_server(old, endpoint) else None
     try:
         tx.commit()
     except kurento.KurentoUnavailable:
@@ -473,7 +473,7 @@ def _start_gathering(
                 old = None
         else:
             log.info("release of %s failed: %s", replaced, exc)
-    if old is not None and old.client is endpoint.client:
+    if old is not None and same_server(old, endpoint):
         old.client.forget_object(old.id)
         old = None
     release_quietly(old)  # on another media server: its own round trip

@@ -13,7 +13,7 @@ from typing import Any
 
 import kurento
 from media_tasks import recordings
-from media_tasks.kms_pool import release_quietly
+from media_tasks.kms_pool import release_quietly, same_server
 from messaging import messages
 from messaging.publisher import get_publisher
 from models import Endpoint, KurentoRef, Participant, streams
@@ -64,7 +64,7 @@ def apply_mute(settings: Settings, session_id: str, participant_id: str, name: s
         operations = []
         for ref in publication.subscribers.values():
             sink = KurentoRef.decode(ref).proxy()
-            if sink.client is not source.client:
+            if not same_server(sink, source):
                 continue
             for kind, muted in (("AUDIO", publication.muted_audio), ("VIDEO", publication.muted_video)):
                 operations.append((source, "disconnect" if muted else "connect", sink, kind))

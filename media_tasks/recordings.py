@@ -21,7 +21,7 @@ from typing import Any
 
 import kurento
 from media_tasks import kms_sessions
-from media_tasks.kms_pool import pipeline_of, release_quietly
+from media_tasks.kms_pool import pipeline_of, release_quietly, same_server
 from messaging import messages, webhook_events
 from messaging.publisher import get_publisher
 from models import PUBLISH, Endpoint, KurentoRef, Recording
@@ -139,7 +139,7 @@ def follow_publication(
     recorders of its running recordings, so they go on in the same files. Cost: one projected read;
     with recordings, one KMS round trip."""
     recorders = [KurentoRef.decode(ref).proxy() for ref in Recording.active_recorders_of(participant_id, name)]
-    _connect_quietly(new_endpoint, [r for r in recorders if r.client is new_endpoint.client])
+    _connect_quietly(new_endpoint, [r for r in recorders if same_server(r, new_endpoint)])
 
 
 def _connect_quietly(source: kurento.MediaObject, recorders: list[kurento.MediaObject]) -> None:

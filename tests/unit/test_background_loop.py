@@ -41,7 +41,7 @@ def loop(monkeypatch):
         calls["remove_silent"] += 1
         return 0
 
-    monkeypatch.setattr(kms_sessions, "heartbeat", heartbeat)
+    monkeypatch.setattr(kms_sessions, "check_renewal", heartbeat)
     monkeypatch.setattr(kms_sessions, "take_over_stale", take_over)
     monkeypatch.setattr(background.session_lifecycle, "remove_silent_participants", remove_silent)
     monkeypatch.setattr(background, "get_publisher", lambda _s: QuietPublisher())
