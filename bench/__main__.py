@@ -26,7 +26,7 @@ def main() -> None:
     parser.add_argument("--only", help="suite: comma-separated scenarios to run (the others are skipped)")
     parser.add_argument("--out", help="suite, soak: directory for the JSON and PNG (default bench/results)")
     parser.add_argument("--duration", type=float, default=600.0, help="soak: seconds of churn")
-    parser.add_argument("--rate", type=float, default=0.5, help="soak: sessions started per second")
+    parser.add_argument("--rate", type=float, default=0.3, help="soak: sessions started per second")
     parser.add_argument("--sample", type=float, default=30.0, help="soak: seconds between samples")
     parser.add_argument("--warmup", type=float, help="soak: seconds left out of the slopes (default 120)")
     parser.add_argument("--kill-midway", action="store_true", help="soak: SIGKILL a worker and a KMS at half time")

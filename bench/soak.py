@@ -8,10 +8,12 @@ hold the other 3 broadcasts, leave, and the session is closed (DELETE). A sessio
 step is left and closed, and started again once as a fresh session (`retried`).
 
 The deployment is bench/stack.py's, with two signaling-mode KMS emulators (as in the other benches:
-no media) so that a killed one leaves the other to serve, and RETENTION_S=60 / LIFETIME_SWEEP_S=10:
-left participants with their outbox, closed sessions and task starts are deleted a minute after their
-end, so the stored documents reach their steady state within the warm-up. With the default (24 h)
-they grow at the churn rate by design for a day: that is retention, not a leak.
+no media) so that a killed one leaves the other to serve. Lifetimes are shortened so that every
+bounded one ends within the warm-up: RETENTION_S=60 / LIFETIME_SWEEP_S=10 (left participants with
+their outbox, closed sessions and task starts are deleted a minute after their end) and
+PARTICIPANT_QUEUE_EXPIRES_S=60 (a left participant's queue is unbound, not deleted, and expires).
+With the defaults (24 h, 300 s) documents and queues grow at the churn rate by design until their
+lifetime has passed once: that is retention, not a leak.
 
 Sampled every `sample` s (series names in soak.json):
 
@@ -70,7 +72,7 @@ STEP_TIMEOUT_S = 20.0
 FLAT_PCT = 5.0
 FLOORS = {"rss_mib": 2.0}
 DEFAULT_FLOOR = 2.0
-SOAK_ENV = {"RETENTION_S": "60", "LIFETIME_SWEEP_S": "10"}
+SOAK_ENV = {"RETENTION_S": "60", "LIFETIME_SWEEP_S": "10", "PARTICIPANT_QUEUE_EXPIRES_S": "60"}
 
 
 # --- the churn -------------------------------------------------------------------------------------
@@ -120,12 +122,22 @@ class Churn:
             members = [Participant(self.base, session, f"s{index}a{run.attempt}p{k}") for k in range(PARTICIPANTS)]
 
             def each(step: str, fn: Callable[[Participant], Any]) -> None:
+                """`fn` for every member at once; the first failure fails the session."""
                 run.step = step
-                jobs = [gevent.spawn(fn, m) for m in members]
+
+                def quietly(me: Participant) -> BaseException | None:  # gevent would print the traceback
+                    try:
+                        fn(me)
+                    except Exception as exc:  # noqa: BLE001
+                        return exc
+                    return None
+
+                jobs = [gevent.spawn(quietly, m) for m in members]
                 gevent.joinall(jobs, timeout=timeout + 5)
+                gevent.killall([j for j in jobs if not j.dead])
                 for job in jobs:
-                    if not job.successful():
-                        raise job.exception or TimeoutError(f"{step}: still running after {timeout + 5} s")
+                    if not job.successful() or job.value is not None:
+                        raise job.value or TimeoutError(f"{step}: still running after {timeout + 5} s")
 
             def join(me: Participant) -> None:
                 me.connect()
@@ -440,7 +452,7 @@ def _quantile(values: list[float], q: float) -> float | None:
 
 def main(
     duration: float = 600.0,
-    rate: float = 0.5,
+    rate: float = 0.3,
     sample_s: float = 30.0,
     warmup: float | None = None,
     kill: bool = False,
