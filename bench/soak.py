@@ -533,11 +533,12 @@ def main(
         sampler_job = gevent.spawn(sample_loop)
         killer_job = gevent.spawn(killer) if kill else None
         try:
-            # The last sessions end before the last sample.
-            paced = duration - min(STEP_TIMEOUT_S, duration / 4)
+            # Sessions start until the last sample (which must see the churn as every other one
+            # did), then those in flight finish.
+            paced = duration
             pool = churn.run(rate, paced)
-            pool.join(timeout=max(0.0, duration - churn.now()) + STEP_TIMEOUT_S * 6)
             sampler_job.join()
+            pool.join(timeout=STEP_TIMEOUT_S * 6)
             if killer_job is not None:
                 killer_job.join()
         finally:
