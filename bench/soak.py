@@ -121,8 +121,9 @@ class Churn:
             session = service.create_session(max_participants=PARTICIPANTS, name=f"soak{index}")
             members = [Participant(self.base, session, f"s{index}a{run.attempt}p{k}") for k in range(PARTICIPANTS)]
 
-            def each(step: str, fn: Callable[[Participant], Any]) -> None:
-                """`fn` for every member at once; the first failure fails the session."""
+            def each(step: str, fn: Callable[[Participant], Any], waits: int = 1) -> None:
+                """`fn` for every member at once; the first failure fails the session. `waits`:
+                how many waits of up to `timeout` one `fn` makes in turn."""
                 run.step = step
 
                 def quietly(me: Participant) -> BaseException | None:  # gevent would print the traceback
@@ -133,11 +134,12 @@ class Churn:
                     return None
 
                 jobs = [gevent.spawn(quietly, m) for m in members]
-                gevent.joinall(jobs, timeout=timeout + 5)
+                limit = timeout * waits + 5
+                gevent.joinall(jobs, timeout=limit)
                 gevent.killall([j for j in jobs if not j.dead])
                 for job in jobs:
                     if not job.successful() or job.value is not None:
-                        raise job.value or TimeoutError(f"{step}: still running after {timeout + 5} s")
+                        raise job.value or TimeoutError(f"{step}: still running after {limit} s")
 
             def join(me: Participant) -> None:
                 me.connect()
@@ -151,7 +153,7 @@ class Churn:
                     if other is not me:
                         me.subscribe(other, fx.subscribe, fx.subscribe_candidates, timeout=timeout)
 
-            each("subscribe", subscribe_all)
+            each("subscribe", subscribe_all, waits=PARTICIPANTS - 1)
 
             def chat(me: Participant) -> None:
                 me.send({"hello": me.name})
@@ -169,7 +171,7 @@ class Churn:
 
                         me.inbox.wait_for(heard, timeout)
 
-            each("chat delivered", hear_all)
+            each("chat delivered", hear_all, waits=PARTICIPANTS - 1)
             run.step = "leave"
             for member in members:
                 member.leave()
