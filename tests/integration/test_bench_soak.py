@@ -48,3 +48,18 @@ def test_a_short_soak_churns_sessions_and_samples_every_resource(tmp_path):
     assert expected <= set(fits)
     assert all(f["verdict"] in ("flat", "noisy", "GROWS", "falls", "too few samples") for f in fits.values())
     assert (tmp_path / "soak.png").stat().st_size > 0
+
+
+def test_the_verdict_tells_a_trend_from_a_flat_or_scattered_series():
+    from bench.soak import slope, verdict
+
+    minutes = [120 + 30 * k for k in range(17)]
+    rising = verdict("rss_mib/web", slope([(t, 100 + t / 60) for t in minutes]))  # +1 MiB/min
+    assert rising["slope_per_min"] == 1.0 and rising["growth_pct_of_mean_per_10min"] > 5
+    assert rising["verdict"] == "GROWS"
+    assert verdict("rss_mib/web", slope([(t, 100.0) for t in minutes]))["verdict"] == "flat"
+    # +1 fd over the run: under the floor of 2 per 10 min.
+    assert verdict("fds/web", slope([(t, 10 + (t > 300)) for t in minutes]))["verdict"] == "flat"
+    scattered = [(t, 10.0 + (20 if k % 2 else 0) + (8 if k == 16 else 0)) for k, t in enumerate(minutes)]
+    assert verdict("kms/kms/pipelines", slope(scattered))["verdict"] == "noisy"
+    assert verdict("fds/web", slope([(0, 1), (30, 2)]))["verdict"] == "too few samples"
