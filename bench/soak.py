@@ -413,6 +413,28 @@ def kill_midway(procs: dict[str, ManagedProcess], samples: list[dict], at: float
     return report
 
 
+def windows_for(duration: float, warmup: float, kill_at: float | None) -> dict[str, tuple[float, float]]:
+    """The stretches fitted: after warm-up, and its second half (a step to a new high-water mark,
+    e.g. a pool grown at a peak, is flat there; a leak grows in both)."""
+    if kill_at is None:
+        return {"after_warmup": (warmup, duration + 1), "second_half": (max(warmup, duration / 2), duration + 1)}
+    return {"before_kill": (warmup, kill_at), "after_kill": (kill_at + warmup, duration + 1)}
+
+
+def drain(sampler: Sampler, now: Callable[[], float], limit_s: float = 60.0) -> dict[str, Any]:
+    """Once every session is closed: until no KMS holds a pipeline (up to `limit_s`), then one sample.
+    What a closed session leaves behind shows here without the churn's in-flight noise."""
+    began = now()
+    while now() - began < limit_s:
+        try:
+            if not any(probe.figures()["pipelines"] for probe in sampler.kms.values()):
+                break
+        except Exception:  # noqa: BLE001 - asked again
+            pass
+        gevent.sleep(1.0)
+    return {"t": round(now(), 1), "waited_s": round(now() - began, 1), "values": sampler.sample()}
+
+
 def churn_report(runs: list[SessionRun], paced_s: float, kill_at: float | None) -> dict[str, Any]:
     done = [r for r in runs if r.ok]
     failed = [r for r in runs if not r.ok]
@@ -541,6 +563,7 @@ def main(
             pool = churn.run(rate, paced)
             sampler_job.join()
             pool.join(timeout=STEP_TIMEOUT_S * 6)
+            drained = drain(sampler, churn.now)
             if killer_job is not None:
                 killer_job.join()
         finally:
@@ -549,9 +572,7 @@ def main(
             for proc in procs.values():  # the restarted ones are ours to stop
                 proc.stop()
         elapsed = churn.now()
-    windows = {"after_warmup": (warmup, duration + 1)}
-    if kill_at is not None:
-        windows = {"before_kill": (warmup, kill_at), "after_kill": (kill_at + warmup, duration + 1)}
+    windows = windows_for(duration, warmup, kill_at)
     slopes = analyse(samples, windows)
     result = {
         "name": name,
@@ -576,6 +597,7 @@ def main(
         "slopes": slopes,
         "sample_errors": sample_errors,
         "samples": samples,
+        "drained": drained,
         "elapsed_s": round(elapsed, 1),
     }
     (out / f"{name}.json").write_text(json.dumps(result, indent=2, default=str))
@@ -600,6 +622,10 @@ def print_report(result: dict) -> None:
     )
     if result["kill"]:
         print(f"kill: {result['kill']}; all sessions ok from {churn.get('all_ok_after_s')} s after the kill")
+    if result.get("drained"):
+        drained = result["drained"]
+        left = {k: v for k, v in drained["values"].items() if k.startswith(("kms/", "rabbitmq/", "mongodb/"))}
+        print(f"drained (after {drained['waited_s']} s): {left}")
     for window, fits in result["slopes"].items():
         print(f"\n{window} {result['windows'][window]}: slope per min, growth per 10 min in % of mean, verdict")
         width = max(len(n) for n in fits)
@@ -612,3 +638,24 @@ def print_report(result: dict) -> None:
                 f"  {name:<{width}}  mean {fit['mean']:>10}  {fit['slope_per_min']:>+10.3f}/min "
                 f"(±{fit['slope_se']:.3f})  {'' if pct is None else f'{pct:+.1f} %':>9}  {fit['verdict']}"
             )
+
+
+def reanalyse(path: Path) -> dict:
+    """The windows, slopes, plot and report of a saved soak.json again (e.g. after a change here)."""
+    result = json.loads(path.read_text())
+    st = result["settings"]
+    kill_at = st["duration_s"] / 2 if st["kill_midway"] else None
+    result["windows"] = windows_for(st["duration_s"], st["warmup_s"], kill_at)
+    result["slopes"] = analyse(result["samples"], result["windows"])
+    path.write_text(json.dumps(result, indent=2, default=str))
+    from bench.soak_plot import plot
+
+    plot(result, path.with_suffix(".png"))
+    print_report(result)
+    return result
+
+
+if __name__ == "__main__":
+    import sys
+
+    reanalyse(Path(sys.argv[1]))
