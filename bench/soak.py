@@ -86,6 +86,7 @@ class SessionRun:
     ok: bool = False
     step: str = ""
     error: str = ""
+    media_lost: bool = False  # a participant got mediaServerLost (its KMS died under it)
 
 
 @dataclass
@@ -180,6 +181,7 @@ class Churn:
             session = None
             run.step = "done"
         finally:
+            run.media_lost = any(m.inbox.find(lambda msg: msg["type"] == "mediaServerLost") for m in members)
             for member in members:
                 member.stop()
             if session is not None:  # a failed session is still cleaned up, as a careful backend would
@@ -399,11 +401,11 @@ def _restart_kms(old: ManagedProcess) -> ManagedProcess:
     return new
 
 
-def kill_midway(procs: dict[str, ManagedProcess], samples: list[dict], at: float) -> dict[str, Any]:
-    """SIGKILL of worker1 and of the emulator holding more pipelines (last sample), both restarted at once."""
-    last = samples[-1]["values"] if samples else {}
-    kms_name = max((n for n in procs if n.startswith("kms")), key=lambda n: last.get(f"kms/{n}/pipelines", 0))
-    report: dict[str, Any] = {"at_s": round(at, 1), "worker": "worker1", "kms": kms_name}
+def kill_midway(procs: dict[str, ManagedProcess], kms: dict[str, KmsProbe], at: float) -> dict[str, Any]:
+    """SIGKILL of worker1 and of the emulator holding more pipelines now, both restarted at once."""
+    held = {name: probe.figures()["pipelines"] for name, probe in kms.items()}
+    kms_name = max(held, key=lambda n: held[n])
+    report: dict[str, Any] = {"at_s": round(at, 1), "worker": "worker1", "kms": kms_name, "pipelines_held": held}
     for name, restart in (("worker1", _restart_worker), (kms_name, _restart_kms)):
         old = procs[name]
         _kill_tree(old)
@@ -443,6 +445,7 @@ def churn_report(runs: list[SessionRun], paced_s: float, kill_at: float | None) 
         "sessions_started": len(firsts),
         "sessions_completed": len(done),
         "attempts_failed": len(failed),
+        "sessions_that_got_media_server_lost": sum(1 for r in runs if r.media_lost),
         "sessions_retried": sum(1 for r in runs if r.attempt == 2),
         "sessions_lost": sum(1 for r in runs if r.attempt == 2 and not r.ok),
         # Over the time sessions were being started (the last ones end before the soak does).
@@ -459,6 +462,7 @@ def churn_report(runs: list[SessionRun], paced_s: float, kill_at: float | None) 
         after = [r for r in runs if r.started >= kill_at - STEP_TIMEOUT_S * 2]
         bad = [r.started for r in after if not r.ok]
         out["failed_after_kill"] = len(bad)
+        out["media_lost"] = [{"started_s": round(r.started, 1), "ok": r.ok} for r in runs if r.media_lost]
         # From the kill on, every session started this much later or more completed.
         out["all_ok_after_s"] = round(max(0.0, max(bad) - kill_at), 1) if bad else 0.0
         out["last_failure_ended_after_kill_s"] = (
@@ -550,7 +554,7 @@ def main(
             nonlocal kill_report
             assert kill_at is not None
             gevent.sleep(max(0.0, kill_at - churn.now()))
-            kill_report = kill_midway(procs, samples, churn.now())
+            kill_report = kill_midway(procs, sampler.kms, churn.now())
             sampler.procs = procs
             print(f"soak: killed and restarted {kill_report}", flush=True)
 
