@@ -34,7 +34,7 @@ series' mean. `flat` when that growth is at most FLAT_PCT % of the mean or at mo
 floor (FLOORS: 2 MiB, 2 fds/threads/objects/documents); above it, `noisy` when the slope is
 within 2 standard errors of zero (no trend the samples can tell from their scatter), else `GROWS`.
 
-`--kill-midway`: at half time one Celery worker and one emulator (the one holding more pipelines)
+`--kill-midway`: at half time one Celery worker and one emulator (the first to hold a pipeline)
 get SIGKILL (whole process tree) and are started again at once, as a supervisor would, the worker
 under its name and metrics port, the emulator on its port (same URL, no objects). Reported: the
 sessions that failed and were retried, and `all_ok_after_s`: from the kill, every session started
@@ -401,11 +401,20 @@ def _restart_kms(old: ManagedProcess) -> ManagedProcess:
     return new
 
 
-def kill_midway(procs: dict[str, ManagedProcess], kms: dict[str, KmsProbe], at: float) -> dict[str, Any]:
-    """SIGKILL of worker1 and of the emulator holding more pipelines now, both restarted at once."""
-    held = {name: probe.figures()["pipelines"] for name, probe in kms.items()}
+def kill_midway(
+    procs: dict[str, ManagedProcess], kms: dict[str, KmsProbe], now: Callable[[], float], wait_s: float = 30.0
+) -> dict[str, Any]:
+    """SIGKILL of worker1 and of the emulator holding more pipelines, both restarted at once. A call
+    lasts seconds at a light churn, so the kill waits (up to `wait_s`) for a KMS holding one: the
+    death of an idle one would test nothing."""
+    began = now()
+    while True:
+        held = {name: probe.figures()["pipelines"] for name, probe in kms.items()}
+        if any(held.values()) or now() - began > wait_s:
+            break
+        gevent.sleep(0.2)
     kms_name = max(held, key=lambda n: held[n])
-    report: dict[str, Any] = {"at_s": round(at, 1), "worker": "worker1", "kms": kms_name, "pipelines_held": held}
+    report: dict[str, Any] = {"at_s": round(now(), 1), "worker": "worker1", "kms": kms_name, "pipelines_held": held}
     for name, restart in (("worker1", _restart_worker), (kms_name, _restart_kms)):
         old = procs[name]
         _kill_tree(old)
@@ -554,7 +563,7 @@ def main(
             nonlocal kill_report
             assert kill_at is not None
             gevent.sleep(max(0.0, kill_at - churn.now()))
-            kill_report = kill_midway(procs, sampler.kms, churn.now())
+            kill_report = kill_midway(procs, sampler.kms, churn.now)
             sampler.procs = procs
             print(f"soak: killed and restarted {kill_report}", flush=True)
 
@@ -576,6 +585,8 @@ def main(
             for proc in procs.values():  # the restarted ones are ours to stop
                 proc.stop()
         elapsed = churn.now()
+    if kill_report is not None:
+        kill_at = kill_report["at_s"]
     windows = windows_for(duration, warmup, kill_at)
     slopes = analyse(samples, windows)
     result = {
@@ -648,7 +659,7 @@ def reanalyse(path: Path) -> dict:
     """The windows, slopes, plot and report of a saved soak.json again (e.g. after a change here)."""
     result = json.loads(path.read_text())
     st = result["settings"]
-    kill_at = st["duration_s"] / 2 if st["kill_midway"] else None
+    kill_at = result["kill"]["at_s"] if result.get("kill") else None
     result["windows"] = windows_for(st["duration_s"], st["warmup_s"], kill_at)
     result["slopes"] = analyse(result["samples"], result["windows"])
     path.write_text(json.dumps(result, indent=2, default=str))
