@@ -44,6 +44,9 @@ def test_a_short_soak_churns_sessions_and_samples_every_resource(tmp_path):
     assert max(s["values"]["mongodb/participants"] for s in samples) >= 4
     assert samples[-1]["values"]["rss_mib/web"] > 10 and samples[-1]["values"]["threads/worker1"] >= 2
 
+    # Every session closed: the drained sample has every series too.
+    assert expected <= set(result["drained"]["values"])
+
     fits = result["slopes"]["after_warmup"]
     assert expected <= set(fits)
     assert all(f["verdict"] in ("flat", "noisy", "GROWS", "falls", "too few samples") for f in fits.values())
