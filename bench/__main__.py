@@ -2,7 +2,8 @@
 
 `python -m bench suite` is the default; `python -m bench offer_latency` runs the older one-client
 benchmark alone; `python -m bench offer_timeline` the timeline of one offer across the tiers;
-`python -m bench capacity` measures the per-unit costs docs/scaling.md uses.
+`python -m bench capacity` measures the per-unit costs docs/scaling.md uses; `python -m bench soak`
+churns sessions for 10 minutes while sampling every resource (bench/soak.py, docs/reliability.md).
 gevent monkey-patches this process only (the load generator holds thousands of
 long polls); the service's own processes are started normally by bench/stack.py.
 """
@@ -14,7 +15,7 @@ monkey.patch_all()
 import argparse  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-BENCHMARKS = ("suite", "offer_latency", "offer_timeline", "capacity")
+BENCHMARKS = ("suite", "offer_latency", "offer_timeline", "capacity", "soak")
 
 
 def main() -> None:
@@ -23,7 +24,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller numbers, for a smoke run")
     parser.add_argument("--skip-janus", action="store_true")
     parser.add_argument("--only", help="suite: comma-separated scenarios to run (the others are skipped)")
-    parser.add_argument("--out", help="suite: directory for bench.json and bench.png (default bench/results)")
+    parser.add_argument("--out", help="suite, soak: directory for the JSON and PNG (default bench/results)")
+    parser.add_argument("--duration", type=float, default=600.0, help="soak: seconds of churn")
+    parser.add_argument("--rate", type=float, default=0.3, help="soak: sessions started per second")
+    parser.add_argument("--sample", type=float, default=30.0, help="soak: seconds between samples")
+    parser.add_argument("--warmup", type=float, help="soak: seconds left out of the slopes (default 120)")
+    parser.add_argument("--kill-midway", action="store_true", help="soak: SIGKILL a worker and a KMS at half time")
     args = parser.parse_args()
     for name in args.names:
         if name not in BENCHMARKS:
@@ -35,6 +41,9 @@ def main() -> None:
                 parser.error(f"--only: choose from {', '.join(module.SCENARIOS)}")
             out = {"out": Path(args.out)} if args.out else {}
             module.main(quick=args.quick, skip_janus=args.skip_janus, only=only, **out)
+        elif name == "soak":
+            out = {"out": Path(args.out)} if args.out else {}
+            module.main(args.duration, args.rate, args.sample, args.warmup, args.kill_midway, **out)
         elif name == "capacity":
             module.main(quick=args.quick)
         else:

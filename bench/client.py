@@ -30,6 +30,10 @@ class Service:
         body = {"name": name, "max_participants": max_participants}
         return dict(self.http.call("POST", "/sessions", body, headers=self._key))
 
+    def close_session(self, session_id: str) -> None:
+        """DELETE: everyone left gets sessionClosed and the pipeline is released."""
+        self.http.call("DELETE", f"/sessions/{session_id}", headers=self._key)
+
     def mint_token(self, session_id: str, role: str = "publisher") -> str | None:
         """A single-use join token (issue 14's backend flow); None where the service has no such route."""
         try:

@@ -26,7 +26,7 @@ def tree_rss_mib(pid: int) -> float:
 
 def tier(name: str) -> str:
     """Our process names as bench.json calls their tier (workers summed)."""
-    return "workers" if name.startswith("worker") else ("emulator" if name == "kms" else name)
+    return "workers" if name.startswith("worker") else ("emulator" if name.startswith("kms") else name)
 
 
 def by_tier(procs: dict[str, ManagedProcess]) -> dict[str, list[int]]:

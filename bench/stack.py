@@ -25,25 +25,30 @@ def deployment(
     web_processes: int = 1,
     env: dict[str, str] | None = None,
     count: bool = False,
+    kms_count: int = 1,
 ) -> Iterator[tuple[str, dict[str, processes.ManagedProcess]]]:
     """`count`: web and worker processes count their MongoDB commands while a window is open
-    (bench/counting.py); `procs["web"].extra["counts"]` reads every counter."""
+    (bench/counting.py); `procs["web"].extra["counts"]` reads every counter. Emulators are named
+    kms, kms2, ...; each worker's `extra["env"]` is what restarts it (bench/soak.py)."""
     run_dir = Path(tempfile.mkdtemp(prefix="signaling-bench-"))
     logs = run_dir / "logs"
     url, vhost = create_vhost()
     started: list[processes.ManagedProcess] = []
     try:
         mongo, mongo_uri = processes.start_mongo(run_dir / "mongo", logs)
-        kms, kms_url = processes.start_emulator(logs, mode=kms_mode)
-        started += [mongo, kms]
-        env = _env(url, mongo_uri, kms_url) | (install_hook(run_dir) if count else {}) | (env or {})
+        started.append(mongo)
+        kms_urls = []
+        for i in range(kms_count):
+            kms, kms_url = processes.start_emulator(logs, mode=kms_mode, name=f"kms{i + 1}" if i else "kms")
+            started.append(kms)
+            kms_urls.append(kms_url)
+        env = _env(url, mongo_uri, ",".join(kms_urls)) | (install_hook(run_dir) if count else {}) | (env or {})
         metrics_ports = [processes.free_port() for _ in range(workers)]
-        started += [
-            processes.start_worker(
-                {**env, "WORKER_METRICS_PORT": str(port), "BENCH_TIER": "workers"}, logs, name=f"worker{i + 1}"
-            )
-            for i, port in enumerate(metrics_ports)
-        ]
+        for i, port in enumerate(metrics_ports):
+            worker_env = {**env, "WORKER_METRICS_PORT": str(port), "BENCH_TIER": "workers"}
+            worker = processes.start_worker(worker_env, logs, name=f"worker{i + 1}")
+            worker.extra["env"] = worker_env
+            started.append(worker)
         web = processes.start_web({**env, "BENCH_TIER": "web"}, logs, processes=web_processes)
         metrics_urls = [f"http://127.0.0.1:{port}/metrics" for port in metrics_ports]
         # Benchmarks that listen on the broker (Celery task events) need the deployment's settings.
@@ -68,11 +73,11 @@ def deployment(
 BENCH_API_KEY = "bench-api-key"
 
 
-def _env(rabbitmq_url: str, mongo_uri: str, kms_url: str) -> dict[str, str]:
+def _env(rabbitmq_url: str, mongo_uri: str, kms_urls: str) -> dict[str, str]:
     return {
         "RABBITMQ_URL": rabbitmq_url,
         "MONGODB_URI": mongo_uri,
-        "KMS_URLS": kms_url,
+        "KMS_URLS": kms_urls,
         "SECRET_KEY": secrets.token_urlsafe(32),
         "SIGNALING_PREFIX": "bench",
         # The application backend's key: session creation and token minting use it (bench/client.py).
