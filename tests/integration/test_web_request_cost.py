@@ -218,7 +218,8 @@ def test_the_rate_limit_refuses_each_caller_on_its_own_without_the_database(web:
 
 def test_a_join_costs_six_operations_and_one_more_with_a_minted_token(web: Web) -> None:
     """A shared-token join costs what it did before roles (the session read, the place's read and
-    update, the participant insert, the closed check, the participant list); a minted token adds
+    update, the participant insert, the closed check, the participant list; the closed check is the
+    write that settles the place's admission entry since issue 16); a minted token adds
     the one conditional update that consumes it. A subscriber's offer on "publish" is refused from
     its token, without a read."""
     session = web.session()
@@ -238,7 +239,7 @@ def test_a_join_costs_six_operations_and_one_more_with_a_minted_token(web: Web) 
     )
     assert joined.status_code == 201, joined.get_json()
     with_minted = sorted(COUNTER.take())
-    assert shared == ["aggregate", "find", "find", "find", "insert", "update"]
+    assert shared == ["find", "find", "find", "findAndModify", "insert", "update"]
     assert with_minted == sorted([*shared, "findAndModify"])
     subscriber = joined.get_json()
     assert_error(offer(web, session, subscriber), 403)
