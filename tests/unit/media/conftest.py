@@ -18,6 +18,7 @@ import pytest
 import kurento
 from messaging import publisher as publisher_module
 from models import Participant, Session, clock, connect_db
+from models.connection import current_db
 from settings import Settings, load_settings
 from tests.support.costs import register_mongo_listener
 from tests.support.emulator import InProcessEmulator
@@ -73,6 +74,10 @@ def settings(mongodb_uri: str, kms: InProcessEmulator) -> Iterator[Settings]:
         {"MONGODB_URI": database, "KMS_URLS": kms.url, "SECRET_KEY": "unit", "RABBITMQ_URL": "amqp://unit-test//"}
     )
     connect_db(loaded)
+    # Its client made here, on this thread: mongoengine makes a connection's client on first use, and
+    # two threads using a new alias at once (the test's and a Kurento event's, both reading the
+    # database clock) would each make one, the loser dropped unclosed.
+    current_db()
     yield loaded
     kurento.pool.close_all()
 
